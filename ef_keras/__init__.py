@@ -1,0 +1,21 @@
+"""ef-keras: EfficientFormer (Li et al., NeurIPS 2022) for Keras 3 / TensorFlow.
+
+    import ef_keras
+    model = ef_keras.EfficientFormerL1(weights="imagenet")
+    logits = model.predict(ef_keras.preprocess_input(images))
+"""
+
+from ef_keras import layers
+from ef_keras.checkpoint import CheckpointError, load_weights_from_checkpoint
+from ef_keras.config import VARIANTS, ConfigError, EfficientFormerConfig, get_config
+from ef_keras.info import model_info
+from ef_keras.model import (EfficientFormer, EfficientFormerL1, EfficientFormerL3, EfficientFormerL7,
+                            ModelArgumentError)
+from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
+
+__version__ = "0.1.0"
+
+__all__ = ["layers", "CheckpointError", "load_weights_from_checkpoint", "VARIANTS", "ConfigError",
+           "EfficientFormerConfig", "get_config", "model_info", "EfficientFormer", "EfficientFormerL1",
+           "EfficientFormerL3", "EfficientFormerL7", "ModelArgumentError", "IMAGENET_MEAN", "IMAGENET_STD",
+           "preprocess_input"]

@@ -1,0 +1,92 @@
+"""Parameter counts and multiply-accumulate counts of an EfficientFormer architecture.
+
+Two parameter conventions are reported, because both are quoted:
+  * `params_all`: every trainable parameter, as timm counts (BN gamma/beta included, BN
+    running statistics excluded since they are buffers) — L1 12,289,928.
+  * `params_paper`: the paper's count, which leaves out what folds into the convolutions
+    and linears at inference — BatchNorm and the layer scales — and keeps both heads.
+    This rule reproduces all three published counts: 12.25 / 31.33 / 82.11 M (L1/L3/L7).
+GMACs: convolutions (with their bias), linears (without), GELU, LayerNorm and both
+attention matmuls; BatchNorm, ReLU and pooling not counted. This convention reproduces the
+official toolbox's 1.300 / 3.926 / 10.159 GMACs to four digits. It is computed analytically
+from the architecture, so it needs no model build.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ef_keras.config import EfficientFormerConfig, get_config
+
+
+def count_params(model) -> dict[str, int]:
+    """`params_all` (trainable, as timm) and `params_paper` (BatchNorm and layer scales left out)."""
+    import keras
+
+    from ef_keras.layers import LayerScale
+
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    folded = int(sum(np.prod(w.shape) for layer in _all_layers(model)
+                     if isinstance(layer, (keras.layers.BatchNormalization, LayerScale))
+                     for w in layer.trainable_weights))
+    return {"params_all": trainable, "params_paper": trainable - folded}
+
+
+def _all_layers(layer):
+    yield layer
+    for sub in getattr(layer, "_layers", []):
+        yield from _all_layers(sub)
+
+
+def gmacs(config, image_size=(224, 224), classes=1000, distillation=True) -> float:
+    """Multiply-accumulates (×1e9) of one image, in the official toolbox's convention."""
+    cfg = get_config(config)
+    h, w = image_size
+    macs = 0
+
+    def conv(hw, cin, cout, k):  # output grid hw = (h, w); bias counted as one op per output
+        return hw[0] * hw[1] * cout * (k * k * cin + 1)
+
+    grid = (h // 2, w // 2)
+    macs += conv(grid, 3, cfg.stem_widths[0], 3)
+    grid = (grid[0] // 2, grid[1] // 2)
+    macs += conv(grid, cfg.stem_widths[0], cfg.widths[0], 3)
+    for stage, (width, depth) in enumerate(zip(cfg.widths, cfg.depths)):
+        if stage:
+            grid = (grid[0] // 2, grid[1] // 2)
+            macs += conv(grid, cfg.widths[stage - 1], width, 3)
+        n = grid[0] * grid[1]
+        hidden = width * cfg.mlp_ratio
+        num_4d = depth - cfg.num_vit if stage == 3 else depth
+        per_4d = (conv(grid, width, hidden, 1) + n * hidden  # fc1 + GELU
+                  + conv(grid, hidden, width, 1))
+        macs += num_4d * per_4d
+    n, c = grid[0] * grid[1], cfg.widths[3]
+    qkv = cfg.num_heads * (2 * cfg.key_dim + cfg.attn_ratio * cfg.key_dim)
+    vals = cfg.num_heads * cfg.attn_ratio * cfg.key_dim
+    per_3d = (2 * n * c  # LayerNorm 1 and 2 (one op per element each)
+              + n * c * qkv  # qkv linear
+              + cfg.num_heads * n * n * (cfg.key_dim + cfg.attn_ratio * cfg.key_dim)  # q·kᵀ and attn·v
+              + n * vals * c  # proj
+              + n * c * c * cfg.mlp_ratio  # fc1
+              + n * c * cfg.mlp_ratio  # GELU
+              + n * c * cfg.mlp_ratio * c)  # fc2
+    macs += cfg.num_vit * per_3d
+    macs += n * c  # final LayerNorm
+    macs += (2 if distillation else 1) * c * classes
+    return macs / 1e9
+
+
+def model_info(model_or_config, image_size=(224, 224)) -> dict:
+    """Parameters (both conventions) and GMACs of a model, or of a config/variant name (builds it)."""
+    from ef_keras.model import EfficientFormer
+
+    if isinstance(model_or_config, (str, EfficientFormerConfig)):
+        model = EfficientFormer(model_or_config, input_shape=(*image_size, 3))
+    else:
+        model = model_or_config
+    size = tuple(model.image_shape[:2]) if getattr(model, "image_shape", None) else image_size
+    info = {"name": model.config.name, **count_params(model),
+            "gmacs": gmacs(model.config, size, getattr(model, "classes", 1000),
+                           getattr(model, "distillation", True))}
+    return info

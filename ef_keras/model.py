@@ -1,0 +1,191 @@
+"""EfficientFormer models: one generic builder and the named L1/L3/L7 entry points.
+
+`EfficientFormer` is a functional graph built inside a `keras.Model` subclass (the
+keras-hub pattern): `summary()`, feature taps, `.keras` saving and export work with no
+custom `call`, and `get_config()` carries the architecture so `from_config` rebuilds it.
+The constructor follows keras.applications (`include_top, weights, input_shape,
+input_tensor, pooling, classes, classifier_activation`).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from ef_keras import layers as ef_layers
+from ef_keras.config import EfficientFormerConfig, get_config
+
+#: Every stride-2 step halves the grid; the last stage sits at input / 32.
+TOTAL_STRIDE = 32
+DEFAULT_SIZE = 224
+
+
+class ModelArgumentError(ValueError):
+    """Inconsistent model-constructor arguments."""
+
+
+def _grid(input_shape, config: EfficientFormerConfig):
+    """Checks the input shape and returns the last stage's (H, W) token grid."""
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ModelArgumentError(f"input_shape must be (height, width, 3), got {tuple(input_shape)}")
+    h, w = input_shape[0], input_shape[1]
+    if h is None or w is None:
+        if config.num_vit:
+            raise ModelArgumentError(
+                "the attention bias table needs a fixed input size: pass input_shape=(H, W, 3) with H and W "
+                f"multiples of {TOTAL_STRIDE} (e.g. (224, 224, 3))")
+        return None
+    if h % TOTAL_STRIDE or w % TOTAL_STRIDE:
+        raise ModelArgumentError(
+            f"input_shape {tuple(input_shape)}: height and width must be multiples of {TOTAL_STRIDE} "
+            f"(the network downsamples by {TOTAL_STRIDE}); e.g. (224, 224, 3)")
+    return (h // TOTAL_STRIDE, w // TOTAL_STRIDE)
+
+
+@keras.saving.register_keras_serializable(package="ef_keras")
+class EfficientFormer(keras.Model):
+    """EfficientFormer (V1) image classifier or backbone for any architecture config.
+
+    Args:
+        config: an `EfficientFormerConfig`, a variant name ("l1", "l3", "l7") or the path of
+            an architecture JSON (e.g. written by the search).
+        include_top: whether to add the final norm's pooled classifier heads.
+        weights: None (random init), "imagenet" (timm's published distilled ImageNet-1k
+            checkpoint for a named variant, downloaded into the Keras cache) or the path of a
+            checkpoint (`.safetensors`, `.pth`/`.pt`, official or timm key layout).
+        input_shape: (H, W, 3), H and W multiples of 32; default (224, 224, 3). With
+            `num_vit > 0` it must be fixed because the attention bias table is per grid cell.
+        input_tensor: optional Keras tensor to use as the image input.
+        pooling: with `include_top=False`: None returns the (B, H/32, W/32, C4) map after the
+            final LayerNorm, "avg" its token mean (B, C4), "max" its token max.
+        classes: number of classes of the heads.
+        classifier_activation: None for logits, or e.g. "softmax".
+        distillation: add the distillation head (as the reference); the output is then the
+            average of the two heads. Use `heads_model()` to get both logits for training.
+        drop_path_rate: stochastic depth at the last block (linear in block index).
+        name: model name (default "efficientformer_<config.name>").
+
+    Example:
+        >>> import numpy as np, ef_keras
+        >>> model = ef_keras.EfficientFormer("l1")
+        >>> model.predict(np.zeros((1, 224, 224, 3)), verbose=0).shape
+        (1, 1000)
+    """
+
+    def __init__(self, config="l1", include_top=True, weights=None, input_shape=None, input_tensor=None,
+                 pooling=None, classes=1000, classifier_activation=None, distillation=True,
+                 drop_path_rate=0.0, name=None, **kwargs):
+        config = get_config(config if not isinstance(config, dict) else EfficientFormerConfig.from_dict(config))
+        _check_arguments(config, include_top, weights, pooling, classes, drop_path_rate)
+        if input_shape is None:
+            input_shape = (DEFAULT_SIZE, DEFAULT_SIZE, 3) if input_tensor is None else tuple(input_tensor.shape[1:])
+        input_shape = tuple(input_shape)
+        grid = _grid(input_shape, config)
+
+        inputs = keras.Input(shape=input_shape, name="image") if input_tensor is None else input_tensor
+        x = _backbone(inputs, config, grid, drop_path_rate)
+        if include_top:
+            pooled = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+            head = keras.layers.Dense(classes, name="head")(pooled)
+            if distillation:
+                dist = keras.layers.Dense(classes, name="head_dist")(pooled)
+                logits = keras.layers.Average(name="head_average")([head, dist])
+            else:
+                logits = head
+            outputs = keras.layers.Activation(classifier_activation or "linear", name="predictions")(logits)
+        elif pooling == "avg":
+            outputs = keras.layers.GlobalAveragePooling1D(name="avg_pool")(x)
+        elif pooling == "max":
+            outputs = keras.layers.GlobalMaxPooling1D(name="max_pool")(x)
+        else:
+            h, w = grid if grid else (-1, -1)
+            outputs = keras.layers.Reshape((h, w, config.widths[3]), name="features")(x) if grid else x
+
+        super().__init__(inputs=inputs, outputs=outputs, name=name or f"efficientformer_{config.name}", **kwargs)
+        self.config = config
+        self.include_top, self.pooling, self.classes = include_top, pooling, classes
+        self.classifier_activation, self.distillation = classifier_activation, distillation
+        self.drop_path_rate = drop_path_rate
+        self.image_shape = input_shape
+        if weights == "imagenet":
+            from ef_keras.checkpoint import load_imagenet_weights
+            load_imagenet_weights(self)
+        elif weights is not None:
+            from ef_keras.checkpoint import load_weights_from_checkpoint
+            load_weights_from_checkpoint(self, weights)
+
+    def heads_model(self) -> keras.Model:
+        """A model sharing these weights whose outputs are [head_logits, dist_logits].
+
+        This is what hard-distillation training needs: loss on `head` against the labels
+        and on `head_dist` against the teacher's argmax. Requires include_top and distillation.
+        """
+        if not (self.include_top and self.distillation):
+            raise ModelArgumentError("heads_model() needs include_top=True and distillation=True")
+        return keras.Model(self.input, [self.get_layer("head").output, self.get_layer("head_dist").output],
+                           name=f"{self.name}_heads")
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "include_top": self.include_top,
+                "input_shape": list(self.image_shape), "pooling": self.pooling, "classes": self.classes,
+                "classifier_activation": self.classifier_activation, "distillation": self.distillation,
+                "drop_path_rate": self.drop_path_rate, "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _check_arguments(config, include_top, weights, pooling, classes, drop_path_rate):
+    if pooling not in (None, "avg", "max"):
+        raise ModelArgumentError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+    if include_top and pooling is not None:
+        raise ModelArgumentError("pooling applies only with include_top=False (the heads already pool)")
+    if not isinstance(classes, int) or classes <= 0:
+        raise ModelArgumentError(f"classes must be a positive integer, got {classes!r}")
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ModelArgumentError(
+            f"weights='imagenet' has 1000-class heads; got classes={classes}. Build with classes=1000, or "
+            "load the backbone with include_top=False and add your own head")
+    if weights == "imagenet" and config.name not in ("l1", "l3", "l7"):
+        raise ModelArgumentError(
+            f"weights='imagenet' exists only for l1, l3 and l7, not for architecture {config.name!r}")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ModelArgumentError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+
+
+def _backbone(x, config: EfficientFormerConfig, grid, drop_path_rate):
+    """Stem, four stages, the single Flat and the final LayerNorm; returns (B, N, C4) tokens."""
+    rates = iter(ef_layers.drop_path_rates(config.depths, drop_path_rate))
+    x = ef_layers.Stem(config.widths[0], name="stem")(x)
+    for stage, (width, depth) in enumerate(zip(config.widths, config.depths)):
+        if stage:
+            x = ef_layers.Downsample(width, name=f"downsample{stage}")(x)
+        num_4d = depth - config.num_vit if stage == 3 else depth
+        for k in range(num_4d):
+            x = ef_layers.Meta4D(width, config.mlp_ratio, config.pool_size, config.layer_scale_init,
+                                 drop_path=next(rates), name=f"stage{stage}_block{k}")(x)
+    x = ef_layers.Flat(name="flat")(x)
+    for k in range(config.num_vit):
+        # timm/official block indices count the Flat slot, so 3D blocks start at num_4d + 1.
+        x = ef_layers.Meta3D(config.widths[3], grid, config.mlp_ratio, config.key_dim, config.num_heads,
+                             config.attn_ratio, config.layer_scale_init, drop_path=next(rates),
+                             name=f"stage3_block{config.num_4d_last + 1 + k}")(x)
+    return keras.layers.LayerNormalization(epsilon=ef_layers.LN_EPSILON, name="norm")(x)
+
+
+def _variant(variant):
+    def build(include_top=True, weights=None, input_shape=None, input_tensor=None, pooling=None, classes=1000,
+              classifier_activation=None, distillation=True, drop_path_rate=0.0, name=None, **kwargs):
+        return EfficientFormer(variant, include_top=include_top, weights=weights, input_shape=input_shape,
+                               input_tensor=input_tensor, pooling=pooling, classes=classes,
+                               classifier_activation=classifier_activation, distillation=distillation,
+                               drop_path_rate=drop_path_rate, name=name, **kwargs)
+    build.__name__ = f"EfficientFormer{variant.upper()}"
+    build.__doc__ = (f"EfficientFormer-{variant.upper()} (paper Table 1); arguments as `EfficientFormer` "
+                     f"without `config`.")
+    return build
+
+
+EfficientFormerL1 = _variant("l1")
+EfficientFormerL3 = _variant("l3")
+EfficientFormerL7 = _variant("l7")

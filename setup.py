@@ -1,0 +1,41 @@
+"""ef-keras: EfficientFormer for Keras 3 / TensorFlow — models, deployment, latency tables and search."""
+
+from setuptools import find_packages, setup
+
+# Pins known to work together on Python 3.11 (facts file §8.1); `pip check` is clean with them.
+INSTALL_REQUIRES = [
+    "tensorflow-cpu==2.21.0",  # or tensorflow==2.21.0 (same import); list only one
+    "keras==3.15.1",
+    "tensorflow-datasets==4.9.10",
+    "importlib_resources==7.1.0",  # imported by tfds 4.9.10 but not declared for Python >= 3.9
+    "coremltools==9.0",
+    "tf2onnx==1.17.0",
+    "onnx==1.23.2",
+    "onnxruntime==1.32.0",
+    "ai-edge-litert==2.3.0",
+    "absl-py==2.5.1",
+    "safetensors>=0.4",
+    "jsonschema>=4.0",
+    "matplotlib>=3.8",
+    "scikit-learn>=1.4",  # ships the embedded digits dataset
+]
+
+setup(
+    name="ef-keras",
+    version="0.1.0",
+    description="EfficientFormer (vision transformers at MobileNet speed) for Keras 3, with TFLite/CoreML/ONNX "
+                "deployment, on-device latency tables and the latency-driven architecture search",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["ef_keras", "ef_keras.*", "deploy", "deploy.*", "search", "search.*",
+                                    "android_ios_bench", "android_ios_bench.*"]),
+    package_data={"android_ios_bench": ["schema/*.json", "luts/*.json"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "torch": ["torch>=2.1"],  # only to read .pth/.pt checkpoints
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+    entry_points={"console_scripts": ["ef-keras-info=ef_keras.info_cli:run"]},
+    license="Apache-2.0",
+)

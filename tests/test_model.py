@@ -1,0 +1,124 @@
+"""Model construction, heads, saving and the keras.applications-style argument checks."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import TINY, TINY_INPUT
+
+import ef_keras
+from ef_keras.config import ConfigError
+from ef_keras.model import ModelArgumentError
+
+
+def _images(n=2, shape=TINY_INPUT, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, *shape)).astype("float32")
+
+
+def _randomise(model, seed=0):
+    """Weights far from init (layer scale 1e-5 would hide every block)."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        value = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path else rng.standard_normal(w.shape) * 0.2
+        w.assign(value.astype("float32"))
+
+
+@pytest.mark.parametrize("variant", ["l1", "l3", "l7"])
+def test_named_variants_build_with_published_shapes(variant):
+    model = getattr(ef_keras, f"EfficientFormer{variant.upper()}")()
+    assert model.output_shape == (None, 1000) and model.input_shape == (None, 224, 224, 3)
+    assert model.config is ef_keras.VARIANTS[variant]
+    assert model.name == f"efficientformer_{variant}"
+
+
+def test_keras_save_load_gives_identical_outputs(tmp_path):
+    model = ef_keras.EfficientFormer(TINY, input_shape=TINY_INPUT, classes=10)
+    _randomise(model)
+    x = _images()
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, ef_keras.EfficientFormer) and loaded.config == TINY
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def test_l1_keras_save_load_round_trip(tmp_path):
+    model = ef_keras.EfficientFormerL1()
+    _randomise(model)
+    x = _images(1, (224, 224, 3))
+    model.save(tmp_path / "l1.keras")
+    loaded = keras.saving.load_model(tmp_path / "l1.keras")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def test_from_config_round_trip():
+    model = ef_keras.EfficientFormer(TINY, input_shape=TINY_INPUT, classes=7, distillation=False,
+                                     classifier_activation="softmax", drop_path_rate=0.1)
+    clone = ef_keras.EfficientFormer.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.count_params() == model.count_params()
+
+
+def test_output_is_average_of_the_two_heads():
+    model = ef_keras.EfficientFormer(TINY, input_shape=TINY_INPUT, classes=5)
+    _randomise(model)
+    x = _images()
+    head, dist = model.heads_model()(x)
+    assert not np.allclose(head, dist)
+    np.testing.assert_allclose(model(x), (np.asarray(head) + np.asarray(dist)) / 2, atol=1e-6)
+
+
+def test_heads_model_needs_distillation():
+    model = ef_keras.EfficientFormer(TINY, input_shape=TINY_INPUT, distillation=False)
+    with pytest.raises(ModelArgumentError, match="distillation=True"):
+        model.heads_model()
+
+
+@pytest.mark.parametrize("pooling, shape", [(None, (2, 2, 2, 64)), ("avg", (2, 64)), ("max", (2, 64))])
+def test_backbone_outputs(pooling, shape):
+    model = ef_keras.EfficientFormer(TINY, include_top=False, pooling=pooling, input_shape=TINY_INPUT)
+    assert tuple(model(_images()).shape) == shape
+
+
+def test_backbone_without_attention_takes_any_multiple_of_32():
+    cfg = ef_keras.EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_vit=0)
+    model = ef_keras.EfficientFormer(cfg, include_top=False, pooling="avg", input_shape=(None, None, 3))
+    assert tuple(model(_images(1, (96, 64, 3))).shape) == (1, 64)
+
+
+def test_zero_depth_stages_build():
+    cfg = ef_keras.EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(0, 0, 1, 1), num_vit=1)
+    model = ef_keras.EfficientFormer(cfg, input_shape=TINY_INPUT, classes=3)
+    assert tuple(model(_images()).shape) == (2, 3)
+
+
+def test_input_tensor_and_rectangular_grid():
+    inputs = keras.Input((96, 64, 3))
+    model = ef_keras.EfficientFormer(TINY, input_tensor=inputs, classes=4)
+    assert model.get_layer("stage3_block2").token_mixer.resolution == (3, 2)
+    assert tuple(model(_images(1, (96, 64, 3))).shape) == (1, 4)
+
+
+def test_drop_path_changes_training_outputs_only():
+    model = ef_keras.EfficientFormer(TINY, input_shape=TINY_INPUT, drop_path_rate=0.5)
+    _randomise(model)
+    x = _images()
+    np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model(x, training=True), model(x, training=False))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(config="l5"), ConfigError, "unknown EfficientFormer variant"),
+    (dict(config="l1", weights="imagenet", classes=10), ModelArgumentError, "1000-class heads"),
+    (dict(config=TINY, weights="imagenet", input_shape=TINY_INPUT), ModelArgumentError, "only for l1, l3 and l7"),
+    (dict(config="l1", input_shape=(200, 200, 3)), ModelArgumentError, "multiples of 32"),
+    (dict(config="l1", input_shape=(None, None, 3)), ModelArgumentError, "needs a fixed input size"),
+    (dict(config="l1", input_shape=(224, 224)), ModelArgumentError, "height, width, 3"),
+    (dict(config="l1", pooling="avg"), ModelArgumentError, "only with include_top=False"),
+    (dict(config="l1", include_top=False, pooling="mean"), ModelArgumentError, "pooling must be"),
+    (dict(config="l1", classes=0), ModelArgumentError, "positive integer"),
+    (dict(config="l1", drop_path_rate=1.0), ModelArgumentError, "drop_path_rate"),
+])
+def test_bad_arguments_raise_clear_errors(kwargs, error, message):
+    with pytest.raises(error, match=message) as err:
+        ef_keras.EfficientFormer(**kwargs)
+    assert "\n" not in str(err.value)
