@@ -36,6 +36,6 @@ setup(
         "torch": ["torch>=2.1"],  # only to read .pth/.pt checkpoints
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },
-    entry_points={"console_scripts": ["ef-keras-info=ef_keras.info_cli:run"]},
+    entry_points={"console_scripts": ["ef-keras-describe=ef_keras.describe:run"]},
     license="Apache-2.0",
 )

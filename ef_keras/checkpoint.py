@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -214,22 +215,53 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
                 f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}" if unexpected else "") if part)
             + ". Is it a checkpoint of another variant or input size?")
 
-    values = []
+    values, resized = [], []
     for key, target in targets.items():
         value = target.transform(state[key])
         expected = tuple(target.variable.shape)
+        if key.endswith("attention_biases") and value.shape[0] == expected[0] and value.shape != expected \
+                and round(value.shape[1] ** 0.5) ** 2 == value.shape[1]:
+            grid = _attention_grid(model, key)
+            value = _resize_bias_table(value, grid)
+            resized.append(key.removesuffix(".attention_biases"))
         if tuple(value.shape) != expected:
             raise CheckpointError(
                 f"{source}: {key} has shape {tuple(state[key].shape)} (-> {tuple(value.shape)} in Keras layout) "
                 f"but {model.name} expects {expected}. Is it a checkpoint of another variant or input size?")
         values.append((target.variable, value))
     for key, index in index_keys.items():
+        if key.removesuffix(".attention_bias_idxs") in resized:
+            continue
         if key in state and not np.array_equal(state[key], index):
             raise CheckpointError(f"{source}: {key} differs from the {index.shape} relative-position index this "
                                   "model builds; the checkpoint was made for another attention grid")
     for variable, value in values:
         variable.assign(value.astype(variable.dtype))
+    if resized:
+        warnings.warn(f"{source}: resized the attention bias tables of {len(resized)} block(s) bicubically to the "
+                      f"{_attention_grid(model, resized[0] + '.attention_biases')} token grid of this input size; "
+                      "fine-tune at this size for best accuracy", stacklevel=2)
     return model
+
+
+def _attention_grid(model, key):
+    stage, block = re.match(r"stages\.(\d)\.blocks\.(\d+)\.", key).groups()
+    return model.get_layer(f"stage{stage}_block{block}").token_mixer.resolution
+
+
+def _resize_bias_table(table: np.ndarray, grid) -> np.ndarray:
+    """(heads, r·r) relative-position biases of an r×r grid -> (heads, gh·gw), bicubic.
+
+    The reference's detection/segmentation backbones likewise resize their biases
+    bicubically for other resolutions; accuracy is best after fine-tuning at the new size.
+    """
+    import tensorflow as tf
+
+    heads, n = table.shape
+    r = int(round(n ** 0.5))
+    image = tf.convert_to_tensor(table.reshape(heads, r, r, 1), tf.float32)
+    resized = tf.image.resize(image, grid, method="bicubic").numpy()
+    return resized.reshape(heads, grid[0] * grid[1])
 
 
 def _describe(model):
