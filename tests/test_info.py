@@ -18,10 +18,10 @@ def test_gmacs_match_the_official_toolbox(variant):
 
 
 @pytest.mark.parametrize("variant", sorted(PUBLISHED))
-def test_params_match_paper_and_timm(variant, parity_fixture):
+def test_params_match_paper_and_timm(variant, timm_record):
     info = ef_keras.model_info(variant)
     assert round(info["params_paper"] / 1e6, 2) == PUBLISHED[variant][0] / 1e6
-    assert info["params_all"] == parity_fixture(variant)["param_count"]
+    assert info["params_all"] == timm_record["variants"][variant]["params_all"]
 
 
 def test_info_of_a_custom_model_counts_its_own_heads():
