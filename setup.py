@@ -18,6 +18,8 @@ INSTALL_REQUIRES = [
     "jsonschema>=4.0",
     "matplotlib>=3.8",
     "scikit-learn>=1.4",  # ships the embedded digits dataset
+    "scipy>=1.11",  # deploy.mil_eval (CoreML numerics on Linux)
+    "pillow>=10",
 ]
 
 setup(

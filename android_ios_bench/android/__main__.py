@@ -1,0 +1,62 @@
+"""`python -m android_ios_bench.android`: absl flags -> `measure_manifest_android`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from absl import app, flags
+
+MIN_RUNS = 50
+
+flags.DEFINE_string("manifest", None, "manifest.json from android_ios_bench.export (or the analysis --export-only)",
+                    required=True)
+flags.DEFINE_string("benchmark-binary", None, "TensorFlow Lite benchmark_model built for the phone's ABI",
+                    required=True)
+flags.DEFINE_string("lut-out", None, "LUT JSON to write (resumed if it exists; raw outputs in LUT.records/)",
+                    required=True)
+flags.DEFINE_bool("use-gpu", False, "run with the GPU delegate (--use_gpu=true)")
+flags.DEFINE_bool("use-nnapi", False, "run with the NNAPI delegate (--use_nnapi=true)")
+flags.DEFINE_integer("threads", 4, "CPU threads (--num_threads)")
+flags.DEFINE_string("serial", None, "adb serial of the phone when several are attached")
+flags.DEFINE_string("adb", None, "adb executable (default: adb on PATH)")
+flags.DEFINE_integer("warmup-runs", 10, "benchmark_model --warmup_runs")
+flags.DEFINE_integer("num-runs", 100, f"benchmark_model --num_runs (>= {MIN_RUNS})")
+flags.DEFINE_integer("rounds", 1, "benchmark every model this many times, in shuffled rounds")
+flags.DEFINE_multi_string("benchmark-arg", [], "extra benchmark_model flag, e.g. --benchmark-arg=--use_xnnpack=false")
+flags.DEFINE_list("keys", None, "measure only these manifest keys")
+
+
+def _main(argv):
+    del argv
+    from android_ios_bench.android import AndroidSettings, measure_manifest_android
+
+    F = flags.FLAGS
+    if F["num-runs"].value < MIN_RUNS:
+        raise ValueError(f"--num-runs {F['num-runs'].value} is too few for a median; use >= {MIN_RUNS}")
+    settings = AndroidSettings(threads=F.threads, use_gpu=F["use-gpu"].value, use_nnapi=F["use-nnapi"].value,
+                               warmup_runs=F["warmup-runs"].value, num_runs=F["num-runs"].value, rounds=F.rounds,
+                               extra_args=tuple(F["benchmark-arg"].value))
+
+    def progress(done, total, key, stats):
+        print(f"[{done}/{total}] {key}: median {stats['median_ms']:.3f} ms ({stats['runs']} runs)",
+              file=sys.stderr, flush=True)
+
+    doc = measure_manifest_android(F.manifest, F["benchmark-binary"].value, F["lut-out"].value, settings=settings,
+                                   serial=F.serial, adb=F.adb, keys=F.keys, progress=progress,
+                                   command="python -m android_ios_bench.android " + shlex.join(sys.argv[1:]))
+    print(f"wrote {F['lut-out'].value}: {len(doc['entries'])} entries ({doc['device']['name']})")
+
+
+def main():
+    def run(argv):
+        try:
+            _main(argv)
+        except ValueError as e:  # AndroidError, BenchmarkOutputError, LUTError are ValueErrors
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+    app.run(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Micro-model export: every unit of a search space -> .tflite / .mlpackage + manifest.json.
+
+    python -m android_ios_bench.export --out /tmp/lut_models [--coreml] [--max-widths 96,192,384,768]
+
+The manifest is the input of all harnesses (host, Android, iOS). Conversion goes through
+`deploy.to_tflite` / `deploy.to_coreml`, the converters the full models use, so a unit is
+timed in the exact form it has inside a deployed model. Exporting is resumable: the manifest
+is rewritten atomically after every unit and units whose files exist are skipped. Other tools
+(the latency analysis) add their own micro-models to a manifest through `export_items`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+from android_ios_bench import __version__
+from android_ios_bench.lut import (LUTError, ManifestError, MANIFEST_FORMAT, FORMAT_VERSION, load_manifest,
+                                   now_iso, save_manifest)
+from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
+
+MANIFEST_NAME = "manifest.json"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestItem:
+    """One micro-model to export: its LUT key, kind, unit fields, a model factory and a group."""
+
+    key: str
+    kind: str
+    unit: dict[str, Any]
+    input_shape: tuple[int, ...]
+    build: Callable[[], Any]
+    group: str = "lut"
+
+
+def lut_items(space: SearchSpace) -> list[ManifestItem]:
+    """The search space's units as manifest items."""
+    def item(u: Unit) -> ManifestItem:
+        return ManifestItem(u.key, u.kind, u.unit, u.input_shape, lambda: build_unit(u))
+    return [item(u) for u in search_space_units(space)]
+
+
+def _empty_manifest(search_space: dict, precision: str) -> dict:
+    return {"format": MANIFEST_FORMAT, "version": FORMAT_VERSION, "created": now_iso(), "tool_version": __version__,
+            "precision": precision, "search_space": search_space, "entries": []}
+
+
+def open_manifest(out_dir: str, search_space: dict, precision: str) -> dict:
+    """The manifest in `out_dir` (to resume into), or a new one; refuses a different space/precision."""
+    path = os.path.join(out_dir, MANIFEST_NAME)
+    if not os.path.exists(path):
+        return _empty_manifest(search_space, precision)
+    doc = load_manifest(path)
+    if doc["precision"] != precision:
+        raise ManifestError(f"{path} holds {doc['precision']} models, not {precision}; use another --out directory")
+    if doc["search_space"] != search_space:
+        raise ManifestError(f"{path} was exported for another search space (max widths "
+                            f"{doc['search_space']['max_widths']}, input {doc['search_space']['input_size']}); "
+                            "use another --out directory")
+    return doc
+
+
+def export_items(items: Iterable[ManifestItem], out_dir: str, *, search_space: dict, tflite: bool = True,
+                 coreml: bool = False, precision: str = "fp32", verify: bool = False,
+                 progress: Callable[[int, int, str, float], None] | None = None) -> dict:
+    """Exports every item not already exported into `out_dir` and returns the manifest.
+
+    Files go to out_dir/tflite/<key>.tflite and out_dir/coreml/<key>.mlpackage (paths in the
+    manifest are relative to out_dir). `progress(done, total, key, seconds)` is called per item.
+    """
+    import deploy
+    import keras
+
+    if precision not in PRECISIONS:
+        raise LUTError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not (tflite or coreml):
+        raise LUTError("nothing to export: enable tflite and/or coreml")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, MANIFEST_NAME)
+    manifest = open_manifest(out_dir, search_space, precision)
+    manifest.pop("_dir", None)
+    by_key = {e["key"]: e for e in manifest["entries"]}
+    items = list(items)
+    for done, item in enumerate(items, start=1):
+        entry = by_key.get(item.key) or {"key": item.key, "kind": item.kind, "unit": dict(item.unit),
+                                         "input_shape": list(item.input_shape), "input_dtype": "float32",
+                                         "tflite": None, "coreml": None, "group": item.group}
+        todo = [fmt for fmt, on in (("tflite", tflite), ("coreml", coreml))
+                if on and not (entry[fmt] and os.path.exists(os.path.join(out_dir, entry[fmt])))]
+        start = time.perf_counter()
+        if todo:
+            model = item.build()
+            for fmt in todo:
+                rel = os.path.join(fmt, item.key + (".tflite" if fmt == "tflite" else ".mlpackage"))
+                os.makedirs(os.path.join(out_dir, fmt), exist_ok=True)
+                convert = deploy.to_tflite if fmt == "tflite" else deploy.to_coreml
+                convert(model, os.path.join(out_dir, rel), precision=precision, verify=verify, overwrite=True)
+                entry[fmt] = rel
+            if item.key not in by_key:
+                manifest["entries"].append(entry)
+                by_key[item.key] = entry
+            save_manifest(manifest, path)
+            del model
+            keras.backend.clear_session()
+        if progress:
+            progress(done, len(items), item.key, time.perf_counter() - start)
+    if not os.path.exists(path):
+        save_manifest(manifest, path)
+    return load_manifest(path)
+
+
+def export_search_space(out_dir: str, space: SearchSpace = SearchSpace(), **kwargs) -> dict:
+    """Exports every LUT unit of `space` (see export_items for the keyword arguments)."""
+    return export_items(lut_items(space), out_dir, search_space=space.to_dict(), **kwargs)
+
+
+def print_progress(done: int, total: int, key: str, seconds: float) -> None:
+    """Periodic one-line progress for long exports."""
+    if done == total or done % 10 == 0 or seconds > 5:
+        print(f"[export {done}/{total}] {key} ({seconds:.1f}s)", file=sys.stderr, flush=True)
+
+
+def _main(argv):
+    from absl import flags
+    F = flags.FLAGS
+    del argv
+    space = SearchSpace(input_size=F["input-size"].value, max_widths=tuple(int(w) for w in F["max-widths"].value),
+                        downsample_points=F["downsample-points"].value)
+    manifest = export_search_space(F.out, space, tflite=F.tflite, coreml=F.coreml, precision=F.precision,
+                                   verify=F.verify, progress=print_progress)
+    print(f"wrote {os.path.join(F.out, MANIFEST_NAME)} ({len(manifest['entries'])} micro-models)")
+
+
+def main():
+    """CLI entry: absl flags -> export_search_space; one-line `error: ...` on bad input."""
+    from absl import app, flags
+    flags.DEFINE_string("out", None, "output directory (manifest.json, tflite/, coreml/)", required=True)
+    flags.DEFINE_bool("tflite", True, "export .tflite files")
+    flags.DEFINE_bool("coreml", False, "export .mlpackage files (CoreML, iOS16)")
+    flags.DEFINE_enum("precision", "fp32", list(PRECISIONS), "weights/compute precision of the exported models")
+    flags.DEFINE_integer("input-size", 224, "model input size (stage resolutions are size/4 .. size/32)")
+    flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths], "supernet max width per stage")
+    flags.DEFINE_integer("downsample-points", SearchSpace().downsample_points,
+                         "measured widths per axis of each downsample (Cin, Cout) grid")
+    flags.DEFINE_bool("verify", False, "let deploy compare every micro-model's outputs with Keras (slower)")
+
+    def run(argv):
+        try:
+            _main(argv)
+        except (LUTError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+    app.run(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Host harness: times every manifest micro-model with the LiteRT interpreter (XNNPACK) into a LUT.
+
+Protocol: models are measured in groups (bounded memory); within a group every model is
+loaded, warmed up, then timed round-robin in a freshly shuffled order each round, so slow
+drift (other processes, frequency changes) spreads over all models instead of biasing
+whichever ran last. The work list itself is shuffled with a fixed seed, so each group mixes
+unit kinds and sizes. Only `invoke()` is timed (perf_counter_ns); inputs are set once.
+After every group the LUT is saved atomically, and re-running fills only missing keys.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from android_ios_bench import __version__
+from android_ios_bench.lut import (LUTError, load_lut, load_manifest, make_entry, new_lut, now_iso, save_lut)
+
+RUNTIME_NAME = "litert"
+DELEGATE = "xnnpack"
+
+
+def _litert_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("ai-edge-litert")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def host_device() -> dict:
+    """Provenance of this machine: a stable name plus the CPU model and OS."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"name": f"host-{platform.machine()}-{os.cpu_count()}cpu", "model": model,
+            "os": f"{platform.system()} {platform.release()}", "arch": platform.machine()}
+
+
+def load_interpreter(path: str, threads: int, seed: int = 0):
+    """A LiteRT interpreter (default op resolver = XNNPACK on) with random float inputs set."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], rng.standard_normal(detail["shape"]).astype(detail["dtype"]))
+    return interpreter
+
+
+def summarize(times_ms: Sequence[float]) -> dict:
+    """Median, p10, p90, mean, min, max, std (ms) and the number of timed runs."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    p10, median, p90 = np.percentile(t, [10, 50, 90])
+    return {"median_ms": round(float(median), 5), "p10_ms": round(float(p10), 5), "p90_ms": round(float(p90), 5),
+            "mean_ms": round(float(t.mean()), 5), "min_ms": round(float(t.min()), 5),
+            "max_ms": round(float(t.max()), 5), "std_ms": round(float(t.std()), 5), "runs": int(t.size)}
+
+
+def time_interleaved(paths: Sequence[str], *, threads: int = 2, warmup: int = 5, runs: int = 50,
+                     seed: int = 0) -> list[np.ndarray]:
+    """Per-model invoke() times in ms: all loaded, warmed up, then timed in a new random order per round."""
+    interpreters = [load_interpreter(p, threads, seed) for p in paths]
+    for interpreter in interpreters:
+        for _ in range(warmup):
+            interpreter.invoke()
+    rng = np.random.default_rng(seed)
+    times = np.zeros((len(paths), runs))
+    for r in range(runs):
+        for i in rng.permutation(len(paths)):
+            start = time.perf_counter_ns()
+            interpreters[i].invoke()
+            times[i, r] = (time.perf_counter_ns() - start) / 1e6
+    return list(times)
+
+
+def _check_resume(doc: dict, fresh: dict, path: str) -> None:
+    for section, field in (("device", "name"), ("runtime", "name"), ("runtime", "delegate"),
+                           ("runtime", "threads"), ("runtime", "precision")):
+        if doc[section].get(field) != fresh[section].get(field):
+            raise LUTError(f"{path} holds {section}.{field}={doc[section].get(field)!r} but this run has "
+                           f"{fresh[section].get(field)!r}; use another --lut-out or the same settings")
+    if doc["search_space"] != fresh["search_space"]:
+        raise LUTError(f"{path} was measured for another search space (max widths "
+                       f"{doc['search_space']['max_widths']}, input {doc['search_space']['input_size']}); "
+                       "use another --lut-out")
+
+
+def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, precision: str | None = None,
+                     warmup: int = 5, runs: int = 50, group_size: int = 12, seed: int = 0,
+                     device: dict | None = None, command: str | None = None, keys: Sequence[str] | None = None,
+                     progress: Callable[[int, int, str, dict], None] | None = None) -> dict:
+    """Measures every manifest entry missing from `lut_out` and returns the complete LUT.
+
+    Args:
+        manifest_path: manifest.json written by android_ios_bench.export (tflite files required).
+        lut_out: LUT to create or resume (entries already there are kept and not re-measured).
+        threads: LiteRT CPU threads. precision: must match the manifest's (default: the manifest's).
+        warmup, runs: untimed and timed invocations per model. group_size: models loaded at once.
+        keys: measure only these manifest keys (default all).
+        progress: called as progress(done, total, key, stats) after each measured model.
+    """
+    if runs < 1 or warmup < 0 or threads < 1 or group_size < 1:
+        raise LUTError(f"need runs >= 1, warmup >= 0, threads >= 1, group_size >= 1 "
+                       f"(got {runs}, {warmup}, {threads}, {group_size})")
+    manifest = load_manifest(manifest_path, require_files="tflite")
+    precision = precision or manifest["precision"]
+    if precision != manifest["precision"]:
+        raise LUTError(f"{manifest_path} holds {manifest['precision']} models but --precision is {precision}; "
+                       "export a manifest at that precision")
+    fresh = new_lut(
+        device=device or host_device(),
+        runtime={"name": RUNTIME_NAME, "version": _litert_version(), "delegate": DELEGATE, "compute_units": None,
+                 "threads": threads, "precision": precision},
+        measurement={"tool": "android_ios_bench.host", "tool_version": __version__, "date": now_iso(),
+                     "warmup": warmup, "runs": runs, "order": f"interleaved, shuffled per round, groups of {group_size}",
+                     "command": command or "android_ios_bench.host.measure_manifest"},
+        search_space=manifest["search_space"])
+    if os.path.exists(lut_out):
+        doc = load_lut(lut_out)
+        _check_resume(doc, fresh, lut_out)
+    else:
+        doc = fresh
+    entries = [e for e in manifest["entries"] if keys is None or e["key"] in set(keys)]
+    todo = [e for e in entries if e["key"] not in doc["entries"]]
+    np.random.default_rng(seed).shuffle(todo)
+    done = len(entries) - len(todo)
+    start = time.time()
+    for g in range(0, len(todo), group_size):
+        group = todo[g:g + group_size]
+        paths = [os.path.join(manifest["_dir"], e["tflite"]) for e in group]
+        times = time_interleaved(paths, threads=threads, warmup=warmup, runs=runs, seed=seed + g)
+        for entry, t in zip(group, times):
+            stats = summarize(t)
+            doc["entries"][entry["key"]] = make_entry(entry["kind"], entry["unit"], stats)
+            done += 1
+            if progress:
+                progress(done, len(entries), entry["key"], stats)
+        doc["measurement"]["date"] = now_iso()
+        save_lut(doc, lut_out)
+    if todo:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        doc["measurement"]["notes"] = (f"last run measured {len(todo)} models in {time.time() - start:.0f}s, "
+                                       f"1-min load average at the end {load:.2f}")
+    save_lut(doc, lut_out)
+    return doc

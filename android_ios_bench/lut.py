@@ -1,0 +1,260 @@
+"""The latency lookup table (LUT) and the micro-model manifest: keys, validation, merge, atomic I/O.
+
+A LUT is one JSON document per (device, runtime, precision): provenance plus one entry per
+measured unit (stem, downsample, 4D/3D MetaBlock, flatten, head) with median/p10/p90 latency.
+The host, Android and iOS harnesses write it; `search.lut.predict` reads it. A manifest lists
+the exported micro-models a harness measures. Both formats are JSON Schemas shipped in
+`android_ios_bench/schema/` (the Swift harness reads the same files).
+
+This module imports no TensorFlow/Keras so the search can load LUTs cheaply.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+from importlib import resources
+from typing import Any, Iterable
+
+import jsonschema
+import referencing
+
+LUT_FORMAT = "ef-keras-latency-lut"
+MANIFEST_FORMAT = "ef-keras-latency-manifest"
+FORMAT_VERSION = 1
+#: The six unit kinds the predictor sums (other kinds, e.g. the analysis tool's, may coexist).
+CORE_KINDS = ("stem", "downsample", "meta4d", "flat", "meta3d", "head")
+DEFAULT_LUT_NAME = "host_x86_2core_fp32.json"
+#: Fields that must agree for two LUT documents to be merged.
+_MERGE_IDENTITY = (("device", "name"), ("runtime", "name"), ("runtime", "delegate"),
+                   ("runtime", "compute_units"), ("runtime", "threads"), ("runtime", "precision"))
+
+
+class LUTError(ValueError):
+    """A LUT or manifest problem, with a one-line message saying what to do."""
+
+
+class LUTSchemaError(LUTError):
+    """The document does not follow the LUT/manifest JSON Schema."""
+
+
+class LUTCoverageError(LUTError):
+    """The LUT does not cover the search space, resolution or unit that was asked for."""
+
+
+class ManifestError(LUTError):
+    """A manifest is invalid or names a model file that is not there."""
+
+
+# ----------------------------------------------------------------------------- keys
+def unit_key(kind: str, /, **f: Any) -> str:
+    """The canonical LUT key of a unit, e.g. unit_key("meta4d", cin=96, res=56, mlp_ratio=4, pool_size=3).
+
+    Every writer and reader builds keys here, so they never drift apart.
+    """
+    try:
+        if kind == "stem":
+            return f"stem_c{f['cout']}_r{f['res']}"
+        if kind == "downsample":
+            return f"downsample_c{f['cin']}-{f['cout']}_r{f['res']}"
+        if kind == "meta4d":
+            return f"meta4d_c{f['cin']}_r{f['res']}_m{f['mlp_ratio']}_p{f['pool_size']}"
+        if kind == "flat":
+            return f"flat_c{f['cin']}_r{f['res']}"
+        if kind == "meta3d":
+            return (f"meta3d_c{f['cin']}_r{f['res']}_m{f['mlp_ratio']}_k{f['key_dim']}"
+                    f"_h{f['num_heads']}_a{f['attn_ratio']}")
+        if kind == "head":
+            return f"head_c{f['cin']}_r{f['res']}_n{f['cout']}"
+    except KeyError as e:
+        raise LUTError(f"unit_key({kind!r}) needs field {e.args[0]!r}; got {sorted(f)}") from None
+    raise LUTError(f"unknown unit kind {kind!r}; known kinds: {', '.join(CORE_KINDS)}")
+
+
+def make_entry(kind: str, unit: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+    """One LUT entry: the unit's kind and fields plus its timing statistics."""
+    return {"kind": kind, **unit, **stats}
+
+
+# ----------------------------------------------------------------------------- schema
+@functools.lru_cache(maxsize=None)
+def _schema(name: str) -> dict:
+    return json.loads(resources.files("android_ios_bench").joinpath("schema", name).read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(name: str):
+    lut, manifest = _schema("lut.schema.json"), _schema("manifest.schema.json")
+    registry = referencing.Registry().with_resources(
+        [(s["$id"], referencing.Resource.from_contents(s)) for s in (lut, manifest)])
+    schema = lut if name == "lut" else manifest
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def _check(doc: Any, name: str, where: str) -> None:
+    if not isinstance(doc, dict):
+        raise LUTSchemaError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(doc))
+    if error is not None:
+        path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        what = "LUT" if name == "lut" else "manifest"
+        raise LUTSchemaError(f"{where}: not a valid {what} at {path}: {error.message}")
+
+
+def validate_lut(doc: Any, where: str = "LUT") -> None:
+    """Raises LUTSchemaError (one line: file, field, problem) unless `doc` follows lut.schema.json."""
+    _check(doc, "lut", where)
+    for key, entry in doc["entries"].items():
+        if entry["kind"] in CORE_KINDS:
+            expected = unit_key(entry["kind"], **entry)
+            if key != expected:
+                raise LUTSchemaError(f"{where}: entry {key!r} describes unit {expected!r}; "
+                                     "keys must be built with android_ios_bench.lut.unit_key")
+
+
+def validate_manifest(doc: Any, where: str = "manifest") -> None:
+    """Raises LUTSchemaError unless `doc` follows manifest.schema.json and its keys are unique."""
+    _check(doc, "manifest", where)
+    seen = set()
+    for entry in doc["entries"]:
+        if entry["key"] in seen:
+            raise LUTSchemaError(f"{where}: key {entry['key']!r} appears twice")
+        seen.add(entry["key"])
+
+
+# ----------------------------------------------------------------------------- I/O
+def _read_json(path: str, what: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise LUTError(f"{what} file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise LUTSchemaError(f"{path}: not valid JSON ({e}); re-measure or restore the file") from None
+    except OSError as e:
+        raise LUTError(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+def write_json_atomic(doc: Any, path: str) -> None:
+    """Writes JSON via a temp file in the same directory + os.replace (never a half-written file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def load_lut(source: str | os.PathLike | dict) -> dict:
+    """Loads and validates a LUT from a path or an already-parsed dict."""
+    if isinstance(source, dict):
+        validate_lut(source)
+        return source
+    doc = _read_json(os.fspath(source), "LUT")
+    validate_lut(doc, where=os.fspath(source))
+    return doc
+
+
+def save_lut(doc: dict, path: str | os.PathLike) -> None:
+    """Validates then writes atomically."""
+    validate_lut(doc, where=os.fspath(path))
+    write_json_atomic(doc, os.fspath(path))
+
+
+def default_lut_path() -> str:
+    """The embedded default LUT (host x86, 2 threads, fp32 LiteRT/XNNPACK)."""
+    return str(resources.files("android_ios_bench").joinpath("luts", DEFAULT_LUT_NAME))
+
+
+def load_default_lut() -> dict:
+    return load_lut(default_lut_path())
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def new_lut(*, device: dict, runtime: dict, measurement: dict, search_space: dict) -> dict:
+    """An empty LUT document with its provenance filled in."""
+    return {"format": LUT_FORMAT, "version": FORMAT_VERSION, "device": dict(device), "runtime": dict(runtime),
+            "measurement": dict(measurement), "search_space": dict(search_space), "entries": {}}
+
+
+def _identity(doc: dict) -> tuple:
+    return tuple(doc[a].get(b) for a, b in _MERGE_IDENTITY)
+
+
+def merge_luts(docs: Iterable[dict]) -> dict:
+    """Union of the entries of several partial LUTs of the same device/runtime/search space.
+
+    Where two documents measured the same key, the entry with more timed runs wins (ties: the
+    later document). The provenance is the first document's, with the latest date.
+    """
+    docs = [load_lut(d) for d in docs]
+    if not docs:
+        raise LUTError("merge_luts needs at least one LUT")
+    first = docs[0]
+    merged = json.loads(json.dumps(first))
+    for i, doc in enumerate(docs[1:], start=2):
+        if _identity(doc) != _identity(first):
+            diff = [f"{a}.{b}" for (a, b), x, y in zip(_MERGE_IDENTITY, _identity(first), _identity(doc)) if x != y]
+            raise LUTError(f"cannot merge LUT #{i}: it differs from LUT #1 in {', '.join(diff)} "
+                           "(merge only partial tables of one device/runtime/precision)")
+        if doc["search_space"] != first["search_space"]:
+            raise LUTError(f"cannot merge LUT #{i}: its search_space differs from LUT #1's")
+        for key, entry in doc["entries"].items():
+            old = merged["entries"].get(key)
+            if old is None or entry["runs"] >= old["runs"]:
+                merged["entries"][key] = entry
+        merged["measurement"]["date"] = max(merged["measurement"]["date"], doc["measurement"]["date"])
+    return merged
+
+
+def check_search_space(doc: dict, *, input_size: int | None = None,
+                       max_widths: Iterable[int] | None = None, where: str = "LUT") -> None:
+    """Raises LUTCoverageError unless the LUT was measured at `input_size` and up to `max_widths`."""
+    space = doc["search_space"]
+    if input_size is not None and space["input_size"] != input_size:
+        raise LUTCoverageError(
+            f"{where} was measured for {space['input_size']}x{space['input_size']} inputs, not "
+            f"{input_size}x{input_size}; measure a LUT at that resolution (android_ios_bench.host --input-size)")
+    if max_widths is not None:
+        max_widths = list(max_widths)
+        short = [i + 1 for i, (w, m) in enumerate(zip(max_widths, space["max_widths"])) if w > m]
+        if short:
+            raise LUTCoverageError(
+                f"{where} covers widths up to {space['max_widths']} but {max_widths} were asked (stage(s) "
+                f"{short}); measure a LUT with larger --max-widths")
+
+
+# ----------------------------------------------------------------------------- manifest
+def load_manifest(path: str | os.PathLike, require_files: str | None = None) -> dict:
+    """Loads and validates a manifest; `require_files` ("tflite"/"coreml") checks those files exist.
+
+    The returned dict carries `"_dir"`: the manifest's directory, against which file paths resolve.
+    """
+    path = os.fspath(path)
+    doc = _read_json(path, "manifest")
+    validate_manifest(doc, where=path)
+    base = os.path.dirname(os.path.abspath(path))
+    if require_files:
+        for entry in doc["entries"]:
+            rel = entry.get(require_files)
+            if rel is None:
+                raise ManifestError(f"{path}: entry {entry['key']!r} has no {require_files} file; "
+                                    f"re-export with --{require_files}")
+            if not os.path.exists(os.path.join(base, rel)):
+                raise ManifestError(f"{path}: entry {entry['key']!r} names {rel}, which does not exist; "
+                                    "re-run android_ios_bench.export into that directory")
+    doc["_dir"] = base
+    return doc
+
+
+def save_manifest(doc: dict, path: str | os.PathLike) -> None:
+    """Validates then writes atomically (the in-memory `_dir` is not stored)."""
+    doc = {k: v for k, v in doc.items() if k != "_dir"}
+    validate_manifest(doc, where=os.fspath(path))
+    write_json_atomic(doc, os.fspath(path))

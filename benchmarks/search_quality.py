@@ -1,0 +1,151 @@
+"""Search quality: the slimmed architecture vs a uniformly scaled-down L1 vs random architectures.
+
+    python benchmarks/search_quality.py --slim runs/slim --epochs 8 --seeds 0,1
+
+At (about) the slimmed architecture's LUT latency, each architecture is trained from scratch
+on the embedded dataset with the same fixed budget (`ef_keras.training.train`, the EMBEDDED
+recipe with --epochs epochs, same seeds) and evaluated on its validation split:
+
+- slimmed: `<slim>/architecture.json` from `python -m search.slim`;
+- uniform L1: L1's widths and depths scaled by one factor f (widths rounded to multiples of
+  16, depths rounded, >= 1, one 3D block), the largest f whose LUT latency <= the slimmed one's;
+- random: --random architectures drawn uniformly from the supernet's space (per MetaPath
+  4D/identity, a random number of closing 3D blocks, widths multiples of 16) whose LUT
+  latency is within --tolerance of the slimmed one's (rejection sampling, fixed seed).
+
+Runs are interleaved by seed (all architectures for seed 0, then seed 1, ...). Writes
+benchmarks/results/search_quality.{json,md} and prints the table. Caveat: the slimming
+chose among candidates by accuracy on the same validation split (the embedded data has no
+third split), a selection advantage the baselines do not get; the supernet's weights are
+not reused (every architecture starts from scratch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ef_keras.config import VARIANTS, EfficientFormerConfig  # noqa: E402
+from search.arch import WIDTH_STEP, Arch  # noqa: E402
+from search.slim import ARCH_JSON, TRAJECTORY, load_lut, predict_ms  # noqa: E402
+from search.supernet import write_json_atomic  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def uniform_l1(target_ms: float, lut: dict) -> tuple[EfficientFormerConfig, float]:
+    """L1 scaled by the largest factor f in (0, 1] whose predicted latency <= target_ms."""
+    l1 = VARIANTS["l1"]
+    for f in np.arange(1.0, 0.04, -0.01):
+        widths = tuple(max(WIDTH_STEP, int(round(w * f / WIDTH_STEP)) * WIDTH_STEP) for w in l1.widths)
+        depths = tuple(max(1, int(round(d * f))) for d in l1.depths)
+        cfg = dataclasses.replace(l1, widths=widths, depths=depths, num_vit=1, name=f"l1_x{f:.2f}")
+        if predict_ms(cfg, lut) <= target_ms:
+            return cfg, float(f)
+    raise ValueError(f"no scaled-down L1 reaches {target_ms:.3f} ms on this LUT")
+
+
+def random_archs(supernet_config: EfficientFormerConfig, target_ms: float, lut: dict, n: int, tolerance: float,
+                 seed: int, max_tries: int = 20000) -> list[EfficientFormerConfig]:
+    """n random sub-networks of the supernet whose latency is within tolerance of target_ms."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(max_tries):
+        widths = tuple(int(rng.integers(1, w // WIDTH_STEP + 1)) * WIDTH_STEP for w in supernet_config.widths)
+        choices = [tuple(rng.choice(["4d", "id"]) for _ in range(d)) for d in supernet_config.depths]
+        active4 = [k for k, c in enumerate(choices[3]) if c != "id"]
+        n3d = int(rng.integers(0, len(active4) + 1))
+        last = list(choices[3])
+        for k in active4[len(active4) - n3d:]:
+            last[k] = "3d"
+        choices[3] = tuple(last)
+        cfg = Arch(widths, tuple(choices)).to_config(supernet_config, name=f"random{len(found)}")
+        if abs(predict_ms(cfg, lut) - target_ms) <= tolerance * target_ms and cfg not in found:
+            found.append(cfg)
+            if len(found) == n:
+                return found
+    raise ValueError(f"found only {len(found)} random architectures within {tolerance:.0%} of {target_ms:.3f} ms")
+
+
+def main(argv):
+    from absl import flags
+
+    from ef_keras.recipe import EMBEDDED
+    from ef_keras.training import train
+
+    FLAGS = flags.FLAGS
+    lut = load_lut(FLAGS.lut)
+    with open(os.path.join(FLAGS.slim, TRAJECTORY)) as f:
+        trajectory = json.load(f)
+    with open(os.path.join(trajectory["supernet"], "supernet.json")) as f:
+        supernet_config = EfficientFormerConfig.from_dict(json.load(f)["config"])
+    slimmed = EfficientFormerConfig.load(os.path.join(FLAGS.slim, ARCH_JSON))
+    target = predict_ms(slimmed, lut)
+    uniform, factor = uniform_l1(target, lut)
+    randoms = random_archs(supernet_config, target, lut, FLAGS.random, FLAGS.tolerance, seed=FLAGS.arch_seed)
+    archs = [("slimmed", slimmed), (f"uniform L1 x{factor:.2f}", uniform)] + [
+        (f"random {i}", cfg) for i, cfg in enumerate(randoms)]
+    seeds = [int(s) for s in FLAGS.seeds.split(",")]
+    recipe = EMBEDDED.replace(epochs=FLAGS.epochs)
+    work = os.path.join(FLAGS.work_dir)
+    runs = {name: [] for name, _ in archs}
+    for seed in seeds:  # interleaved: every architecture once per seed
+        for i, (name, cfg) in enumerate(archs):
+            t0 = time.time()
+            result = train(cfg, "embedded", out_dir=os.path.join(work, f"arch{i}_seed{seed}"), recipe=recipe,
+                           seed=seed, verbose=0, log=lambda *_: None)
+            runs[name].append(100.0 * result["eval_top1"])
+            print(f"seed {seed}  {name:18s} top-1 {runs[name][-1]:6.2f} %  ({time.time() - t0:.0f} s)", flush=True)
+    rows = []
+    for name, cfg in archs:
+        rows.append({"arch": name, "widths": list(cfg.widths), "depths": list(cfg.depths), "num_vit": cfg.num_vit,
+                     "lut_ms": predict_ms(cfg, lut), "top1": runs[name], "median_top1": float(np.median(runs[name]))})
+    random_mean = float(np.mean([r["median_top1"] for r in rows if r["arch"].startswith("random")]))
+    del argv
+    summary = {"command": "python benchmarks/search_quality.py " + " ".join(sys.argv[1:]),
+               "lut_device": lut.get("device", {}).get("name"), "target_ms": target, "epochs": FLAGS.epochs,
+               "image_size": recipe.image_size, "seeds": seeds, "rows": rows, "random_mean_top1": random_mean,
+               "slimmed_minus_uniform": rows[0]["median_top1"] - rows[1]["median_top1"],
+               "slimmed_minus_random_mean": rows[0]["median_top1"] - random_mean,
+               "search": {"supernet": trajectory["supernet"], "target_ms": trajectory["target_ms"],
+                          "steps": len(trajectory["steps"]) - 1}}
+    table = ["| architecture | widths | depths | vit | LUT ms | top-1 % (median over seeds) | runs |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        table.append(f"| {r['arch']} | {','.join(map(str, r['widths']))} | {','.join(map(str, r['depths']))} | "
+                     f"{r['num_vit']} | {r['lut_ms']:.3f} | {r['median_top1']:.2f} | "
+                     f"{', '.join(f'{v:.2f}' for v in r['top1'])} |")
+    table.append(f"| mean of {len(randoms)} random | | | | | {random_mean:.2f} | |")
+    text = "\n".join(table)
+    os.makedirs(RESULTS, exist_ok=True)
+    write_json_atomic(os.path.join(RESULTS, "search_quality.json"), summary)
+    md = (f"# Search quality (embedded digits, {recipe.image_size} px, {FLAGS.epochs} epochs from scratch, "
+          f"seeds {seeds}; latency from LUT `{summary['lut_device']}`)\n\n`{summary['command']}`\n\n{text}\n")
+    tmp = os.path.join(RESULTS, "search_quality.md.tmp")
+    with open(tmp, "w") as f:
+        f.write(md)
+    os.replace(tmp, os.path.join(RESULTS, "search_quality.md"))
+    print(text)
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    from search._cli import dashed_flags
+
+    flags.DEFINE_string("slim", "runs/slim", "output directory of `python -m search.slim`")
+    flags.DEFINE_string("lut", None, "LUT (default: the embedded host LUT, as the search used)")
+    flags.DEFINE_integer("epochs", 8, "training epochs per architecture (the fixed budget)")
+    flags.DEFINE_string("seeds", "0", "comma-separated training seeds")
+    flags.DEFINE_integer("random", 3, "number of random architectures")
+    flags.DEFINE_float("tolerance", 0.05, "random architectures' latency within this fraction of the target")
+    flags.DEFINE_integer("arch_seed", 0, "seed of the random architecture sampler")
+    flags.DEFINE_string("work_dir", "runs/search_quality", "training run directories (resumable)")
+    app.run(main, argv=dashed_flags())

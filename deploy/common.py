@@ -1,0 +1,155 @@
+"""Pieces every converter shares: the error type, the static-shape model spec and atomic output.
+
+Every converter works the same way: check the model and the output path up front (so bad
+input fails before minutes of conversion), write the converted model to a temporary path
+beside the final one, verify that temporary file, and only then rename it into place. A
+conversion that fails verification therefore leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+
+import numpy as np
+
+
+class DeployError(ValueError):
+    """A conversion that cannot run or did not verify; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """The single input of a model, with the batch fixed to 1 for export."""
+
+    name: str
+    shape: tuple  # full shape, batch included (always 1)
+    dtype: str = "float32"
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 4 and self.shape[-1] == 3
+
+
+def input_spec(model) -> InputSpec:
+    """The model's one static-shape input as an export spec with batch 1.
+
+    XNNPACK and CoreML need static shapes; a `None` batch would add SHAPE/PACK/GATHER ops
+    to the TFLite graph (facts §8.3), so every export uses batch 1.
+    """
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise DeployError(f"model {getattr(model, 'name', model)!r} has no defined input; build it with keras.Input "
+                          "(a functional or Sequential model with an input shape)")
+    if len(inputs) != 1:
+        raise DeployError(f"model {model.name!r} has {len(inputs)} inputs; deploy supports models with exactly one input")
+    if len(model.outputs) != 1:
+        raise DeployError(f"model {model.name!r} has {len(model.outputs)} outputs; deploy supports exactly one output "
+                          "(for EfficientFormer use the model itself, not heads_model())")
+    shape = tuple(inputs[0].shape)
+    if any(d is None for d in shape[1:]):
+        raise DeployError(f"model {model.name!r} input shape {shape} has unknown dimensions; rebuild it with a fixed "
+                          "input_shape, e.g. (224, 224, 3)")
+    if shape[0] not in (None, 1):
+        raise DeployError(f"model {model.name!r} has a fixed batch of {shape[0]}; deploy exports batch 1, so build "
+                          "it with batch None or 1")
+    name = _tensor_name(inputs[0])
+    return InputSpec(name=name, shape=(1,) + tuple(int(d) for d in shape[1:]),
+                     dtype=str(np.dtype(getattr(inputs[0], "dtype", "float32") or "float32")))
+
+
+def _tensor_name(tensor) -> str:
+    """A clean input name: the Keras input's name, sanitised for TF placeholders / CoreML features."""
+    raw = getattr(tensor, "name", None) or "input"
+    clean = "".join(c if c.isalnum() or c == "_" else "_" for c in raw.split(":")[0])
+    return clean if clean and clean[0].isalpha() else f"input_{clean}"
+
+
+def keras_predict(model, batch: np.ndarray) -> np.ndarray:
+    """Reference outputs of the Keras model in inference mode, one sample at a time (batch 1)."""
+    return np.concatenate([np.asarray(model(batch[i:i + 1], training=False), dtype="float32")
+                           for i in range(len(batch))])
+
+
+def check_output_path(out_path: str, overwrite: bool) -> str:
+    """Validates the output path before any work; returns it absolute.
+
+    The parent directory must exist and be writable; an existing output needs `overwrite`.
+    """
+    if not out_path:
+        raise DeployError("no output path given")
+    out_path = os.path.abspath(out_path)
+    parent = os.path.dirname(out_path)
+    if not os.path.isdir(parent):
+        raise DeployError(f"output directory {parent} does not exist; create it or choose another --out")
+    probe = temp_path(out_path)
+    try:  # a real write: os.access says yes to root even on read-only or special filesystems
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise DeployError(f"output directory {parent} is not writable ({e.strerror}); choose another --out") from None
+    if os.path.lexists(out_path) and not overwrite:
+        raise DeployError(f"{out_path} already exists; pass --overwrite (overwrite=True) to replace it")
+    return out_path
+
+
+def temp_path(out_path: str) -> str:
+    """A hidden temporary path in the output's own directory (same filesystem, so rename is atomic)."""
+    parent, base = os.path.split(out_path)
+    stem, ext = os.path.splitext(base)
+    return os.path.join(parent, f".{stem}.tmp-{uuid.uuid4().hex[:8]}{ext}")
+
+
+def remove(path: str) -> None:
+    """Deletes a file or directory if it exists (temporary outputs after a failure)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def commit(tmp: str, out_path: str) -> None:
+    """Moves a verified temporary output (file or directory) into place atomically.
+
+    A directory (.mlpackage) cannot replace an existing directory in one rename, so the old
+    one is first renamed aside and deleted only after the new one is in place.
+    """
+    if os.path.isdir(out_path) and not os.path.islink(out_path):
+        aside = temp_path(out_path) + ".old"
+        os.replace(out_path, aside)
+        os.replace(tmp, out_path)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(tmp, out_path)
+
+
+def write_json_atomic(data: dict, path: str) -> None:
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def size_bytes(path: str) -> int:
+    """Size of a file, or the total size of a directory (.mlpackage)."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+    return os.path.getsize(path)
+
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise DeployError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision

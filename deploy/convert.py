@@ -1,0 +1,164 @@
+r"""Convert an EfficientFormer (or any single-input Keras model) to TFLite, Core ML or ONNX, verified.
+
+    python deploy/convert.py --to tflite --model l1                      # l1_fp32.tflite + report
+    python deploy/convert.py --to tflite --model l1 --precision int8 --calibration-data ~/imagenette/val
+    python deploy/convert.py --to coreml --model l3 --image-input --class-labels labels.txt
+    python deploy/convert.py --to onnx --model arch.json --weights ckpt.safetensors --out m.onnx
+
+`--model` is a variant name (l1, l3, l7), a saved `.keras` model, or an architecture JSON
+(as written by the search). Every conversion is verified against the Keras model; a
+failure exits non-zero and leaves no file. A JSON report is written next to the output
+(`<out>.report.json`) and a short table is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__" and not __package__:
+    # Run as `python deploy/convert.py`: import from the repository root, not from deploy/
+    # (whose onnx.py would otherwise shadow the real `onnx` package).
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from deploy.common import DeployError  # noqa: E402
+
+TARGETS = {"tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
+DEFAULT_PRECISION = {"tflite": "fp32", "coreml": "fp16", "onnx": "fp32"}
+PRECISIONS = {"tflite": ("fp32", "fp16", "int8", "int8-dynamic"), "coreml": ("fp16", "fp32", "int8"),
+              "onnx": ("fp32",)}
+VARIANTS = ("l1", "l3", "l7")
+
+
+def load_model(model: str, weights: str | None = None, image_size: int = 224):
+    """Builds or loads the Keras model named by `--model`; raises DeployError on bad input."""
+    import keras
+
+    import ef_keras
+
+    if model.lower() in VARIANTS:
+        built = _build(ef_keras, model.lower(), image_size)
+    elif model.endswith(".keras"):
+        if not os.path.isfile(model):
+            raise DeployError(f"model file {model} does not exist")
+        try:
+            built = keras.saving.load_model(model, compile=False)
+        except Exception as e:  # zip, h5 and deserialisation errors of many types
+            raise DeployError(f"cannot load Keras model {model} ({type(e).__name__}: {_first_line(e)}); "
+                              "is it a complete .keras file?") from None
+    elif model.endswith(".json"):
+        if not os.path.isfile(model):
+            raise DeployError(f"architecture file {model} does not exist")
+        try:
+            config = ef_keras.get_config(model)
+        except (ValueError, OSError) as e:
+            raise DeployError(f"invalid architecture {model}: {_first_line(e)}") from None
+        built = _build(ef_keras, config, image_size)
+    else:
+        raise DeployError(f"--model {model!r}: give l1, l3, l7, a .keras file or an architecture .json")
+    if weights:
+        if not os.path.isfile(weights):
+            raise DeployError(f"checkpoint {weights} does not exist")
+        try:
+            ef_keras.load_weights_from_checkpoint(built, weights)
+        except Exception as e:  # safetensors / torch / mapping errors
+            raise DeployError(f"cannot load checkpoint {weights} ({type(e).__name__}: {_first_line(e)})") from None
+    return built
+
+
+def _build(ef_keras, config, image_size):
+    try:
+        return ef_keras.EfficientFormer(config, input_shape=(image_size, image_size, 3))
+    except ValueError as e:
+        raise DeployError(_first_line(e)) from None
+
+
+def _first_line(error) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def default_out(model: str, to: str, precision: str) -> str:
+    stem = os.path.splitext(os.path.basename(model))[0]
+    return f"{stem}_{precision}{TARGETS[to]}"
+
+
+def convert(to: str, model: str, *, weights=None, precision=None, calibration_data=None, out=None,
+            overwrite=False, image_size=224, image_input=False, class_labels=None, opset=17) -> dict:
+    """What the CLI does, as a function: load `model`, convert to `to`, verify, write; returns the report."""
+    import deploy
+
+    if to not in TARGETS:
+        raise DeployError(f"unknown --to {to!r}; choose one of {', '.join(TARGETS)}")
+    precision = precision or DEFAULT_PRECISION[to]
+    if precision not in PRECISIONS[to]:
+        raise DeployError(f"--precision {precision!r} is not available for {to}; choose one of "
+                          f"{', '.join(PRECISIONS[to])}")
+    if to == "tflite" and precision == "int8" and not calibration_data:
+        raise DeployError("--precision int8 for TFLite needs --calibration-data (an image folder, an ImageFolder "
+                          "directory or a tfds dataset name); random calibration is never used")
+    if (image_input or class_labels) and to != "coreml":
+        raise DeployError("--image-input and --class-labels apply to --to coreml only")
+    out = out or default_out(model, to, precision)
+    from deploy.common import check_output_path
+
+    check_output_path(out, overwrite)  # fail fast, before building or loading the model
+    keras_model = load_model(model, weights, image_size)
+    if to == "tflite":
+        return deploy.to_tflite(keras_model, out, precision=precision, calibration_data=calibration_data,
+                                overwrite=overwrite)
+    if to == "coreml":
+        return deploy.to_coreml(keras_model, out, precision=precision, image_input=image_input,
+                                class_labels=class_labels, overwrite=overwrite)
+    return deploy.to_onnx(keras_model, out, opset=opset, overwrite=overwrite)
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("to", None, f"target format: {', '.join(TARGETS)}")
+flags.DEFINE_string("model", None, "l1 | l3 | l7 | PATH.keras | ARCH.json")
+flags.DEFINE_string("weights", None, "checkpoint to load (.safetensors / .pth, official or timm layout)")
+flags.DEFINE_string("precision", None, "fp32 | fp16 | int8 (default: fp32 for tflite/onnx, fp16 for coreml); "
+                                       "tflite also takes int8-dynamic (int8 weights, float activations)")
+flags.DEFINE_string("calibration-data", None, "int8 TFLite: image folder, ImageFolder root or tfds dataset name")
+flags.DEFINE_string("out", None, "output path (default: <model>_<precision>.<ext> in the current directory)")
+flags.DEFINE_boolean("overwrite", False, "replace an existing output")
+flags.DEFINE_integer("image-size", 224, "input height and width for l1/l3/l7/ARCH.json (multiple of 32)")
+flags.DEFINE_boolean("image-input", False, "coreml: RGB image input (0..255) with ImageNet normalisation folded in")
+flags.DEFINE_string("class-labels", None, "coreml: text file with one class label per line")
+flags.DEFINE_integer("opset", 17, "onnx: opset (>= 17)")
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    if not FLAGS.to or not FLAGS.model:
+        print("error: --to and --model are required (e.g. --to tflite --model l1)", file=sys.stderr)
+        return 2
+    logging.set_verbosity(logging.WARNING)  # tf2onnx logs every pass at INFO through absl
+    try:
+        print(f"converting {FLAGS.model} to {FLAGS.to} ...", flush=True)
+        report = convert(FLAGS.to, FLAGS.model, weights=FLAGS.weights, precision=FLAGS.precision,
+                         calibration_data=FLAGS["calibration-data"].value, out=FLAGS.out, overwrite=FLAGS.overwrite,
+                         image_size=FLAGS["image-size"].value, image_input=FLAGS["image-input"].value,
+                         class_labels=FLAGS["class-labels"].value, opset=FLAGS.opset)
+    except (ValueError, OSError) as e:  # DeployError, ConfigError, CheckpointError, unwritable paths ...
+        print(f"error: {_first_line(e)}", file=sys.stderr)
+        return 1
+    from deploy.report import format_table, report_path
+
+    print(format_table(report))
+    print(f"report: {report_path(report['path'])}")
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

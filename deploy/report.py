@@ -1,0 +1,126 @@
+"""The conversion report: a JSON file next to the converted model and a short printed table.
+
+Besides size, precision and the verification diffs, the report carries the op census and
+the count of layout ops (reshape / transpose / gather). The paper's central design rule is
+dimension consistency: one 4D -> 3D switch and no reshape churn around attention. The
+budget checked here is at most 1 + 7 x (number of 3D blocks) RESHAPE+TRANSPOSE ops in the
+TFLite graph (8 for L1).
+"""
+
+from __future__ import annotations
+
+import datetime
+import statistics
+import time
+
+from deploy.common import write_json_atomic
+
+#: Op names per target that count as layout ops (TFLite builtins, MIL ops, ONNX node types).
+LAYOUT_OPS = {
+    "tflite": {"reshape": ("RESHAPE",), "transpose": ("TRANSPOSE",), "gather": ("GATHER", "GATHER_ND")},
+    "coreml": {"reshape": ("reshape",), "transpose": ("transpose",), "gather": ("gather", "gather_nd",
+                                                                                  "gather_along_axis")},
+    "onnx": {"reshape": ("Reshape",), "transpose": ("Transpose",), "gather": ("Gather", "GatherND",
+                                                                               "GatherElements")},
+}
+
+
+def report_path(out_path: str) -> str:
+    return out_path + ".report.json"
+
+
+def layout_counts(target: str, census: dict) -> dict:
+    """{"reshape": n, "transpose": n, "gather": n} for a target's op census."""
+    return {kind: sum(census.get(op, 0) for op in ops) for kind, ops in LAYOUT_OPS[target].items()}
+
+
+def num_3d_blocks(model) -> int | None:
+    """The number of 3D MetaBlocks (attention) of an ef_keras model; None for other models."""
+    config = getattr(model, "config", None)
+    return getattr(config, "num_vit", None)
+
+
+def reshape_transpose_budget(num_vit: int) -> int:
+    """The dimension-consistency budget of RESHAPE+TRANSPOSE ops: one Flat + 7 per 3D block."""
+    return 1 + 7 * num_vit
+
+
+def build(*, target, path, model, spec, precision, census, size, verification, extra=None) -> dict:
+    """Assembles the report dict for one conversion."""
+    layout = layout_counts(target, census)
+    num_vit = num_3d_blocks(model)
+    budget = None
+    if num_vit is not None and target == "tflite":  # the issue's budget is defined on the TFLite graph
+        limit = reshape_transpose_budget(num_vit)
+        used = layout["reshape"] + layout["transpose"]
+        budget = {"num_3d_blocks": num_vit, "limit": limit, "reshape_transpose": used, "within": used <= limit}
+    return {
+        "target": target,
+        "path": path,
+        "model": model.name,
+        "architecture": model.config.to_dict() if getattr(model, "config", None) is not None else None,
+        "input": {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype},
+        "precision": precision,
+        "size_bytes": int(size),
+        "op_count": int(sum(census.values())),
+        "op_census": census,
+        "reshape_transpose_gather": layout,
+        "dimension_consistency_budget": budget,
+        "verification": verification,
+        **(extra or {}),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write(report: dict, path: str) -> None:
+    write_json_atomic(report, path)
+
+
+def median_ms(fn, warmup: int, runs: int) -> float:
+    """Median wall time of `fn()` in ms after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return round(statistics.median(times), 3)
+
+
+def format_table(report: dict) -> str:
+    """A short human-readable summary of a report (what the CLI prints)."""
+    v = report["verification"]
+    layout = report["reshape_transpose_gather"]
+    rows = [
+        ("output", report["path"]),
+        ("target / precision", f"{report['target']} / {report['precision']}"),
+        ("size", f"{report['size_bytes'] / 1e6:.2f} MB"),
+        ("ops", f"{report['op_count']} ({', '.join(f'{k} {n}' for k, n in _top(report['op_census']))}, ...)"),
+        ("reshape / transpose / gather", f"{layout['reshape']} / {layout['transpose']} / {layout['gather']}"),
+    ]
+    budget = report.get("dimension_consistency_budget")
+    if budget:
+        rows.append(("reshape+transpose budget", f"{budget['reshape_transpose']} <= {budget['limit']}: "
+                                                 f"{'ok' if budget['within'] else 'EXCEEDED'}"))
+    if v.get("verified"):
+        top1 = "n/a" if v["top1_agreement"] is None else f"{v['top1_agreement']:.0%}"
+        rows.append(("verified vs Keras", f"max|diff| {v['max_abs_diff']:.2e} (rel {v['max_rel_diff']:.2e}), "
+                                          f"cosine {v['cosine']:.5f}, top-1 {top1} [{v.get('evaluator', report['target'])}]"))
+    else:
+        rows.append(("verified vs Keras", "skipped (NaN check only)"))
+    if "xnnpack" in report:
+        x = report["xnnpack"]
+        rows.append(("XNNPACK", f"{x['partitions']} partition(s), fully delegated: {x['fully_delegated']}"))
+    if report.get("latency_ms") is not None:
+        rows.append(("host latency (median)", f"{report['latency_ms']:.2f} ms"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {val}" for k, val in rows)
+
+
+def _top(census: dict, n: int = 4):
+    return sorted(census.items(), key=lambda kv: -kv[1])[:n]
+
+
+__all__ = ["report_path", "layout_counts", "reshape_transpose_budget", "build", "write", "median_ms",
+           "format_table"]

@@ -1,0 +1,60 @@
+"""The training recipe as data: the paper's ImageNet settings and a quick one for the embedded data.
+
+`PAPER` is the official EfficientFormer ImageNet-1k recipe (facts file §4, current main
+branch): AdamW (eps 1e-8, weight decay 0.025), lr 1e-3 x global batch / 1024, cosine with
+5 linear warm-up epochs from 1e-5 to a floor of 1e-5, label smoothing 0.1, EMA 0.99996,
+adaptive gradient clipping 0.01, RandAugment + Mixup/CutMix + RandomErasing, hard
+distillation with alpha 0.5, 300 epochs at a global batch of 24 x 128 = 3072 (lr 3e-3).
+Not reproduced: repeated augmentation (a sampler for many-GPU runs) and the 10 cooldown
+epochs of the first code release.
+
+`EMBEDDED` trains a small network on the embedded digits in a minute on a laptop CPU: same
+optimiser and schedule shape, light augmentation, no EMA (0.99996 would average over far
+more steps than the run has).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Hyper-parameters of one training run (see the module docstring for the defaults' source)."""
+
+    epochs: int = 300
+    batch_size: int = 3072            # global batch (all replicas)
+    image_size: int = 224
+    base_lr: float = 1e-3             # lr = base_lr * batch_size / lr_batch_denominator
+    lr_batch_denominator: int = 1024
+    warmup_epochs: float = 5.0
+    warmup_lr: float = 1e-5
+    min_lr: float = 1e-5
+    weight_decay: float = 0.025
+    adam_epsilon: float = 1e-8
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.99996        # 0 disables EMA
+    agc_clip: float = 0.01            # 0 disables adaptive gradient clipping
+    drop_path_rate: float = 0.0       # the official script passes none (facts §4)
+    distill_alpha: float = 0.5
+    augment: str = "recipe"           # a preset of ef_keras.data.AUGMENT_PRESETS
+    crop_pct: float = 0.875
+
+    @property
+    def peak_lr(self) -> float:
+        return self.base_lr * self.batch_size / self.lr_batch_denominator
+
+    def replace(self, **changes) -> "Recipe":
+        """A copy with some fields changed (None values are ignored, so CLI flags can pass through)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+PAPER = Recipe()
+EMBEDDED = Recipe(epochs=15, batch_size=64, image_size=64, base_lr=2e-2, warmup_epochs=1.0, min_lr=1e-4,
+                  weight_decay=0.025, ema_decay=0.0, augment="light")
+
+RECIPES = {"paper": PAPER, "embedded": EMBEDDED}

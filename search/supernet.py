@@ -1,0 +1,286 @@
+"""The EfficientFormer supernet: one MetaPath per block position, mixed by Gumbel-softmax.
+
+Paper §3.3, step 1. The supernet is the model family at its largest widths and depths
+(an `EfficientFormerConfig`, `num_vit` ignored). Block position k of stage s is a MetaPath
+whose candidates are {MB4D, identity} in stages 1-2 and {MB4D, MB3D, identity} in stages
+3-4. With architecture parameters α (one row per MetaPath, columns 4D | 3D | I) and
+Gumbel noise ε, the MetaPath's output is
+
+    X_{k+1} = Σ_n softmax((α + ε) / τ)_n · MP_n(X_k)
+
+(soft mixing of every candidate, as the paper's equation; ε is standard Gumbel noise
+−log(−log U), drawn once per MetaPath and batch). Stages 1-2 mask the 3D column with −∞.
+A 3D MetaBlock placed among 4D blocks handles its own layout: it flattens (B, H, W, C) to
+(B, H·W, C) tokens, runs attention + MLP and reshapes back, so every path composes. Its
+attention bias table is sized for that stage's grid at the supernet's input size.
+
+Temperature schedule: exponential annealing τ(t) = τ₀·(τ₁/τ₀)^(t/T) from τ₀ = 5 to
+τ₁ = 0.5 over the T training steps (FBNet anneals 5.0 → ×0.956 per epoch; we anneal over
+steps because proxy runs are short). The noise is a pure function of (seed, step, path),
+so a resumed run draws exactly the noise an uninterrupted one would.
+
+Sub-networks: `child_model` builds the `ef_keras.EfficientFormer` of an `Arch` and copies
+the supernet's weights into it. Width reduction is channel slicing of the single-width
+supernet: every tensor keeps its leading channels (conv kernels [:, :, :Cin, :Cout],
+BatchNorm/LayerNorm/layer-scale vectors [:C], Dense kernels [:Cin, :Cout]). The same
+function gives the accuracy of every candidate during slimming and the final model's
+weights, so what slimming measured is exactly what it ships.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from ef_keras import layers as ef_layers
+from ef_keras.config import ConfigError, EfficientFormerConfig
+from ef_keras.model import EfficientFormer
+from search.arch import CANDIDATES, STAGES_WITH_3D, Arch
+
+TAU_START = 5.0
+TAU_END = 0.5
+_MASKED = -1e9
+
+
+class SupernetError(ValueError):
+    """A supernet directory or checkpoint that does not match what was asked."""
+
+
+def tau_at(step, total_steps, tau_start=TAU_START, tau_end=TAU_END) -> float:
+    """Annealed Gumbel-softmax temperature at `step` of `total_steps` (exponential, τ₀ → τ₁)."""
+    frac = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    return float(tau_start * (tau_end / tau_start) ** frac)
+
+
+def gumbel_noise(seed: int, step: int, num_paths: int) -> tf.Tensor:
+    """Standard Gumbel noise (num_paths, 3), a pure function of (seed, step)."""
+    u = tf.random.stateless_uniform((num_paths, len(CANDIDATES)), seed=(seed, step),
+                                    minval=1e-6, maxval=1.0 - 1e-6)
+    return -tf.math.log(-tf.math.log(u))
+
+
+def stage_grids(image_size: int) -> list[tuple[int, int]]:
+    """Feature-map grid of stages 1-4 (strides 4, 8, 16, 32)."""
+    return [(image_size // s, image_size // s) for s in (4, 8, 16, 32)]
+
+
+class Supernet(keras.Model):
+    """Single-width supernet with Gumbel-softmax MetaPaths.
+
+    Args:
+        config: the largest architecture of the space (widths, depths, block hyper-parameters).
+        image_size: proxy training resolution (square, multiple of 32).
+        classes: number of classes of the (single) classifier head.
+
+    Call: `supernet(images, training=..., noise=None)`. With `noise` (from `gumbel_noise`)
+    the MetaPaths mix with Gumbel-softmax weights; without it they mix with softmax(α/τ),
+    the deterministic expectation used for monitoring.
+    """
+
+    def __init__(self, config: EfficientFormerConfig, image_size: int = 64, classes: int = 10, **kwargs):
+        super().__init__(name=kwargs.pop("name", "supernet"), **kwargs)
+        if image_size % 32 or image_size < 64:
+            raise SupernetError(f"image_size={image_size}: the supernet input must be a multiple of 32, >= 64 "
+                                "(stage 4 needs a grid of at least 2x2)")
+        self.config, self.image_size, self.classes = config, image_size, classes
+        grids = stage_grids(image_size)
+        c = config
+        self.stem = ef_layers.Stem(c.widths[0], name="stem")
+        self.downsamples = [ef_layers.Downsample(c.widths[s], name=f"downsample{s}") for s in (1, 2, 3)]
+        self.blocks_4d, self.blocks_3d, self.path_stage = [], [], []
+        for s, (w, d) in enumerate(zip(c.widths, c.depths)):
+            for k in range(d):
+                self.path_stage.append(s)
+                self.blocks_4d.append(ef_layers.Meta4D(w, c.mlp_ratio, c.pool_size, c.layer_scale_init,
+                                                       name=f"stage{s}_path{k}_4d"))
+                self.blocks_3d.append(
+                    ef_layers.Meta3D(w, grids[s], c.mlp_ratio, c.key_dim, c.num_heads, c.attn_ratio,
+                                     c.layer_scale_init, name=f"stage{s}_path{k}_3d")
+                    if s in STAGES_WITH_3D else None)
+        self.num_paths = len(self.path_stage)
+        self.norm = keras.layers.LayerNormalization(epsilon=ef_layers.LN_EPSILON, name="norm")
+        self.head = keras.layers.Dense(classes, name="head")
+        self.alpha = self.add_weight(name="alpha", shape=(self.num_paths, len(CANDIDATES)),
+                                     initializer="zeros", trainable=True)
+        self.tau = self.add_weight(name="tau", shape=(), trainable=False,
+                                   initializer=keras.initializers.Constant(TAU_START))
+        mask = np.ones((self.num_paths, len(CANDIDATES)), "float32")
+        for p, s in enumerate(self.path_stage):
+            if s not in STAGES_WITH_3D:
+                mask[p, CANDIDATES.index("3d")] = 0.0
+        self.candidate_mask = mask
+        self.build((None, image_size, image_size, 3))
+
+    def build(self, input_shape):
+        x = keras.KerasTensor(input_shape)
+        self.compute_output_spec(x)
+        self.built = True
+
+    # ------------------------------------------------------------------ forward
+    def mixing_weights(self, noise=None):
+        """(num_paths, 3) Gumbel-softmax weights of the candidates (masked columns are 0)."""
+        logits = self.alpha if noise is None else self.alpha + noise
+        logits = ops.where(self.candidate_mask > 0, logits / self.tau, _MASKED)
+        return ops.softmax(logits, axis=-1)
+
+    def call(self, images, training=False, noise=None):
+        weights = self.mixing_weights(noise)
+        x = self.stem(images, training=training)
+        p = 0
+        for s, depth in enumerate(self.config.depths):
+            if s:
+                x = self.downsamples[s - 1](x, training=training)
+            for _ in range(depth):
+                out = weights[p, 2] * x + weights[p, 0] * self.blocks_4d[p](x, training=training)
+                if self.blocks_3d[p] is not None:
+                    out = out + weights[p, 1] * _tokens_in_out(self.blocks_3d[p], x, training)
+                x, p = out, p + 1
+        tokens = ops.reshape(x, (-1, x.shape[1] * x.shape[2], x.shape[3]))
+        return self.head(ops.mean(self.norm(tokens), axis=1))
+
+    # ------------------------------------------------------------------ variables
+    def weight_variables(self):
+        """Network weights (everything trainable except α)."""
+        return [v for v in self.trainable_variables if v is not self.alpha]
+
+    def probabilities(self) -> np.ndarray:
+        """softmax(α) per MetaPath (masked candidates 0): the importance the paper reads."""
+        a = np.where(self.candidate_mask > 0, np.asarray(self.alpha.numpy(), "float64"), -np.inf)
+        e = np.exp(a - a.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def paths_by_stage(self) -> list[list[int]]:
+        """Global path indices grouped by stage."""
+        return [[p for p, s in enumerate(self.path_stage) if s == stage] for stage in range(4)]
+
+
+def _tokens_in_out(block, x, training):
+    """Runs a 3D MetaBlock on a 4D map: flatten to tokens, block, reshape back."""
+    _, h, w, c = x.shape
+    y = block(ops.reshape(x, (-1, h * w, c)), training=training)
+    return ops.reshape(y, (-1, h, w, c))
+
+
+# ---------------------------------------------------------------------- sub-networks
+def child_model(supernet: Supernet, arch: Arch, name: str = "searched", calibration=None) -> EfficientFormer:
+    """The `ef_keras.EfficientFormer` of `arch` at the supernet's input size, weights inherited.
+
+    Channels are sliced from the front of every supernet tensor. Both classifier heads get
+    the supernet's head, so the distilled model's averaged output equals the head's. With
+    `calibration` images, BatchNorm statistics are then re-estimated on them
+    (`recalibrate_batchnorm`).
+    """
+    arch.validate(supernet.config)
+    config = arch.to_config(supernet.config, name=name)
+    child = EfficientFormer(config, input_shape=(supernet.image_size, supernet.image_size, 3),
+                            classes=supernet.classes, distillation=True)
+    pairs = [(supernet.stem, child.get_layer("stem"))]
+    pairs += [(supernet.downsamples[s - 1], child.get_layer(f"downsample{s}")) for s in (1, 2, 3)]
+    by_stage = supernet.paths_by_stage()
+    for s in range(4):
+        active = arch.active(s)
+        for j, k in enumerate(active):
+            p = by_stage[s][k]
+            if arch.choices[s][k] == "4d":
+                pairs.append((supernet.blocks_4d[p], child.get_layer(f"stage{s}_block{j}")))
+            else:  # 3D blocks (a suffix of stage 4) come after the Flat slot in the block index
+                pairs.append((supernet.blocks_3d[p], child.get_layer(f"stage{s}_block{j + 1}")))
+    pairs += [(supernet.norm, child.get_layer("norm")), (supernet.head, child.get_layer("head")),
+              (supernet.head, child.get_layer("head_dist"))]
+    for src, dst in pairs:
+        _copy_sliced(src, dst)
+    if calibration is not None:
+        recalibrate_batchnorm(child, calibration)
+    return child
+
+
+def recalibrate_batchnorm(model: keras.Model, images) -> None:
+    """Resets every BatchNorm's running statistics to those of `images` (one forward pass).
+
+    Dropping blocks or slicing channels changes what every later BatchNorm sees, so the
+    supernet's running statistics no longer fit the sub-network (Once-for-All recalibrates
+    them the same way). Uses training images, never the held-out split.
+    """
+    norms = [layer for layer in _all_sublayers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.momentum = 0.0  # moving = batch statistics exactly
+    try:
+        model(images, training=True)
+    finally:
+        for bn, m in zip(norms, saved):
+            bn.momentum = m
+
+
+def _all_sublayers(layer):
+    for sub in layer._flatten_layers(include_self=False, recursive=True):
+        yield sub
+
+
+def _copy_sliced(src, dst):
+    src_w, dst_w = src.weights, dst.weights
+    if len(src_w) != len(dst_w):
+        raise SupernetError(f"layer {dst.name}: {len(dst_w)} weights vs {len(src_w)} in supernet layer {src.name}")
+    for a, b in zip(src_w, dst_w):
+        if any(n > m for n, m in zip(b.shape, a.shape)) or len(a.shape) != len(b.shape):
+            raise SupernetError(f"{b.path} shape {b.shape} does not fit in supernet {a.path} {a.shape}")
+        b.assign(a.numpy()[tuple(slice(0, n) for n in b.shape)])
+
+
+# ---------------------------------------------------------------------- on disk
+SUPERNET_JSON = "supernet.json"
+WEIGHTS_FILE = "supernet.weights.h5"
+
+
+def save_supernet(supernet: Supernet, directory: str, extra: dict | None = None) -> None:
+    """Writes supernet.json (architecture, input size, classes) and the weights, atomically."""
+    os.makedirs(directory, exist_ok=True)
+    meta = {"config": supernet.config.to_dict(), "image_size": supernet.image_size,
+            "classes": supernet.classes, **(extra or {})}
+    tmp = os.path.join(directory, f".tmp{os.getpid()}.weights.h5")
+    supernet.save_weights(tmp)
+    os.replace(tmp, os.path.join(directory, WEIGHTS_FILE))
+    write_json_atomic(os.path.join(directory, SUPERNET_JSON), meta)
+
+
+def load_supernet(directory: str, expect_config: EfficientFormerConfig | None = None) -> tuple[Supernet, dict]:
+    """Rebuilds a trained supernet from `directory`; SupernetError if missing or mismatched."""
+    meta_path = os.path.join(directory, SUPERNET_JSON)
+    weights_path = os.path.join(directory, WEIGHTS_FILE)
+    if not os.path.isfile(meta_path) or not os.path.isfile(weights_path):
+        raise SupernetError(f"{directory} holds no trained supernet ({SUPERNET_JSON} + {WEIGHTS_FILE}); "
+                            "train one with `python -m search.train_supernet --out DIR`")
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        config = EfficientFormerConfig.from_dict(meta["config"])
+        image_size, classes = int(meta["image_size"]), int(meta["classes"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, ConfigError) as e:
+        raise SupernetError(f"{meta_path} is not a valid supernet description: {e}") from None
+    if expect_config is not None and (tuple(expect_config.widths), tuple(expect_config.depths)) != (
+            tuple(config.widths), tuple(config.depths)):
+        raise SupernetError(f"supernet in {directory} has widths {list(config.widths)} depths "
+                            f"{list(config.depths)}, expected {list(expect_config.widths)} "
+                            f"{list(expect_config.depths)}")
+    supernet = Supernet(config, image_size=image_size, classes=classes)
+    try:
+        supernet.load_weights(weights_path)
+    except Exception as e:  # h5py/Keras raise many types for a corrupt or mismatched file
+        raise SupernetError(f"{weights_path} does not match its {SUPERNET_JSON} "
+                            f"(widths {list(config.widths)}, depths {list(config.depths)}): "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return supernet, meta
+
+
+def write_json_atomic(path: str, data) -> None:
+    """json.dump to a temp file, then os.replace (never a half-written file)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,148 @@
+"""search.lut.predict: the unit walk matches the real model, sums, interpolation, coverage errors."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from android_ios_bench import lut as L
+from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
+from ef_keras import EfficientFormer, EfficientFormerConfig
+from search.lut import Layout, layout_units, predict
+
+SPACE = SearchSpace(input_size=64, max_widths=(32, 32, 48, 64), downsample_points=2)
+CONFIG = EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(1, 2, 1, 2), num_vit=1, name="tiny")
+
+
+def cost(kind, u):
+    """A synthetic latency that is exactly linear in width (bilinear in Cin, Cout for downsampling)."""
+    return {"stem": 0.5 + 0.01 * u["cout"], "downsample": 0.001 * u["cin"] * u["cout"] + 0.2,
+            "meta4d": 0.1 + 0.02 * u["cin"] * u["res"], "flat": 0.003 * u["cin"],
+            "meta3d": 1.0 + 0.05 * u["cin"] * u["res"], "head": 0.3 + 0.004 * u["cin"]}[kind]
+
+
+def make_lut(space=SPACE, drop=()):
+    doc = L.new_lut(device={"name": "synthetic"}, runtime={"name": "litert", "threads": 2, "precision": "fp32"},
+                    measurement={"tool": "test", "date": L.now_iso(), "runs": 50}, search_space=space.to_dict())
+    for u in search_space_units(space):
+        if u.key not in drop:
+            doc["entries"][u.key] = L.make_entry(u.kind, u.unit, {"median_ms": cost(u.kind, u.unit), "runs": 50})
+    return doc
+
+
+def test_unit_walk_reproduces_the_full_model_numerically():
+    """Chaining the LUT's unit models (with the model's weights) gives EfficientFormer's output."""
+    model = EfficientFormer(CONFIG, input_shape=(64, 64, 3))
+    # the model's layers in execution order, grouped the way the LUT units are
+    names = ["stem", "stage0_block0", "downsample1", "stage1_block0", "stage1_block1", "downsample2",
+             "stage2_block0", "downsample3", "stage3_block0", "flat", "stage3_block2"]
+    units = layout_units(Layout.from_config(CONFIG), SPACE.to_dict())
+    assert [k for k, _ in units] == ["stem", "meta4d", "downsample", "meta4d", "meta4d", "downsample", "meta4d",
+                                     "downsample", "meta4d", "flat", "meta3d", "head"]
+    rng = np.random.default_rng(0)
+    for w in model.weights:  # non-trivial BN statistics, layer scales and biases
+        w.assign(rng.normal(0, 0.3, w.shape).astype("float32") + (1.0 if "variance" in w.path else 0.0))
+    x = rng.normal(size=(1, 64, 64, 3)).astype("float32")
+    y = x
+    for (kind, fields), name in zip(units, names + ["head"]):
+        unit_model = build_unit(Unit.make(kind, **fields))
+        if kind == "head":
+            for layer in ("norm", "head", "head_dist"):
+                unit_model.get_layer(layer).set_weights(model.get_layer(layer).get_weights())
+        elif kind != "flat":
+            unit_model.layers[1].set_weights(model.get_layer(name).get_weights())
+        y = unit_model(y)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(model(x)), atol=1e-4, rtol=1e-4)
+
+
+def test_predict_sums_every_unit_with_its_count():
+    doc = make_lut()
+    p = predict(CONFIG, doc, input_size=64)
+    expected = sum(cost(k, f) for k, f in layout_units(Layout.from_config(CONFIG), SPACE.to_dict()))
+    assert p.ms == pytest.approx(expected) and p.sum_ms == p.ms and p.overhead_ms == 0
+    assert not p.interpolated and not any(u.interpolated for u in p.per_unit)
+    assert sum(u.count for u in p.per_unit) == 12
+    assert p.by_kind()["meta4d"] == pytest.approx(sum(u.ms_total for u in p.per_unit if u.kind == "meta4d"))
+
+
+def test_missing_widths_are_interpolated_and_reported():
+    config = EfficientFormerConfig(widths=(24, 32, 40, 56), depths=(1, 1, 1, 1), num_vit=1)
+    full = predict(config, make_lut(), input_size=64)  # 24/40/56 are not multiples of 16: interpolated
+    kinds = {note.split()[0] for note in full.interpolated}
+    assert kinds == {"stem", "meta4d", "downsample", "meta3d", "flat", "head"}
+    exact = sum(cost(k, f) for k, f in layout_units(Layout.from_config(config), SPACE.to_dict()))
+    assert full.ms == pytest.approx(exact)  # the synthetic costs are linear/bilinear, so interpolation is exact
+    assert any("bilinear on grid" in n for n in full.interpolated)
+
+
+def test_dropping_a_measured_width_falls_back_to_interpolation():
+    config = EfficientFormerConfig(widths=(16, 32, 48, 32), depths=(1, 2, 1, 2), num_vit=1)
+    key = L.unit_key("meta4d", cin=32, res=2, mlp_ratio=4, pool_size=3)
+    p, full = predict(config, make_lut(drop=[key]), input_size=64), predict(config, make_lut(), input_size=64)
+    assert p.ms == pytest.approx(full.ms)
+    assert set(p.interpolated) - set(full.interpolated) == {"meta4d c=32 r=2: linear between c=16 and c=48"}
+
+
+def test_overhead_model_is_applied_on_top_of_the_sum():
+    doc = make_lut()
+    doc["overhead"] = {"per_model_ms": 0.7, "scale": 1.1}
+    p = predict(CONFIG, doc, input_size=64)
+    assert p.ms == pytest.approx(1.1 * p.sum_ms + 0.7)
+    assert predict(CONFIG, doc, input_size=64, overhead=False).ms == pytest.approx(p.sum_ms)
+
+
+def test_supernet_layouts_pay_a_reshape_per_layout_switch():
+    layout = Layout((16, 32, 48, 64), (("4d",), ("4d",), ("4d", "3d", "4d", "3d"), ("3d",)))
+    kinds = [k for k, _ in layout_units(layout, SPACE.to_dict())]
+    # stage 3: 4d, flat, 3d, flat, 4d, flat, 3d, then flat back before the downsampling; stage 4: flat, 3d
+    assert kinds.count("flat") == 5 and kinds.count("meta3d") == 3
+    assert predict(layout, make_lut(), input_size=64).ms > 0
+    with pytest.raises(L.LUTCoverageError, match="stage 1 has 3D MetaBlocks"):
+        predict(Layout((16, 32, 48, 64), (("3d",), (), (), ())), make_lut(), input_size=64)
+
+
+def test_bad_requests_give_one_line_errors():
+    doc = make_lut()
+    with pytest.raises(L.LUTCoverageError, match="stem width 48 at resolution 64 is outside the LUT's measured "
+                                                 "widths 16..32"):
+        predict(EfficientFormerConfig(widths=(48, 32, 48, 64), depths=(1, 1, 1, 1), num_vit=0), doc, input_size=64)
+    with pytest.raises(L.LUTCoverageError, match="downsample output width 80 at resolution 4 is outside the LUT's "
+                                                 "grid 16..64"):
+        predict(EfficientFormerConfig(widths=(16, 32, 48, 80), depths=(1, 1, 1, 1), num_vit=0), doc, input_size=64)
+    with pytest.raises(L.LUTCoverageError, match="64x64 inputs, not 224x224"):
+        predict(CONFIG, doc)
+    with pytest.raises(L.LUTCoverageError, match="mlp_ratio=3"):
+        predict(EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_vit=0, mlp_ratio=3), doc,
+                input_size=64)
+    broken = copy.deepcopy(doc)
+    broken["entries"].pop(next(iter(broken["entries"])))
+    broken["runtime"]["precision"] = "double"
+    with pytest.raises(L.LUTSchemaError, match="runtime/precision"):
+        predict(CONFIG, broken, input_size=64)
+
+
+def test_lut_paths_are_loaded_and_validated(tmp_path):
+    path = tmp_path / "lut.json"
+    L.save_lut(make_lut(), path)
+    assert predict(CONFIG, str(path), input_size=64).ms == pytest.approx(predict(CONFIG, make_lut(), input_size=64).ms)
+    with pytest.raises(L.LUTError, match="LUT file not found"):
+        predict(CONFIG, str(tmp_path / "nope.json"), input_size=64)
+
+
+def test_embedded_default_lut_predicts_the_named_models():
+    doc = L.load_default_lut()
+    assert doc["runtime"]["name"] == "litert" and doc["search_space"]["input_size"] == 224
+    l1, l3, l7 = (predict(name) for name in ("l1", "l3", "l7"))
+    assert 0 < l1.ms < l3.ms < l7.ms
+    assert all(u.ms_each > 0 for u in l7.per_unit)
+
+
+
+def test_low_percentile_statistic_is_summed_when_asked():
+    doc = make_lut()
+    for entry in doc["entries"].values():
+        entry["p10_ms"] = entry["median_ms"] / 2
+    median, p10 = predict(CONFIG, doc, input_size=64), predict(CONFIG, doc, input_size=64, statistic="p10_ms")
+    assert p10.ms == pytest.approx(median.ms / 2)
+    with pytest.raises(L.LUTError, match="has no min_ms"):
+        predict(CONFIG, doc, input_size=64, statistic="min_ms")

@@ -1,0 +1,161 @@
+"""Supernet: Gumbel-softmax mixing, sub-network weight inheritance, save/load, training resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ef_keras.config import EfficientFormerConfig
+from search.arch import Arch, ArchError, full_arch, smallest_arch
+from search.supernet import (Supernet, SupernetError, child_model, gumbel_noise, load_supernet, save_supernet,
+                             tau_at)
+from search.train_supernet import train_supernet
+
+CFG = EfficientFormerConfig(widths=(32, 32, 48, 64), depths=(1, 1, 2, 2), num_vit=0, name="tiny_supernet")
+IDX = {"4d": 0, "3d": 1, "id": 2}
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    net = Supernet(CFG, image_size=64, classes=5)
+    rng = np.random.default_rng(1)
+    for v in net.weights:  # non-trivial layer scales and BN statistics, so every block matters
+        if "layer_scale" in v.path:
+            v.assign(rng.uniform(0.2, 0.5, v.shape).astype("float32"))
+        elif "moving_variance" in v.path:
+            v.assign(rng.uniform(0.5, 2.0, v.shape).astype("float32"))
+    return net
+
+
+def _one_hot_alpha(net, arch):
+    alpha = np.full((net.num_paths, 3), -40.0, "float32")
+    p = 0
+    for s in range(4):
+        for choice in arch.choices[s]:
+            alpha[p, IDX[choice]] = 40.0
+            p += 1
+    return alpha
+
+
+def test_tau_schedule_anneals_exponentially_from_5_to_half():
+    assert tau_at(0, 100) == pytest.approx(5.0)
+    assert tau_at(100, 100) == pytest.approx(0.5)
+    assert tau_at(50, 100) == pytest.approx(np.sqrt(5.0 * 0.5))
+    assert tau_at(500, 100) == pytest.approx(0.5)
+
+
+def test_gumbel_noise_is_a_function_of_seed_and_step():
+    a, b, c = gumbel_noise(3, 7, 5), gumbel_noise(3, 7, 5), gumbel_noise(3, 8, 5)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    big = gumbel_noise(0, 0, 20000).numpy().ravel()  # standard Gumbel: mean = Euler-Mascheroni constant
+    assert big.mean() == pytest.approx(0.5772, abs=0.03)
+
+
+def test_mixing_weights_mask_3d_in_stages_1_and_2(supernet):
+    w = supernet.mixing_weights(gumbel_noise(0, 1, supernet.num_paths)).numpy()
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-6)
+    stages = np.array(supernet.path_stage)
+    assert np.all(w[stages < 2, 1] == 0.0)
+    assert np.all(w[stages >= 2, 1] > 0.0)
+
+
+def test_soft_mixture_differs_from_every_single_candidate(supernet):
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    supernet.alpha.assign(np.zeros((supernet.num_paths, 3), "float32"))
+    mixed = supernet(x).numpy()
+    all_4d = full_arch(CFG, 0)
+    assert not np.allclose(mixed, child_model(supernet, all_4d)(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("choices", [
+    (("4d",), ("4d",), ("4d", "4d"), ("4d", "4d")),
+    (("id",), ("4d",), ("4d", "id"), ("4d", "3d")),
+    (("4d",), ("id",), ("id", "id"), ("3d", "3d")),
+])
+def test_child_equals_supernet_with_one_hot_paths(supernet, choices):
+    """The sub-network built by child_model computes exactly what the supernet computes on that path."""
+    arch = Arch(CFG.widths, choices)
+    supernet.alpha.assign(_one_hot_alpha(supernet, arch))
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    child = child_model(supernet, arch)
+    assert child.config.depths == arch.depths and child.config.num_vit == arch.num_vit
+    np.testing.assert_allclose(child(x).numpy(), supernet(x).numpy(), atol=1e-5)
+
+
+def test_width_reduction_slices_leading_channels(supernet):
+    arch = Arch((16, 32, 32, 48), (("4d",), ("4d",), ("4d", "id"), ("4d", "3d")))
+    child = child_model(supernet, arch)
+    src = supernet.blocks_4d[0].fc1.kernel.numpy()
+    np.testing.assert_array_equal(child.get_layer("stage0_block0").fc1.kernel.numpy(), src[:, :, :16, :64])
+    qkv = supernet.blocks_3d[5].token_mixer.qkv.kernel.numpy()
+    np.testing.assert_array_equal(child.get_layer("stage3_block2").token_mixer.qkv.kernel.numpy(), qkv[:48])
+    head = supernet.head.kernel.numpy()
+    np.testing.assert_array_equal(child.get_layer("head_dist").kernel.numpy(), head[:48])
+    out = child(np.zeros((1, 64, 64, 3), "float32"))
+    assert out.shape == (1, 5)
+
+
+def test_batchnorm_recalibration_uses_the_calibration_batch_statistics(supernet):
+    arch = Arch((16, 32, 32, 48), (("4d",), ("id",), ("4d", "4d"), ("4d", "3d")))
+    x = np.random.default_rng(2).normal(size=(8, 64, 64, 3)).astype("float32")
+    stale = child_model(supernet, arch)
+    child = child_model(supernet, arch, calibration=x)
+    assert not np.allclose(stale(x, training=False).numpy(), child(x, training=True).numpy(), atol=1e-3)
+    np.testing.assert_allclose(child(x, training=False).numpy(), child(x, training=True).numpy(), atol=1e-4)
+    assert child.get_layer("stem").norm1.momentum == 0.9  # restored
+
+
+def test_arch_rules():
+    full_arch(CFG, 2).validate(CFG)
+    smallest_arch(CFG).validate(CFG)
+    with pytest.raises(ArchError, match="3D blocks only close stage 4"):
+        Arch(CFG.widths, (("4d",), ("4d",), ("3d", "4d"), ("4d", "4d"))).validate(CFG)
+    with pytest.raises(ArchError, match="must follow every 4D"):
+        Arch(CFG.widths, (("4d",), ("4d",), ("4d", "4d"), ("3d", "4d"))).validate(CFG)
+    with pytest.raises(ArchError, match="multiple of 16"):
+        Arch((32, 32, 48, 80), (("4d",), ("4d",), ("4d", "4d"), ("4d", "4d"))).validate(CFG)
+    with pytest.raises(ArchError, match="2 MetaPath choices, the supernet has 1"):
+        Arch(CFG.widths, (("4d", "4d"), ("4d",), ("4d", "4d"), ("4d", "4d"))).validate(CFG)
+
+
+def test_save_load_round_trip_and_mismatch(supernet, tmp_path):
+    save_supernet(supernet, str(tmp_path))
+    loaded, meta = load_supernet(str(tmp_path))
+    assert meta["image_size"] == 64 and loaded.num_paths == supernet.num_paths
+    for a, b in zip(supernet.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(SupernetError, match="expected"):
+        load_supernet(str(tmp_path), expect_config=EfficientFormerConfig((32, 32, 48, 64), (1, 1, 2, 3), 0))
+    meta_path = tmp_path / "supernet.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["depths"] = [1, 1, 3, 2]  # checkpoint no longer matches its description
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(SupernetError, match="does not match"):
+        load_supernet(str(tmp_path))
+    with pytest.raises(SupernetError, match="holds no trained supernet"):
+        load_supernet(str(tmp_path / "nowhere"))
+
+
+def test_image_size_must_leave_a_2x2_last_stage():
+    with pytest.raises(SupernetError, match=">= 64"):
+        Supernet(CFG, image_size=32)
+
+
+def test_training_resumes_after_kill_with_the_same_result(tmp_path):
+    """A run stopped after step 7 (last checkpoint at 6) and resumed ends where an uninterrupted run ends."""
+    tiny = EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_vit=0)
+    kw = dict(config=tiny, image_size=64, epochs=2, warmup_epochs=1, batch_size=128, checkpoint_every=3,
+              progress=False)
+    whole, _ = train_supernet(str(tmp_path / "a"), **kw)
+    part, _ = train_supernet(str(tmp_path / "b"), max_steps=7, **kw)
+    assert not os.path.exists(tmp_path / "b" / "supernet.json")
+    resumed, importance = train_supernet(str(tmp_path / "b"), **kw)
+    for a, b in zip(whole.weights, resumed.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+    assert np.abs(whole.alpha.numpy()).max() > 0  # alpha was trained
+    assert len(importance["paths"]) == 4 and "initial_num_vit" in importance
+    assert (tmp_path / "b" / "supernet.weights.h5").exists() and (tmp_path / "b" / "tb").is_dir()
+    with pytest.raises(SupernetError, match="different supernet run"):
+        train_supernet(str(tmp_path / "b"), **{**kw, "batch_size": 64})
