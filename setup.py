@@ -38,6 +38,6 @@ setup(
         "torch": ["torch>=2.1"],  # only to read .pth/.pt checkpoints
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },
-    entry_points={"console_scripts": ["ef-keras-describe=ef_keras.describe:run"]},
+    entry_points={"console_scripts": ["ef-keras-describe=ef_keras.describe:run", "ef-keras-train=ef_keras.train:run"]},
     license="Apache-2.0",
 )

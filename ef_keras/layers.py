@@ -51,6 +51,12 @@ def _pad1(x):
     return ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
 
 
+def _padded_shape(shape):
+    """The shape `_pad1` produces (what the stride-2 conv actually sees)."""
+    b, h, w, c = shape
+    return (b, None if h is None else h + 2, None if w is None else w + 2, c)
+
+
 @_register
 class LayerScale(keras.layers.Layer):
     """Multiplies by a learned per-channel vector (`layer_scale`, init `init_value`)."""
@@ -112,10 +118,11 @@ class Stem(keras.layers.Layer):
         self.norm2 = _batch_norm("norm2")
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in (self.conv1, self.norm1, self.conv2, self.norm2):
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+        shape = self.conv1.compute_output_shape(_padded_shape(tuple(input_shape)))
+        self.conv1.build(_padded_shape(tuple(input_shape)))
+        self.norm1.build(shape)
+        self.conv2.build(_padded_shape(shape))
+        self.norm2.build(self.conv2.compute_output_shape(_padded_shape(shape)))
 
     def call(self, x, training=None):
         x = ops.relu(self.norm1(self.conv1(_pad1(x)), training=training))
@@ -141,8 +148,8 @@ class Downsample(keras.layers.Layer):
         self.norm = _batch_norm("norm")
 
     def build(self, input_shape):
-        self.conv.build(tuple(input_shape))
-        self.norm.build(self.conv.compute_output_shape(tuple(input_shape)))
+        self.conv.build(_padded_shape(tuple(input_shape)))
+        self.norm.build(self.conv.compute_output_shape(_padded_shape(tuple(input_shape))))
 
     def call(self, x, training=None):
         return self.norm(self.conv(_pad1(x)), training=training)

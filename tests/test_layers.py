@@ -83,3 +83,9 @@ def test_layers_serialize(layer):
     clone = layer.__class__.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     assert keras.saving.get_registered_name(layer.__class__).startswith("ef_keras>")
+
+
+def test_downsample_builds_on_the_smallest_grids():
+    # The conv sees the padded input: a 2x2 (even 1x1) map still downsamples.
+    for size in (1, 2):
+        assert tuple(L.Downsample(8)(np.zeros((1, size, size, 4), "float32")).shape) == (1, 1, 1, 8)
