@@ -29,12 +29,14 @@ flags.DEFINE_integer("warmup", 5, "Untimed rounds per model.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads for both frameworks.")
 flags.DEFINE_string("out", os.path.join(os.path.dirname(__file__), "results"), "Where results go.")
 
+# VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across execve, so a child started
+# from this (TF + torch) process would report the parent's peak.
 _BUILD_RSS = """
-import os, resource
+import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import ef_keras
 ef_keras.EfficientFormer({name!r})
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print([int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
 """
 
 
