@@ -56,7 +56,8 @@ class EfficientFormer(keras.Model):
             `num_vit > 0` it must be fixed because the attention bias table is per grid cell.
         input_tensor: optional Keras tensor to use as the image input.
         pooling: with `include_top=False`: None returns the (B, H/32, W/32, C4) map after the
-            final LayerNorm, "avg" its token mean (B, C4), "max" its token max.
+            final LayerNorm ((B, N, C4) tokens when the input size is variable), "avg" its
+            token mean (B, C4), "max" its token max.
         classes: number of classes of the heads.
         classifier_activation: None for logits, or e.g. "softmax".
         distillation: add the distillation head (as the reference); the output is then the
@@ -96,9 +97,8 @@ class EfficientFormer(keras.Model):
             outputs = keras.layers.GlobalAveragePooling1D(name="avg_pool")(x)
         elif pooling == "max":
             outputs = keras.layers.GlobalMaxPooling1D(name="max_pool")(x)
-        else:
-            h, w = grid if grid else (-1, -1)
-            outputs = keras.layers.Reshape((h, w, config.widths[3]), name="features")(x) if grid else x
+        else:  # the token grid back as a map; with a variable input size (no attention) the tokens
+            outputs = keras.layers.Reshape((*grid, config.widths[3]), name="features")(x) if grid else x
 
         super().__init__(inputs=inputs, outputs=outputs, name=name or f"efficientformer_{config.name}", **kwargs)
         self.config = config
