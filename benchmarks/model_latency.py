@@ -105,7 +105,6 @@ def main(argv):
         row["ratio_keras_over_timm"] = (row["keras_tf_function_ms"] / row["timm_eager_ms"]
                                         if row["timm_eager_ms"] else None)
         rows.append(row)
-        del model, torch_model
 
     header = "| model | Keras tf.function median (min) ms | timm eager median (min) ms | Keras/timm | build peak RSS MB |"
     lines = [header, "|---|---|---|---|---|"]

@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from deploy.common import DeployError, InputSpec
-from deploy.verify import normalize_images
+from ef_keras.preprocessing import preprocess_input
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DEFAULT_SAMPLES = 64
@@ -82,7 +82,7 @@ def _folder_samples(root: str, spec: InputSpec, max_samples: int) -> np.ndarray:
                 pixels.append(_center_crop(np.asarray(img.convert("RGB")), spec.shape[1], spec.shape[2]))
         except (UnidentifiedImageError, OSError) as e:
             raise DeployError(f"cannot read calibration image {path}: {e}") from None
-    return normalize_images(np.stack(pixels))
+    return preprocess_input(np.stack(pixels))
 
 
 def _tfds_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:
@@ -113,7 +113,7 @@ def _tfds_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:
         pixels.append(_center_crop(image[..., :3], spec.shape[1], spec.shape[2]))
     if not pixels:
         raise DeployError(f"tfds dataset {name!r} split {split!r} is empty")
-    return normalize_images(np.stack(pixels))
+    return preprocess_input(np.stack(pixels))
 
 
 def _center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:

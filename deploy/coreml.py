@@ -27,6 +27,7 @@ from deploy import report as report_lib, verify as verification
 from deploy.common import (DeployError, check_output_path, check_precision, commit, input_spec, remove, size_bytes,
                            temp_path)
 from deploy.mil_eval import MilProgram
+from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
 
 OUTPUT_NAME = "logits"
 
@@ -68,7 +69,7 @@ def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_lab
         program = MilProgram(tmp)
         if image_input:
             pixels = verification.photo_pixels(spec.shape[1], spec.shape[2])
-            inputs, keras_inputs = pixels, verification.normalize_images(pixels)
+            inputs, keras_inputs = pixels, preprocess_input(pixels)
         else:
             inputs = keras_inputs = verification.sample_inputs(spec)
         runner, evaluator = _runner(tmp, program, spec.name, image_input, labels)
@@ -95,8 +96,8 @@ def convert(model, spec, precision: str, image_input: bool = False, labels=None)
     import tensorflow as tf
 
     if image_input:
-        mean = np.array(verification.IMAGENET_MEAN, "float32")
-        std = np.array(verification.IMAGENET_STD, "float32")
+        mean = np.array(IMAGENET_MEAN, "float32")
+        std = np.array(IMAGENET_STD, "float32")
         scale, offset = tf.constant(1.0 / (255.0 * std)), tf.constant(-mean / std)
         forward = tf.function(lambda x: model(x * scale + offset, training=False))
         ct_input = ct.ImageType(name=spec.name, shape=spec.shape, scale=1.0, bias=[0.0, 0.0, 0.0],

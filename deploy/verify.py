@@ -22,17 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 from deploy.common import DeployError, InputSpec, keras_predict
+from ef_keras.preprocessing import preprocess_input
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 INT8_MIN_COSINE = 0.9
 NUM_SAMPLES = 4
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], "float32")
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], "float32")
-
-
-def normalize_images(pixels: np.ndarray) -> np.ndarray:
-    """[0, 255] RGB -> ImageNet mean/std normalised float32 (same as ef_keras.preprocess_input)."""
-    return (np.asarray(pixels, "float32") / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def photo_pixels(height: int, width: int, count: int = NUM_SAMPLES) -> np.ndarray:
@@ -61,7 +55,7 @@ def photo_pixels(height: int, width: int, count: int = NUM_SAMPLES) -> np.ndarra
 def sample_inputs(spec: InputSpec, count: int = NUM_SAMPLES, seed: int = 0) -> np.ndarray:
     """Verification inputs for a model input: normalised photos for images, seeded N(0, 1) otherwise."""
     if spec.is_image:
-        return normalize_images(photo_pixels(spec.shape[1], spec.shape[2], count))
+        return preprocess_input(photo_pixels(spec.shape[1], spec.shape[2], count))
     rng = np.random.default_rng(seed)
     return rng.standard_normal((count,) + tuple(spec.shape[1:])).astype("float32")
 

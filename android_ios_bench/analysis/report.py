@@ -39,7 +39,7 @@ def _status(holds: bool, partly: bool = False) -> str:
 
 
 def _verdict_a(rows):
-    t16, t7, ts = _t(rows, "embed_16x16_s16"), _t(rows, "embed_7x7_s4"), _t(rows, "stem_3x3_s2_x2")
+    t7, ts = _t(rows, "embed_7x7_s4"), _t(rows, "stem_3x3_s2_x2")
     e16, e7, es = (_gmacs_per_s(_row(rows, v)) for v in ("embed_16x16_s16", "embed_7x7_s4", "stem_3x3_s2_x2"))
     slower = t7 > ts * (1 + MARGIN)
     less_efficient = min(e16, e7) < es * (1 - MARGIN)
