@@ -103,6 +103,12 @@ def _scale_targets(prefix, block):
             f"{prefix}.ls2.gamma": Target(block.ls2.layer_scale, _vector)}
 
 
+def _block_prefix(layer) -> str:
+    """timm prefix of a MetaBlock layer: "stage3_block4" -> "stages.3.blocks.4"."""
+    stage, block = re.fullmatch(r"stage(\d)_block(\d+)", layer.name).groups()
+    return f"stages.{stage}.blocks.{block}"
+
+
 def keras_targets(model, include_head: bool = True) -> dict[str, Target]:
     """timm key -> Keras variable for every weight of an EfficientFormer model."""
     targets: dict[str, Target] = {}
@@ -118,8 +124,7 @@ def keras_targets(model, include_head: bool = True) -> dict[str, Target]:
             targets.update(_conv_targets(f"{prefix}.conv", layer.conv))
             targets.update(_bn_targets(f"{prefix}.norm", layer.norm))
         elif isinstance(layer, (ef_layers.Meta4D, ef_layers.Meta3D)):
-            stage, block = re.fullmatch(r"stage(\d)_block(\d+)", name).groups()
-            prefix = f"stages.{stage}.blocks.{block}"
+            prefix = _block_prefix(layer)
             targets.update(_scale_targets(prefix, layer))
             if isinstance(layer, ef_layers.Meta4D):
                 targets.update(_conv_targets(f"{prefix}.mlp.fc1", layer.fc1))
@@ -147,8 +152,7 @@ def _bias_index_keys(model) -> dict[str, np.ndarray]:
     out = {}
     for layer in model.layers:
         if isinstance(layer, ef_layers.Meta3D):
-            stage, block = re.fullmatch(r"stage(\d)_block(\d+)", layer.name).groups()
-            out[f"stages.{stage}.blocks.{block}.token_mixer.attention_bias_idxs"] = layer.token_mixer.bias_index
+            out[f"{_block_prefix(layer)}.token_mixer.attention_bias_idxs"] = layer.token_mixer.bias_index
     return out
 
 

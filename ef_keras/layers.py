@@ -51,6 +51,11 @@ def _pad1(x):
     return ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
 
 
+def _half(n):
+    """Grid size after a padded 3x3 stride-2 conv (None stays unknown)."""
+    return None if n is None else (n + 1) // 2
+
+
 def _padded_shape(shape):
     """The shape `_pad1` produces (what the stride-2 conv actually sees)."""
     b, h, w, c = shape
@@ -130,8 +135,7 @@ class Stem(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
-        half = lambda n: None if n is None else (n + 1) // 2  # noqa: E731
-        return (b, half(half(h)), half(half(w)), self.out_channels)
+        return (b, _half(_half(h)), _half(_half(w)), self.out_channels)
 
     def get_config(self):
         return {**super().get_config(), "out_channels": self.out_channels}
@@ -156,8 +160,7 @@ class Downsample(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
-        half = lambda n: None if n is None else (n + 1) // 2  # noqa: E731
-        return (b, half(h), half(w), self.out_channels)
+        return (b, _half(h), _half(w), self.out_channels)
 
     def get_config(self):
         return {**super().get_config(), "out_channels": self.out_channels}
