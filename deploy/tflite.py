@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from deploy import calibration, report as report_lib, verify as verification
+from deploy import calibration, int8_graph, report as report_lib, verify as verification
 from deploy.common import DeployError, check_output_path, check_precision, commit, input_spec, remove, temp_path
 
 NUM_THREADS = 2
@@ -25,7 +25,8 @@ NUM_THREADS = 2
 DYNAMIC_INT8 = "int8-dynamic"
 
 
-def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verify=True, overwrite=False) -> dict:
+def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verify=True, overwrite=False,
+              int8_gelu="exact") -> dict:
     """Converts a Keras model with one static-shape input to a verified `.tflite` file.
 
     Args:
@@ -33,10 +34,14 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
         out_path: the `.tflite` file to write; its directory must exist.
         precision: "fp32", "fp16" (fp16 weights, fp32 compute), "int8" (full integer with
             float input/output; needs `calibration_data`) or "int8-dynamic" (int8 weights,
-            float activations; XNNPACK runs it as one partition, unlike full int8 whose
-            int8 GELU and average pooling it does not support).
+            float activations). int8 converts `deploy.int8_graph.export_model(model)` and
+            leaves the ops XNNPACK cannot run in int8 in float islands, so an
+            EfficientFormer runs in one XNNPACK partition.
         calibration_data: for int8: an image folder, a tfds name or preprocessed arrays
             (see `deploy.calibration`).
+        int8_gelu: int8 only: "exact" (default, the model's GELU in a float island), or the
+            opt-in approximations "tanh" / "sigmoid" that quantise to int8 ops; the report's
+            `int8_graph` says how far the approximated float model is from `model`.
         verify: compare the converted model with Keras (on by default, always on in the
             CLI). False only for callers that check numerics themselves; the NaN check and
             the op census still run.
@@ -47,13 +52,21 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
         reshape/transpose/gather counts, XNNPACK partitions, diffs vs Keras, host latency.
     """
     precision = precision if precision == DYNAMIC_INT8 else check_precision(precision)
+    if int8_gelu not in int8_graph.GELU_FORMS:
+        raise DeployError(f"unknown int8 GELU form {int8_gelu!r}; choose one of {', '.join(int8_graph.GELU_FORMS)}")
+    if int8_gelu != "exact" and precision != "int8":
+        raise DeployError(f"the GELU approximation {int8_gelu!r} applies to full-integer int8 only, not {precision}")
     spec = input_spec(model)
     out_path = check_output_path(out_path, overwrite)
     report_path = report_lib.report_path(out_path)
     check_output_path(report_path, overwrite)
     samples = calibration.calibration_samples(calibration_data, spec) if precision == "int8" else None
+    graph, graph_report = model, None
+    if precision == "int8":
+        graph = int8_graph.export_model(model, int8_gelu)
+        graph_report = _float_delta(model, graph, spec, int8_gelu)
 
-    flatbuffer = convert(model, spec, precision, samples)
+    flatbuffer = convert(graph, spec, precision, samples)
     tmp = temp_path(out_path)
     try:
         with open(tmp, "wb") as f:
@@ -64,8 +77,10 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
         result = report_lib.build(
             target="tflite", path=out_path, model=model, spec=spec, precision=precision, census=census,
             size=os.path.getsize(tmp), verification=metrics,
-            extra={"xnnpack": xnnpack_summary(tmp), "latency_ms": latency_ms(tmp, spec),
-                   "calibration_samples": None if samples is None else int(len(samples))})
+            extra={"xnnpack": xnnpack_summary(tmp), "xnnpack_reference_ops": reference_ops(tmp),
+                   "op_census_by_dtype": dtype_census(tmp), "latency_ms": latency_ms(tmp, spec),
+                   "calibration_samples": None if samples is None else int(len(samples)),
+                   **({"int8_graph": graph_report} if graph_report else {})})
         commit(tmp, out_path)
     finally:
         remove(tmp)
@@ -73,8 +88,29 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
     return result
 
 
-def convert(model, spec, precision: str, calibration_samples=None) -> bytes:
-    """Runs the TFLite converter (builtins only) and returns the flatbuffer bytes."""
+def _float_delta(model, graph, spec, gelu_form: str) -> dict:
+    """How far the float export graph is from `model` on the verification inputs (rounding only for exact GELU)."""
+    if graph is model:  # no EfficientFormer blocks: nothing was rewritten
+        return {"gelu": gelu_form, "rewritten": False}
+    from deploy.common import keras_predict
+
+    inputs = verification.sample_inputs(spec)
+    reference, exported = keras_predict(model, inputs), keras_predict(graph, inputs)
+    diff = float(np.abs(reference - exported).max())
+    top1 = (float(np.mean(reference.argmax(-1) == exported.argmax(-1)))
+            if reference.ndim == 2 and reference.shape[1] > 1 else None)
+    return {"gelu": gelu_form, "rewritten": True, "float_max_abs_diff": diff,
+            "float_max_rel_diff": diff / max(1.0, float(np.sqrt(np.mean(reference ** 2)))),
+            "float_top1_agreement": top1}
+
+
+def convert(model, spec, precision: str, calibration_samples=None,
+            float_ops=int8_graph.FLOAT_ISLAND_OPS) -> bytes:
+    """Runs the TFLite converter (builtins only) and returns the flatbuffer bytes.
+
+    For int8, `float_ops` are the op types left in float islands (`int8_graph.quantize`);
+    `()` gives the converter's plain full-integer model.
+    """
     import tensorflow as tf
     import keras
 
@@ -94,10 +130,9 @@ def convert(model, spec, precision: str, calibration_samples=None) -> bytes:
             converter.target_spec.supported_types = [tf.float16]
         elif precision == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.representative_dataset = lambda: ([s[None]] for s in calibration_samples)
         try:
-            return converter.convert()
+            return int8_graph.quantize(converter, float_ops) if precision == "int8" else converter.convert()
         except Exception as e:  # the converter raises ConverterError with a multi-page log
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DeployError(f"TFLite conversion failed ({precision}): {first}") from None
@@ -153,6 +188,49 @@ def xnnpack_summary(path: str) -> dict:
             and set(i for i in delegates[0]["inputs"] if i >= 0) <= graph_inputs | constants)
     return {"partitions": len(delegates), "fully_delegated": bool(full),
             "graph_ops": len(nodes) - len(delegates)}
+
+
+def reference_ops(path: str) -> dict:
+    """{"OP (dtype)": count} of the ops XNNPACK leaves to LiteRT's reference kernels ({} when fully delegated).
+
+    The interpreter lists the original nodes beside the delegate kernels but not which
+    nodes each kernel replaced, so this follows the data flow: a tensor produced by a
+    delegated node is visible outside its partition only as a delegate output. A node is
+    therefore on the reference kernels when an output that is not a delegate output is
+    read by a delegate or is a graph output, or is read by another such node.
+    """
+    interpreter = _interpreter(path)
+    nodes = interpreter._get_ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    original = {n["index"]: n for n in nodes if n["op_name"] != "DELEGATE"}
+    delegate_out = {int(t) for d in delegates for t in d["outputs"]}
+    delegate_in = {int(t) for d in delegates for t in d["inputs"] if t >= 0}
+    graph_outputs = {d["index"] for d in interpreter.get_output_details()}
+    producer = {int(t): i for i, n in original.items() for t in n["outputs"]}
+    left = {i for i, n in original.items()
+            if any(int(t) not in delegate_out and int(t) in delegate_in | graph_outputs for t in n["outputs"])}
+    stack = list(left)
+    while stack:
+        for t in original[stack.pop()]["inputs"]:
+            i = producer.get(int(t))
+            if i is not None and i not in left and int(t) not in delegate_out:
+                left.add(i)
+                stack.append(i)
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    return dict(sorted(collections.Counter(
+        f"{original[i]['op_name']} ({dtypes[int(original[i]['outputs'][0])]})" for i in left).items()))
+
+
+def dtype_census(path: str) -> dict:
+    """{output dtype: {op: count}}: which ops compute in int8 and which stayed float (QUANTIZE counts as int8)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    census = collections.defaultdict(collections.Counter)
+    for op in interpreter._get_ops_details():
+        census[dtypes[int(op["outputs"][0])]][op["op_name"]] += 1
+    return {dtype: dict(sorted(ops.items())) for dtype, ops in sorted(census.items())}
 
 
 def latency_ms(path: str, spec, warmup: int = 3, runs: int = 20, num_threads: int = NUM_THREADS) -> float:
