@@ -21,6 +21,7 @@ from android_ios_bench import __version__
 from android_ios_bench.lut import (LUTError, ManifestError, MANIFEST_FORMAT, FORMAT_VERSION, load_manifest,
                                    now_iso, save_manifest)
 from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
+from ef_keras.output import check_run_directory
 
 MANIFEST_NAME = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -80,7 +81,7 @@ def export_items(items: Iterable[ManifestItem], out_dir: str, *, search_space: d
         raise LUTError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not (tflite or coreml):
         raise LUTError("nothing to export: enable tflite and/or coreml")
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(check_run_directory(out_dir), exist_ok=True)
     path = os.path.join(out_dir, MANIFEST_NAME)
     manifest = open_manifest(out_dir, search_space, precision)
     manifest.pop("_dir", None)
@@ -127,9 +128,12 @@ def print_progress(done: int, total: int, key: str, seconds: float) -> None:
 
 def _main(argv):
     from absl import flags
+
+    from ef_keras.checks import parse_int_list
     F = flags.FLAGS
     del argv
-    space = SearchSpace(input_size=F["input-size"].value, max_widths=tuple(int(w) for w in F["max-widths"].value),
+    space = SearchSpace(input_size=F["input-size"].value,
+                        max_widths=parse_int_list("--max-widths", F["max-widths"].value),
                         downsample_points=F["downsample-points"].value)
     manifest = export_search_space(F.out, space, tflite=F.tflite, coreml=F.coreml, precision=F.precision,
                                    verify=F.verify, progress=print_progress)
@@ -138,24 +142,22 @@ def _main(argv):
 
 def main():
     """CLI entry: absl flags -> export_search_space; one-line `error: ...` on bad input."""
-    from absl import app, flags
+    from absl import flags
+
+    from ef_keras.errors import run as run_cli
+
     flags.DEFINE_string("out", None, "output directory (manifest.json, tflite/, coreml/)", required=True)
     flags.DEFINE_bool("tflite", True, "export .tflite files")
     flags.DEFINE_bool("coreml", False, "export .mlpackage files (CoreML, iOS16)")
     flags.DEFINE_enum("precision", "fp32", list(PRECISIONS), "weights/compute precision of the exported models")
-    flags.DEFINE_integer("input-size", 224, "model input size (stage resolutions are size/4 .. size/32)")
+    flags.DEFINE_integer("input-size", 224, "model input size (stage resolutions are size/4 .. size/32)",
+                         lower_bound=32)
     flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths], "supernet max width per stage")
     flags.DEFINE_integer("downsample-points", SearchSpace().downsample_points,
-                         "measured widths per axis of each downsample (Cin, Cout) grid")
+                         "measured widths per axis of each downsample (Cin, Cout) grid", lower_bound=1)
     flags.DEFINE_bool("verify", False, "let deploy compare every micro-model's outputs with Keras (slower)")
 
-    def run(argv):
-        try:
-            _main(argv)
-        except (LUTError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
-    app.run(run)
+    run_cli(_main, user_errors=(LUTError,))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def _folder_samples(root: str, spec: InputSpec, max_samples: int) -> np.ndarray:
             with Image.open(path) as img:
                 pixels.append(_center_crop(np.asarray(img.convert("RGB")), spec.shape[1], spec.shape[2]))
         except (UnidentifiedImageError, OSError) as e:
-            raise DeployError(f"cannot read calibration image {path}: {e}") from None
+            raise DeployError(f"cannot read calibration image {path}: {e}") from e
     return preprocess_input(np.stack(pixels))
 
 
@@ -93,7 +93,7 @@ def _tfds_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:
         builder = tfds.builder(dataset)
     except Exception as e:  # tfds raises DatasetNotFoundError and friends; one line is enough
         raise DeployError(f"calibration data {name!r} is neither a directory nor a known tfds dataset "
-                          f"({type(e).__name__})") from None
+                          f"({type(e).__name__})") from e
     if not split:
         splits = list(builder.info.splits.keys()) or ["train"]
         split = next((s for s in ("validation", "test", "train") if s in splits), splits[0])
@@ -102,7 +102,7 @@ def _tfds_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:
     except Exception as e:
         raise DeployError(f"tfds dataset {name!r} split {split!r} is not available locally (no download is "
                           f"attempted): {type(e).__name__}; prepare it with `tfds build {dataset}` or pass an "
-                          "image folder") from None
+                          "image folder") from e
     pixels = []
     for example in tfds.as_numpy(ds):
         image = example.get("image") if isinstance(example, dict) else None

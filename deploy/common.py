@@ -2,22 +2,22 @@
 
 Every converter works the same way: check the model and the output path up front (so bad
 input fails before minutes of conversion), write the converted model to a temporary path
-beside the final one, verify that temporary file, and only then rename it into place. A
-conversion that fails verification therefore leaves no file behind.
+beside the final one (`ef_keras.output`), verify that temporary file, and only then rename
+it into place. A conversion that fails verification therefore leaves no file behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
-import uuid
 
 import numpy as np
 
+from ef_keras.errors import EfKerasError
+from ef_keras.output import check_output, is_mlpackage
 
-class DeployError(ValueError):
+
+class DeployError(EfKerasError):
     """A conversion that cannot run or did not verify; the message says what to do."""
 
 
@@ -74,69 +74,14 @@ def keras_predict(model, batch: np.ndarray) -> np.ndarray:
                            for i in range(len(batch))])
 
 
-def check_output_path(out_path: str, overwrite: bool) -> str:
-    """Validates the output path before any work; returns it absolute.
+def check_output_path(out_path: str, overwrite: bool, suffix: str | None = None) -> str:
+    """Validates the output path before any work (see `ef_keras.output.check_output`); returns it absolute.
 
-    The parent directory must exist and be writable; an existing output needs `overwrite`.
+    The parent directory must exist and be writable, the name must end in `suffix`, and an
+    existing output needs `overwrite`, which never replaces a directory other than a
+    `.mlpackage` written by Core ML.
     """
-    if not out_path:
-        raise DeployError("no output path given")
-    out_path = os.path.abspath(out_path)
-    parent = os.path.dirname(out_path)
-    if not os.path.isdir(parent):
-        raise DeployError(f"output directory {parent} does not exist; create it or choose another --out")
-    probe = temp_path(out_path)
-    try:  # a real write: os.access says yes to root even on read-only or special filesystems
-        with open(probe, "wb"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise DeployError(f"output directory {parent} is not writable ({e.strerror}); choose another --out") from None
-    if os.path.lexists(out_path) and not overwrite:
-        raise DeployError(f"{out_path} already exists; pass --overwrite (overwrite=True) to replace it")
-    return out_path
-
-
-def temp_path(out_path: str) -> str:
-    """A hidden temporary path in the output's own directory (same filesystem, so rename is atomic)."""
-    parent, base = os.path.split(out_path)
-    stem, ext = os.path.splitext(base)
-    return os.path.join(parent, f".{stem}.tmp-{uuid.uuid4().hex[:8]}{ext}")
-
-
-def remove(path: str) -> None:
-    """Deletes a file or directory if it exists (temporary outputs after a failure)."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
-def commit(tmp: str, out_path: str) -> None:
-    """Moves a verified temporary output (file or directory) into place atomically.
-
-    A directory (.mlpackage) cannot replace an existing directory in one rename, so the old
-    one is first renamed aside and deleted only after the new one is in place.
-    """
-    if os.path.isdir(out_path) and not os.path.islink(out_path):
-        aside = temp_path(out_path) + ".old"
-        os.replace(out_path, aside)
-        os.replace(tmp, out_path)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(tmp, out_path)
-
-
-def write_json_atomic(data: dict, path: str) -> None:
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return check_output(out_path, overwrite=overwrite, suffix=suffix, ours=is_mlpackage, error=DeployError)
 
 
 def size_bytes(path: str) -> int:

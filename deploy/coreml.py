@@ -24,8 +24,8 @@ import platform
 import numpy as np
 
 from deploy import report as report_lib, verify as verification
-from deploy.common import (DeployError, check_output_path, check_precision, commit, input_spec, remove, size_bytes,
-                           temp_path)
+from deploy.common import DeployError, check_output_path, check_precision, input_spec, size_bytes
+from ef_keras.output import commit, remove, temp_path
 from deploy.mil_eval import MilProgram
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
 
@@ -56,11 +56,9 @@ def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_lab
     if image_input and not spec.is_image:
         raise DeployError(f"image_input needs an (H, W, 3) image input; the model input is {spec.shape[1:]}")
     labels = _labels(class_labels, model)
-    if not str(out_path).endswith(".mlpackage"):
-        raise DeployError(f"Core ML output {out_path} must end in .mlpackage (an ML program package)")
-    out_path = check_output_path(out_path, overwrite)
+    out_path = check_output_path(out_path, overwrite, ".mlpackage")
     report_path = report_lib.report_path(out_path)
-    check_output_path(report_path, overwrite)
+    check_output_path(report_path, overwrite, ".json")
 
     mlmodel = convert(model, spec, precision, image_input, labels)
     tmp = temp_path(out_path)
@@ -124,7 +122,7 @@ def convert(model, spec, precision: str, image_input: bool = False, labels=None)
             mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
     except Exception as e:  # coremltools raises many types with long messages; keep the first line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DeployError(f"Core ML conversion failed ({type(e).__name__}): {first}") from None
+        raise DeployError(f"Core ML conversion failed ({type(e).__name__}): {first}") from e
     return _rename_output(mlmodel, labels)
 
 

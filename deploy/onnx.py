@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from deploy import report as report_lib, verify as verification
-from deploy.common import DeployError, check_output_path, commit, input_spec, remove, temp_path
+from deploy.common import DeployError, check_output_path, input_spec
+from ef_keras.output import commit, remove, temp_path
 
 MIN_OPSET = 17
 NUM_THREADS = 2
@@ -38,9 +39,9 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False) -
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise DeployError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
     spec = input_spec(model)
-    out_path = check_output_path(out_path, overwrite)
+    out_path = check_output_path(out_path, overwrite, ".onnx")
     report_path = report_lib.report_path(out_path)
-    check_output_path(report_path, overwrite)
+    check_output_path(report_path, overwrite, ".json")
 
     proto = convert(model, spec, opset)
     tmp = temp_path(out_path)
@@ -73,7 +74,7 @@ def convert(model, spec, opset: int):
             forward, input_signature=[tf.TensorSpec(spec.shape, tf.float32, name=spec.name)], opset=opset)
     except Exception as e:  # tf2onnx raises assorted errors with long messages
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DeployError(f"ONNX conversion failed ({type(e).__name__}): {first}") from None
+        raise DeployError(f"ONNX conversion failed ({type(e).__name__}): {first}") from e
     return proto
 
 
@@ -87,7 +88,7 @@ def _session(path: str):
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # e.g. INVALID_GRAPH for ops tf2onnx could not map
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DeployError(f"ONNX Runtime cannot load the converted model: {first}") from None
+        raise DeployError(f"ONNX Runtime cannot load the converted model: {first}") from e
 
 
 def run(session, inputs: np.ndarray) -> np.ndarray:

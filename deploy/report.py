@@ -13,7 +13,7 @@ import datetime
 import statistics
 import time
 
-from deploy.common import write_json_atomic
+from ef_keras.output import write_json
 
 #: Op names per target that count as layout ops (TFLite builtins, MIL ops, ONNX node types).
 LAYOUT_OPS = {
@@ -73,7 +73,7 @@ def build(*, target, path, model, spec, precision, census, size, verification, e
 
 
 def write(report: dict, path: str) -> None:
-    write_json_atomic(report, path)
+    write_json(path, report)
 
 
 def median_ms(fn, warmup: int, runs: int) -> float:
@@ -112,10 +112,34 @@ def format_table(report: dict) -> str:
     if "xnnpack" in report:
         x = report["xnnpack"]
         rows.append(("XNNPACK", f"{x['partitions']} partition(s), fully delegated: {x['fully_delegated']}"))
+        if report.get("xnnpack_reference_ops"):
+            rows.append(("on reference kernels", _counts(report["xnnpack_reference_ops"])))
+    if report.get("precision") == "int8" and report.get("op_census_by_dtype"):
+        by_dtype = report["op_census_by_dtype"]
+        rows.append(("int8 / float ops", " / ".join(str(sum(by_dtype.get(t, {}).values())) for t in ("int8", "float32"))
+                     + f" (float: {_counts(by_dtype.get('float32', {}))})"))
+    graph = report.get("int8_graph")
+    if graph and graph.get("rewritten"):
+        rows.append(("int8 export graph", f"GELU {graph['gelu']}, float max|diff| vs model "
+                                          f"{graph['float_max_abs_diff']:.2e} (rel {graph['float_max_rel_diff']:.2e})"))
     if report.get("latency_ms") is not None:
         rows.append(("host latency (median)", f"{report['latency_ms']:.2f} ms"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {val}" for k, val in rows)
+
+
+def delegation_warning(report: dict) -> str | None:
+    """One line when a full-integer TFLite model is not one XNNPACK partition (None otherwise)."""
+    x = report.get("xnnpack")
+    if report.get("precision") != "int8" or not x or x["fully_delegated"]:
+        return None
+    left = report.get("xnnpack_reference_ops") or {}
+    return (f"the int8 model is not fully delegated to XNNPACK ({x['partitions']} partitions); on the reference "
+            f"kernels: {_counts(left) if left else 'none, but the graph is split'}")
+
+
+def _counts(census: dict) -> str:
+    return ", ".join(f"{op} {n}" for op, n in sorted(census.items(), key=lambda kv: -kv[1]))
 
 
 def _top(census: dict, n: int = 4):
@@ -123,4 +147,4 @@ def _top(census: dict, n: int = 4):
 
 
 __all__ = ["report_path", "layout_counts", "reshape_transpose_budget", "build", "write", "median_ms",
-           "format_table"]
+           "format_table", "delegation_warning"]

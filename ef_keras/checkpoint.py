@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ef_keras import layers as ef_layers
+from ef_keras.errors import EfKerasError
 
 #: timm's published distilled ImageNet-1k weights (Hugging Face hub, safetensors).
 IMAGENET_URLS = {
@@ -28,7 +29,7 @@ IMAGENET_URLS = {
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EfKerasError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
@@ -159,6 +160,9 @@ def _bias_index_keys(model) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- reading files
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
     """Reads a `.safetensors` (no torch needed) or `.pth`/`.pt` checkpoint into NumPy arrays."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"a checkpoint path (.safetensors, .pth or .pt) is needed, got {path!r}")
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {path}")
     ext = os.path.splitext(path)[1].lower()
@@ -168,7 +172,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
         try:
             return dict(load_file(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"cannot read {path} as safetensors (corrupt or truncated?): {e}") from None
+            raise CheckpointError(f"cannot read {path} as safetensors (corrupt or truncated?): {e}") from e
     if ext in (".pth", ".pt", ".bin"):
         return _read_torch(path)
     raise CheckpointError(f"unsupported checkpoint format {ext!r} for {path}: use .safetensors, .pth or .pt")
@@ -177,15 +181,15 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 def _read_torch(path):
     try:
         import torch
-    except ImportError:
+    except ImportError as e:
         raise CheckpointError(
             f"reading {path} needs PyTorch: `pip install 'ef-keras[torch]'` (or torch), or convert the "
-            "checkpoint to .safetensors") from None
+            "checkpoint to .safetensors") from e
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many unrelated types for corrupt files
         raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint (corrupt?): {str(e).splitlines()[0]}") \
-            from None
+            from e
     for wrapper in ("model", "state_dict", "model_ema"):
         if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
             obj = obj[wrapper]
@@ -232,6 +236,10 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
             raise CheckpointError(
                 f"{source}: {key} has shape {tuple(state[key].shape)} (-> {tuple(value.shape)} in Keras layout) "
                 f"but {model.name} expects {expected}. Is it a checkpoint of another variant or input size?")
+        if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
+            bad = "non-numeric" if not np.issubdtype(value.dtype, np.number) else "NaN or Inf"
+            raise CheckpointError(f"{source}: {key} holds {bad} values; the checkpoint is corrupt or from a run "
+                                  "that diverged. Use an earlier checkpoint")
         values.append((target.variable, value))
     for key, index in index_keys.items():
         if key.removesuffix(".attention_bias_idxs") in resized:
@@ -297,5 +305,5 @@ def load_imagenet_weights(model):
     except Exception as e:  # get_file wraps network failures in plain Exceptions
         raise CheckpointError(
             f"could not download the ImageNet weights for {variant} ({str(e).splitlines()[0]}). Offline? Fetch "
-            f"{url} on a connected machine and pass weights='/path/to/model.safetensors' instead") from None
+            f"{url} on a connected machine and pass weights='/path/to/model.safetensors' instead") from e
     return load_state_dict(model, read_state_dict(path), source=path)

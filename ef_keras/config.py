@@ -16,12 +16,16 @@ import json
 import os
 from typing import Any
 
+from ef_keras.checks import check_int, check_number
+from ef_keras.errors import EfKerasError
+from ef_keras.output import write_text
+
 #: Width granularity the search moves in is 16; any multiple of 8 is accepted.
 WIDTH_MULTIPLE = 8
 NUM_STAGES = 4
 
 
-class ConfigError(ValueError):
+class ConfigError(EfKerasError):
     """An architecture config that cannot describe a buildable EfficientFormer."""
 
 
@@ -83,13 +87,12 @@ class EfficientFormerConfig:
                 f"num_vit={self.num_vit} must be between 0 and the last stage's depth "
                 f"depths[3]={self.depths[3]}")
         for field in ("mlp_ratio", "key_dim", "num_heads", "attn_ratio", "pool_size"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{field} must be a positive integer, got {value!r}")
+            check_int(field, getattr(self, field), low=1, error=ConfigError)
+        if not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string, got {self.name!r}")
         if self.pool_size % 2 == 0:
             raise ConfigError(f"pool_size={self.pool_size} must be odd so the pool mixer keeps the grid")
-        if not self.layer_scale_init > 0:
-            raise ConfigError(f"layer_scale_init must be > 0, got {self.layer_scale_init!r}")
+        check_number("layer_scale_init", self.layer_scale_init, low=0, low_open=True, error=ConfigError)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -132,34 +135,33 @@ class EfficientFormerConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"architecture config is not valid JSON: {e}") from None
+            raise ConfigError(f"architecture config is not valid JSON: {e}") from e
         return cls.from_dict(data)
 
     def save(self, path: str) -> None:
         """Writes the JSON atomically (temp file + rename)."""
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(self.to_json() + "\n")
-        os.replace(tmp, path)
+        write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str) -> "EfficientFormerConfig":
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 text = f.read()
         except OSError as e:
-            raise ConfigError(f"cannot read architecture file {path}: {e.strerror}") from None
+            raise ConfigError(f"cannot read architecture file {path}: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"architecture file {path} is not UTF-8 text (byte {e.start}); give a JSON file") from e
         try:
             return cls.from_json(text)
         except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
+            raise ConfigError(f"{path}: {e}") from e
 
 
 def _int_tuple(field: str, value) -> tuple[int, ...]:
     try:
         items = tuple(value)
-    except TypeError:
-        raise ConfigError(f"{field} must be a list of {NUM_STAGES} integers, got {value!r}") from None
+    except TypeError as e:
+        raise ConfigError(f"{field} must be a list of {NUM_STAGES} integers, got {value!r}") from e
     if len(items) != NUM_STAGES or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
         raise ConfigError(f"{field} must be a list of {NUM_STAGES} integers, got {list(items)!r}")
     return items

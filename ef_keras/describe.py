@@ -10,13 +10,15 @@ classes of that image. This is the quickest end-to-end check of an install:
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from ef_keras.checks import check_int  # noqa: E402
+from ef_keras.errors import InputError, run as run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model", ["l1"], "Variants (l1, l3, l7) or architecture JSON paths, comma-separated.")
@@ -45,11 +47,13 @@ def load_image(path: str, size: int = 224, crop_ratio: float = 0.875) -> np.ndar
     """Decodes an image, resizes its short side to size/crop_ratio (bicubic) and centre-crops."""
     import tensorflow as tf
 
+    if not os.path.isfile(path):
+        raise InputError(f"--image {path} is not an image file; give the path of a .jpg or .png")
     try:
         data = tf.io.read_file(path)
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-        raise ValueError(f"cannot read image {path}: {e.message.splitlines()[0]}") from None
+        raise InputError(f"cannot read image {path}: {e.message.splitlines()[0]}") from e
     short = int(round(size / crop_ratio))
     h, w = image.shape[:2]
     scale = short / min(h, w)
@@ -62,12 +66,17 @@ def describe(models, weights=None, image=None, runs=20) -> list[dict]:
     """Builds each model and returns one row per model (the CLI prints them)."""
     import ef_keras
 
+    check_int("--runs", runs, low=1)
+    pixels = None if image is None else load_image(image)  # a bad --image fails before any model is built
     rows = []
     for name in models:
         model = ef_keras.EfficientFormer(name, weights=weights)
         row = {**ef_keras.model_info(model), "latency_ms": latency_ms(model, runs)}
-        if image is not None:
-            logits = model.predict(ef_keras.preprocess_input(load_image(image)), verbose=0)[0]
+        if pixels is not None:
+            logits = model.predict(ef_keras.preprocess_input(pixels), verbose=0)[0]
+            if not np.isfinite(logits).all():
+                raise InputError(f"{name} gives NaN or Inf logits for {image}; its weights ({weights}) are not "
+                                 "finite: use another checkpoint")
             probs = np.exp(logits - logits.max())
             probs /= probs.sum()
             row["top5"] = [(int(i), float(probs[i])) for i in np.argsort(-probs)[:5]]
@@ -76,14 +85,11 @@ def describe(models, weights=None, image=None, runs=20) -> list[dict]:
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; give models with --model")
     import ef_keras
 
-    try:
-        rows = describe(FLAGS.model, FLAGS.weights, FLAGS.image, FLAGS.runs)
-    except (ValueError, OSError) as e:  # ConfigError, CheckpointError, ModelArgumentError are ValueErrors
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    rows = describe(FLAGS.model, FLAGS.weights, FLAGS.image, FLAGS.runs)
     print(f"{'model':<12}{'params (timm)':>15}{'params (paper)':>16}{'GMACs':>8}{'tf.function ms':>16}")
     for r in rows:
         print(f"{r['name']:<12}{r['params_all']:>15,}{r['params_paper']:>16,}{r['gmacs']:>8.3f}"
@@ -96,7 +102,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -12,22 +12,28 @@ from __future__ import annotations
 import keras
 
 from ef_keras import layers as ef_layers
+from ef_keras.checks import check_int, check_number
 from ef_keras.config import EfficientFormerConfig, get_config
+from ef_keras.errors import EfKerasError
 
 #: Every stride-2 step halves the grid; the last stage sits at input / 32.
 TOTAL_STRIDE = 32
 DEFAULT_SIZE = 224
 
 
-class ModelArgumentError(ValueError):
+class ModelArgumentError(EfKerasError):
     """Inconsistent model-constructor arguments."""
 
 
 def _grid(input_shape, config: EfficientFormerConfig):
     """Checks the input shape and returns the last stage's (H, W) token grid."""
-    if len(input_shape) != 3 or input_shape[-1] != 3:
+    if len(input_shape) != 3 or input_shape[-1] != 3 or isinstance(input_shape[-1], bool):
         raise ModelArgumentError(f"input_shape must be (height, width, 3), got {tuple(input_shape)}")
     h, w = input_shape[0], input_shape[1]
+    for size in (h, w):
+        if size is not None:
+            check_int(f"input_shape {tuple(input_shape)}: height and width", size, low=TOTAL_STRIDE,
+                      error=ModelArgumentError)
     if h is None or w is None:
         if config.num_vit:
             raise ModelArgumentError(
@@ -76,7 +82,7 @@ class EfficientFormer(keras.Model):
                  pooling=None, classes=1000, classifier_activation=None, distillation=True,
                  drop_path_rate=0.0, name=None, **kwargs):
         config = get_config(config if not isinstance(config, dict) else EfficientFormerConfig.from_dict(config))
-        _check_arguments(config, include_top, weights, pooling, classes, drop_path_rate)
+        _check_arguments(config, include_top, weights, pooling, classes, drop_path_rate, distillation)
         if input_shape is None:
             input_shape = (DEFAULT_SIZE, DEFAULT_SIZE, 3) if input_tensor is None else tuple(input_tensor.shape[1:])
         input_shape = tuple(input_shape)
@@ -135,13 +141,15 @@ class EfficientFormer(keras.Model):
         return cls(**config)
 
 
-def _check_arguments(config, include_top, weights, pooling, classes, drop_path_rate):
+def _check_arguments(config, include_top, weights, pooling, classes, drop_path_rate, distillation):
     if pooling not in (None, "avg", "max"):
         raise ModelArgumentError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     if include_top and pooling is not None:
         raise ModelArgumentError("pooling applies only with include_top=False (the heads already pool)")
-    if not isinstance(classes, int) or classes <= 0:
-        raise ModelArgumentError(f"classes must be a positive integer, got {classes!r}")
+    check_int("classes", classes, low=1, error=ModelArgumentError)
+    for name, value in (("include_top", include_top), ("distillation", distillation)):
+        if not isinstance(value, bool):
+            raise ModelArgumentError(f"{name} must be True or False, got {value!r}")
     if weights == "imagenet" and include_top and classes != 1000:
         raise ModelArgumentError(
             f"weights='imagenet' has 1000-class heads; got classes={classes}. Build with classes=1000, or "
@@ -149,8 +157,7 @@ def _check_arguments(config, include_top, weights, pooling, classes, drop_path_r
     if weights == "imagenet" and config.name not in ("l1", "l3", "l7"):
         raise ModelArgumentError(
             f"weights='imagenet' exists only for l1, l3 and l7, not for architecture {config.name!r}")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ModelArgumentError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+    check_number("drop_path_rate", drop_path_rate, low=0, high=1, high_open=True, error=ModelArgumentError)
 
 
 def _backbone(x, config: EfficientFormerConfig, grid, drop_path_rate):

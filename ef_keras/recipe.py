@@ -18,6 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from ef_keras.checks import check_int, check_number
+from ef_keras.errors import InputError
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -41,6 +44,15 @@ class Recipe:
     augment: str = "recipe"           # a preset of ef_keras.data.AUGMENT_PRESETS
     crop_pct: float = 0.875
 
+    def __post_init__(self):
+        for field, (low, high) in _INT_RANGES.items():
+            check_int(_name(field), getattr(self, field), low, high)
+        for field, (low, high, low_open, high_open) in _FLOAT_RANGES.items():
+            check_number(_name(field), getattr(self, field), low=low, high=high, low_open=low_open,
+                         high_open=high_open)
+        if not isinstance(self.augment, str):
+            raise InputError(f"{_name('augment')} must be a preset name, got {self.augment!r}")
+
     @property
     def peak_lr(self) -> float:
         return self.base_lr * self.batch_size / self.lr_batch_denominator
@@ -51,6 +63,24 @@ class Recipe:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+#: Ranges each field must lie in: ints (low, high), floats (low, high, low_open, high_open); None = unbounded.
+_INT_RANGES = {"epochs": (1, None), "batch_size": (1, None), "image_size": (32, None),
+               "lr_batch_denominator": (1, None)}
+_FLOAT_RANGES = {"base_lr": (0, None, True, False), "warmup_epochs": (0, None, False, False),
+                 "warmup_lr": (0, None, False, False), "min_lr": (0, None, False, False),
+                 "weight_decay": (0, None, False, False), "adam_epsilon": (0, None, True, False),
+                 "label_smoothing": (0, 1, False, True), "ema_decay": (0, 1, False, True),
+                 "agc_clip": (0, None, False, False), "drop_path_rate": (0, 1, False, True),
+                 "distill_alpha": (0, 1, False, False), "crop_pct": (0, 1, True, False)}
+#: The train CLI's flag for a field, where it differs from the field name.
+_FLAGS = {"ema_decay": "ema", "agc_clip": "agc", "drop_path_rate": "drop-path"}
+
+
+def _name(field: str) -> str:
+    """"base_lr (--base-lr)": the field and the train CLI flag that sets it."""
+    return f"{field} (--{_FLAGS.get(field, field).replace('_', '-')})"
 
 
 PAPER = Recipe()

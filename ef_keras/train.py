@@ -17,9 +17,14 @@ Re-running with the same --out resumes from the last checkpoint. The logic lives
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from ef_keras.data import DatasetError
+from ef_keras.errors import InputError, run as run_cli
+
+#: Bad-input errors besides EfKerasError that the CLI reports in one line.
+USER_ERRORS = (DatasetError,)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "l1", "Variant name (l1, l3, l7) or an architecture JSON (e.g. from the search).")
@@ -71,36 +76,28 @@ def _recipe():
 
 def main(argv):
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
     if not FLAGS.out:
-        print("error: --out DIR is required (the run directory; re-use it to resume)", file=sys.stderr)
-        return 2
+        raise InputError("--out DIR is required (the run directory; re-use it to resume)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs every save at INFO
     from ef_keras import training
-    from ef_keras.config import ConfigError
-    from ef_keras.data import DatasetError
 
-    try:
-        result = training.train(
-            FLAGS.model, FLAGS.data, out_dir=FLAGS.out, recipe=_recipe(), data_dir=FLAGS["data-dir"].value,
-            num_classes=FLAGS["num-classes"].value, teacher=FLAGS.teacher, strategy=FLAGS.strategy
-            if FLAGS.strategy != "tpu" else training.make_strategy("tpu", FLAGS.tpu),
-            init_checkpoint=FLAGS["init-checkpoint"].value, mixed_precision=FLAGS["mixed-precision"].value,
-            jit_compile=FLAGS.xla, checkpoint_every=FLAGS["checkpoint-every"].value, seed=FLAGS.seed,
-            deterministic=FLAGS.deterministic, steps_per_epoch=FLAGS["steps-per-epoch"].value,
-            eval_steps=FLAGS["eval-steps"].value, prepare=FLAGS.prepare, verbose=FLAGS.verbose)
-    except (training.TrainError, DatasetError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    result = training.train(
+        FLAGS.model, FLAGS.data, out_dir=FLAGS.out, recipe=_recipe(), data_dir=FLAGS["data-dir"].value,
+        num_classes=FLAGS["num-classes"].value, teacher=FLAGS.teacher, strategy=FLAGS.strategy
+        if FLAGS.strategy != "tpu" else training.make_strategy("tpu", FLAGS.tpu),
+        init_checkpoint=FLAGS["init-checkpoint"].value, mixed_precision=FLAGS["mixed-precision"].value,
+        jit_compile=FLAGS.xla, checkpoint_every=FLAGS["checkpoint-every"].value, seed=FLAGS.seed,
+        deterministic=FLAGS.deterministic, steps_per_epoch=FLAGS["steps-per-epoch"].value,
+        eval_steps=FLAGS["eval-steps"].value, prepare=FLAGS.prepare, verbose=FLAGS.verbose)
     print(f"done: eval top-1 {result['eval_top1']:.4f}, top-5 {result['eval_top5']:.4f} after {result['steps']} "
           f"steps; model {result['model_path']}")
     return 0
 
 
 def run():
-    app.run(main)
+    run_cli(main, user_errors=USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Gradients are summed over replicas, then adaptively clipped (AGC, NFNets) before
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -31,15 +32,21 @@ import tensorflow as tf
 import keras
 
 from ef_keras import data as ef_data
+from ef_keras.checks import check_int, read_json
+from ef_keras.errors import EfKerasError
+from ef_keras.output import check_run_directory, run_directory, write_json, write_text, writing
 from ef_keras.recipe import EMBEDDED, PAPER, Recipe
 
+#: The smallest value of each integer argument of train().
+_COUNT_LOWS = {"num_classes": 1, "checkpoint_every": 0, "keep_checkpoints": 1, "steps_per_epoch": 1, "eval_steps": 1,
+               "seed": 0, "verbose": 0}
 #: Substrings of variable names that get no weight decay: norms, biases, layer scales, attention biases.
 NO_DECAY_NAMES = ("gamma", "beta", "bias", "layer_scale", "attention_biases")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 _HEADS = ("head", "head_dist")
 
 
-class TrainError(ValueError):
+class TrainError(EfKerasError):
     """A training set-up that cannot run as asked (message says what to change)."""
 
 
@@ -76,7 +83,7 @@ def make_strategy(name: str = "auto", tpu_address: str | None = None) -> tf.dist
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, tf.errors.OpError) as e:
-        raise TrainError(f"no TPU found ({str(e).splitlines()[0]}); pass --tpu ADDRESS or another --strategy") from None
+        raise TrainError(f"no TPU found ({str(e).splitlines()[0]}); pass --tpu ADDRESS or another --strategy") from e
     return tf.distribute.TPUStrategy(resolver)
 
 
@@ -189,7 +196,7 @@ def build_model(arch, num_classes: int, image_size: int, drop_path_rate: float =
             model = EfficientFormer(arch, classes=num_classes, input_shape=(image_size, image_size, 3),
                                     drop_path_rate=drop_path_rate)
     except (ConfigError, ModelArgumentError) as e:
-        raise TrainError(str(e)) from None
+        raise TrainError(str(e)) from e
     if init_checkpoint:
         _init_from_checkpoint(model, init_checkpoint, num_classes, log)
     return model
@@ -204,7 +211,7 @@ def _init_from_checkpoint(model, path, num_classes, log):
         try:
             source = keras.saving.load_model(path, compile=False)
         except Exception as e:  # Keras raises many types for unreadable archives
-            raise TrainError(f"cannot read {path} as a Keras model: {str(e).splitlines()[0]}") from None
+            raise TrainError(f"cannot read {path} as a Keras model: {str(e).splitlines()[0]}") from e
         src_classes = _head_classes(source)
         copied = 0
         for layer in source.layers:
@@ -215,7 +222,7 @@ def _init_from_checkpoint(model, path, num_classes, log):
                 target.set_weights(layer.get_weights())
             except ValueError as e:
                 raise TrainError(f"{path}: layer {layer.name!r} does not fit this architecture "
-                                 f"({str(e).splitlines()[0]})") from None
+                                 f"({str(e).splitlines()[0]})") from e
             copied += 1
     else:
         try:
@@ -224,7 +231,7 @@ def _init_from_checkpoint(model, path, num_classes, log):
             src_classes = None if head is None else int(np.shape(head)[0])
             load_weights_from_checkpoint(model, path, skip_head=src_classes != num_classes)
         except CheckpointError as e:
-            raise TrainError(str(e)) from None
+            raise TrainError(str(e)) from e
     if src_classes != num_classes:
         log(f"init: loaded {path}; its classifier has {src_classes} classes, this run {num_classes}: "
             "heads re-initialised")
@@ -249,7 +256,7 @@ def load_teacher(teacher, num_classes: int) -> keras.Model | None:
         try:
             teacher = keras.saving.load_model(teacher, compile=False)
         except Exception as e:
-            raise TrainError(f"cannot load teacher {teacher}: {str(e).splitlines()[0]}") from None
+            raise TrainError(f"cannot load teacher {teacher}: {str(e).splitlines()[0]}") from e
     out = teacher.outputs[0] if isinstance(teacher.outputs, (list, tuple)) else teacher.outputs
     if out.shape[-1] != num_classes:
         raise TrainError(f"the teacher predicts {out.shape[-1]} classes but the dataset has {num_classes}; "
@@ -259,13 +266,6 @@ def load_teacher(teacher, num_classes: int) -> keras.Model | None:
 
 
 # --------------------------------------------------------------------------- files
-def _atomic_write(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 _CSV_FIELDS = ("epoch", "step", "lr", "train_loss", "eval_loss", "eval_top1", "eval_top5", "seconds")
 
 
@@ -281,7 +281,7 @@ def _write_history(path, rows):
     writer = csv.DictWriter(buf, fieldnames=_CSV_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(path, buf.getvalue())
+    write_text(path, buf.getvalue())
 
 
 def _summary_scalar(name, value):
@@ -334,6 +334,9 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
         dict with the final eval_top1, eval_top5, eval_loss, train_loss, steps, epochs and paths.
     """
     recipe = recipe or (EMBEDDED if dataset == ef_data.EMBEDDED else PAPER)
+    _check_counts(num_classes=num_classes, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+                  steps_per_epoch=steps_per_epoch, eval_steps=eval_steps, seed=seed, verbose=verbose)
+    check_run_directory(out_dir)
     if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
         raise TrainError(f"mixed_precision must be mixed_float16 or mixed_bfloat16, got {mixed_precision!r}")
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
@@ -341,11 +344,11 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
     if recipe.batch_size % replicas:
         raise TrainError(f"batch size {recipe.batch_size} is not divisible by the {replicas} replicas; "
                          f"use a multiple of {replicas}")
-    num_classes = num_classes or ef_data.num_classes_of(dataset, data_dir)
+    if num_classes is None:
+        num_classes = ef_data.num_classes_of(dataset, data_dir)
     spe = ef_data.steps_per_epoch(dataset, recipe.batch_size, data_dir, cap=steps_per_epoch)
     total_steps = spe * recipe.epochs
 
-    os.makedirs(out_dir, exist_ok=True)
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     run_file = os.path.join(out_dir, "run.json")
     run_info = {"arch": arch if isinstance(arch, str) else getattr(arch, "name", repr(arch)), "dataset": dataset,
@@ -353,17 +356,14 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
                 "recipe": json.loads(recipe.to_json())}
     resuming = tf.train.latest_checkpoint(ckpt_dir) is not None
     if resuming and os.path.exists(run_file):
-        previous = json.load(open(run_file, encoding="utf-8"))
+        previous = read_json(run_file, "run record", TrainError)
         changed = [k for k in ("dataset", "num_classes", "steps_per_epoch", "seed", "recipe")
                    if previous.get(k) != run_info[k]]
         if changed:
             raise TrainError(f"{out_dir} holds a run with other settings ({', '.join(changed)} differ); "
                              "resume with the same settings or use a new --out")
 
-    previous_policy = keras.config.dtype_policy()
-    if mixed_precision:
-        keras.config.set_dtype_policy(mixed_precision)
-    try:
+    with run_directory(out_dir), _dtype_policy(mixed_precision):
         keras.utils.set_random_seed(seed)
         with strategy.scope():
             model = build_model(arch, num_classes, recipe.image_size, recipe.drop_path_rate,
@@ -384,7 +384,7 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
             _restore(checkpoint, manager.latest_checkpoint)
             log(f"resume: {manager.latest_checkpoint} (step {int(state.step.numpy())} of {total_steps})")
         else:
-            _atomic_write(run_file, json.dumps(run_info, indent=2, default=str))
+            write_json(run_file, run_info)
 
         runner = _Runner(model, optimizer, teacher_model, recipe, strategy, num_classes, jit_compile)
         history_path = os.path.join(out_dir, "history.csv")
@@ -418,6 +418,11 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
                 bar.update(skip)
             for index in range(skip, spe):
                 loss = runner.train_step(next(iterator))
+                if not np.isfinite(float(loss)):  # before any save: the last checkpoint stays the last good one
+                    raise TrainError(
+                        f"the training loss became {float(loss)} at step {int(state.step.numpy()) + 1}; stopped. The "
+                        f"last good checkpoint ({manager.latest_checkpoint or 'none yet'}) is kept; lower --base-lr "
+                        "(or raise --warmup-epochs) and resume or start a new --out")
                 state.step.assign_add(1)
                 state.loss_sum.assign_add(float(loss))
                 state.loss_count.assign_add(1)
@@ -450,17 +455,34 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
         if optimizer_uses_ema(optimizer):
             _swap_ema(optimizer, model)  # the saved model carries the EMA weights
         model_path = os.path.join(out_dir, "model.keras")
-        tmp = os.path.join(out_dir, "model.tmp.keras")
-        model.save(tmp)
-        os.replace(tmp, model_path)
+        with writing(model_path) as tmp:
+            model.save(tmp)
         result = {"eval_top1": metrics["top1"], "eval_top5": metrics["top5"], "eval_loss": metrics["loss"],
                   "train_loss": float(rows[-1]["train_loss"]) if rows else None, "steps": int(state.step.numpy()),
                   "epochs": recipe.epochs, "num_classes": num_classes, "replicas": replicas,
                   "model_path": model_path, "out_dir": out_dir}
-        _atomic_write(os.path.join(out_dir, "results.json"), json.dumps(result, indent=2))
+        write_json(os.path.join(out_dir, "results.json"), result)
         return result
+
+
+def _check_counts(**counts):
+    """Refuses bools, non-integers and values below range among train()'s integer arguments (None = default)."""
+    for name, value in counts.items():
+        if value is not None:
+            check_int(f"{name} (--{name.replace('_', '-')})", value, low=_COUNT_LOWS[name],
+                      high=2 if name == "verbose" else None, error=TrainError)
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision):
+    """Sets Keras' global dtype policy for the run and restores the previous one afterwards."""
+    previous = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy(mixed_precision)
+    try:
+        yield
     finally:
-        keras.config.set_dtype_policy(previous_policy)
+        keras.config.set_dtype_policy(previous)
 
 
 def _restore(checkpoint, path):
@@ -469,7 +491,7 @@ def _restore(checkpoint, path):
     except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:  # IndexError: truncated file
         raise TrainError(f"cannot resume from checkpoint {path}: {str(e).splitlines()[0][:200]}. It is left as it "
                          "is; delete it (and its 'checkpoint' index entry) to resume from an older one, or use a "
-                         "new --out") from None
+                         "new --out") from e
 
 
 def optimizer_uses_ema(optimizer) -> bool:

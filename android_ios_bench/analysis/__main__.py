@@ -6,7 +6,7 @@ import os
 import shlex
 import sys
 
-from absl import app, flags
+from absl import flags
 
 MIN_RUNS = 50
 
@@ -19,8 +19,8 @@ flags.DEFINE_bool("export-only", False, "only export the micro-models + manifest
 flags.DEFINE_string("models-dir", None, "where exported micro-models live (default ~/.cache/ef_keras/analysis_models)")
 flags.DEFINE_bool("coreml", False, "with --export-only: also export .mlpackage files for the iOS harness")
 flags.DEFINE_bool("reduced", False, "tiny shapes (a fast smoke run; stored under their own keys)")
-flags.DEFINE_integer("threads", 2, "LiteRT CPU threads")
-flags.DEFINE_integer("warmup", 20, "untimed invocations per micro-model")
+flags.DEFINE_integer("threads", 2, "LiteRT CPU threads", lower_bound=1)
+flags.DEFINE_integer("warmup", 20, "untimed invocations per micro-model", lower_bound=0)
 flags.DEFINE_integer("runs", 200, f"timed invocations per micro-model (>= {MIN_RUNS})")
 
 
@@ -31,8 +31,10 @@ def _log(message: str) -> None:
 def _main(argv):
     del argv
     F = flags.FLAGS
+    from ef_keras.errors import InputError
+
     if F.runs < MIN_RUNS:
-        raise ValueError(f"--runs {F.runs} is too few for a median; use >= {MIN_RUNS}")
+        raise InputError(f"--runs {F.runs} is too few for a median; use >= {MIN_RUNS}")
     from android_ios_bench.analysis import default_models_dir, export_analysis, run_analysis
 
     if F["export-only"].value:
@@ -42,7 +44,7 @@ def _main(argv):
               "android_ios_bench.host, then run this tool with --lut-from")
         return
     if not F.out:
-        raise ValueError("--out DIR is required (where the table, chart and verdicts go)")
+        raise InputError("--out DIR is required (where the table, chart and verdicts go)")
     result = run_analysis(F.out, lut_from=F["lut-from"].value, backend=F.backend, reduced=F.reduced,
                           models_dir=F["models-dir"].value, threads=F.threads, warmup=F.warmup, runs=F.runs,
                           command="python -m android_ios_bench.analysis " + shlex.join(sys.argv[1:]), log=_log)
@@ -51,13 +53,10 @@ def _main(argv):
 
 
 def main():
-    def run(argv):
-        try:
-            _main(argv)
-        except ValueError as e:  # AnalysisError, LUTError, DeployError are all ValueErrors
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
-    app.run(run)
+    from android_ios_bench.lut import LUTError
+    from ef_keras.errors import run as run_cli
+
+    run_cli(_main, user_errors=(LUTError,))
 
 
 if __name__ == "__main__":

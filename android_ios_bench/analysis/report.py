@@ -13,7 +13,7 @@ import io
 import os
 
 from android_ios_bench.analysis.tflite_stats import ops_to_text
-from android_ios_bench.lut import write_json_atomic
+from ef_keras.output import check_run_directory, write_json, write_text, writing
 
 __all__ = ["MARGIN", "COLUMNS", "verdicts", "write_csv", "markdown", "write_chart", "write_outputs"]
 
@@ -105,10 +105,7 @@ def write_csv(rows, path):
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _cell(row.get(k)) for k in COLUMNS})
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    write_text(path, buffer.getvalue())
 
 
 def markdown(rows, observations, verdict, meta) -> str:
@@ -166,25 +163,20 @@ def write_chart(rows, observations, verdict, backend, path):
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"EfficientFormer Section 3 latency analysis: {backend}", fontsize=13)
     fig.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
+    with writing(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_outputs(rows, observations, meta, out_dir) -> dict[str, str]:
     """Writes latency_analysis.{csv,md,png,json} into `out_dir`; returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(check_run_directory(out_dir), exist_ok=True)
     verdict = verdicts(rows, observations)
     paths = {ext: os.path.join(out_dir, f"latency_analysis.{ext}") for ext in ("csv", "md", "png", "json")}
     write_csv(rows, paths["csv"])
     text = markdown(rows, observations, verdict, meta)
-    tmp = f"{paths['md']}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text + "\n")
-    os.replace(tmp, paths["md"])
+    write_text(paths["md"], text + "\n")
     write_chart(rows, observations, verdict, meta["backend"], paths["png"])
-    write_json_atomic({"meta": meta, "rows": rows,
-                       "verdicts": {k: {"status": s, "evidence": e} for k, (s, e) in verdict.items()}},
-                      paths["json"])
+    write_json(paths["json"], {"meta": meta, "rows": rows,
+                               "verdicts": {k: {"status": s, "evidence": e} for k, (s, e) in verdict.items()}})
     return paths

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from absl import app, flags
+from absl import flags
 
 MIN_RUNS = 50
 
@@ -17,12 +17,12 @@ flags.DEFINE_string("lut-out", None, "LUT JSON to write (resumed if it exists; r
                     required=True)
 flags.DEFINE_bool("use-gpu", False, "run with the GPU delegate (--use_gpu=true)")
 flags.DEFINE_bool("use-nnapi", False, "run with the NNAPI delegate (--use_nnapi=true)")
-flags.DEFINE_integer("threads", 4, "CPU threads (--num_threads)")
+flags.DEFINE_integer("threads", 4, "CPU threads (--num_threads)", lower_bound=1)
 flags.DEFINE_string("serial", None, "adb serial of the phone when several are attached")
 flags.DEFINE_string("adb", None, "adb executable (default: adb on PATH)")
-flags.DEFINE_integer("warmup-runs", 10, "benchmark_model --warmup_runs")
+flags.DEFINE_integer("warmup-runs", 10, "benchmark_model --warmup_runs", lower_bound=0)
 flags.DEFINE_integer("num-runs", 100, f"benchmark_model --num_runs (>= {MIN_RUNS})")
-flags.DEFINE_integer("rounds", 1, "benchmark every model this many times, in shuffled rounds")
+flags.DEFINE_integer("rounds", 1, "benchmark every model this many times, in shuffled rounds", lower_bound=1)
 flags.DEFINE_multi_string("benchmark-arg", [], "extra benchmark_model flag, e.g. --benchmark-arg=--use_xnnpack=false")
 flags.DEFINE_list("keys", None, "measure only these manifest keys")
 
@@ -30,10 +30,11 @@ flags.DEFINE_list("keys", None, "measure only these manifest keys")
 def _main(argv):
     del argv
     from android_ios_bench.android import AndroidSettings, measure_manifest_android
+    from ef_keras.errors import InputError
 
     F = flags.FLAGS
     if F["num-runs"].value < MIN_RUNS:
-        raise ValueError(f"--num-runs {F['num-runs'].value} is too few for a median; use >= {MIN_RUNS}")
+        raise InputError(f"--num-runs {F['num-runs'].value} is too few for a median; use >= {MIN_RUNS}")
     settings = AndroidSettings(threads=F.threads, use_gpu=F["use-gpu"].value, use_nnapi=F["use-nnapi"].value,
                                warmup_runs=F["warmup-runs"].value, num_runs=F["num-runs"].value, rounds=F.rounds,
                                extra_args=tuple(F["benchmark-arg"].value))
@@ -49,13 +50,10 @@ def _main(argv):
 
 
 def main():
-    def run(argv):
-        try:
-            _main(argv)
-        except ValueError as e:  # AndroidError, BenchmarkOutputError, LUTError are ValueErrors
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
-    app.run(run)
+    from android_ios_bench.lut import LUTError
+    from ef_keras.errors import run as run_cli
+
+    run_cli(_main, user_errors=(LUTError,))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+from ef_keras.errors import EfKerasError
+
 __all__ = ["AndroidError", "Adb", "find_adb"]
 
 
-class AndroidError(ValueError):
+class AndroidError(EfKerasError):
     """A problem with adb, the device or the benchmark run (one-line message saying what to do)."""
 
 

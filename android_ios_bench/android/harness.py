@@ -27,8 +27,8 @@ import numpy as np
 from android_ios_bench import __version__
 from android_ios_bench.android.adb import Adb, AndroidError
 from android_ios_bench.android.parse import BenchmarkModelResult, BenchmarkOutputError, parse_benchmark_output
-from android_ios_bench.lut import (load_lut, load_manifest, make_entry, merge_luts, new_lut, now_iso, save_lut,
-                                   write_json_atomic)
+from android_ios_bench.lut import load_lut, load_manifest, make_entry, merge_luts, new_lut, now_iso, save_lut
+from ef_keras.output import write_json, write_text
 
 __all__ = ["AndroidSettings", "stats_from_results", "benchmark_args", "measure_manifest_android", "RUNTIME_NAME"]
 
@@ -131,10 +131,7 @@ def _run_one(device: Adb, settings: AndroidSettings, remote_bin: str, manifest: 
             f.write(output)
         raise AndroidError(f"{e} (exit status {status}; raw output kept in {failed}; "
                            f"{saved} entries already saved in {lut_out})") from None
-    tmp = f"{record}.tmp"
-    with open(tmp, "w") as f:
-        f.write(output)
-    os.replace(tmp, record)
+    write_text(record, output)
     return result
 
 
@@ -171,8 +168,9 @@ def measure_manifest_android(manifest_path: str, benchmark_binary: str, lut_out:
         doc = fresh
     records = f"{lut_out}.records"
     os.makedirs(records, exist_ok=True)
-    write_json_atomic({"benchmark_binary": os.path.abspath(benchmark_binary), "settings": dataclasses.asdict(settings),
-                       "device": fresh["device"]}, os.path.join(records, "settings.json"))
+    write_json(os.path.join(records, "settings.json"), {
+        "benchmark_binary": os.path.abspath(benchmark_binary), "settings": dataclasses.asdict(settings),
+        "device": fresh["device"]})
     remote_bin = f"{REMOTE_DIR}/benchmark_model"
     device.shell(f"mkdir -p {REMOTE_DIR}")
     device.push(benchmark_binary, remote_bin)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from ef_keras.errors import EfKerasError
+
 __all__ = ["BenchmarkOutputError", "RunStats", "BenchmarkModelResult", "parse_benchmark_output",
            "parse_stat_line"]
 
@@ -58,7 +60,7 @@ _ERROR = re.compile(r"^(?:ERROR|FATAL): (.*)$")
 _AVG_RTOL = 1e-4
 
 
-class BenchmarkOutputError(ValueError):
+class BenchmarkOutputError(EfKerasError):
     """`benchmark_model` output that is an error report or not recognisable (one-line message)."""
 
 

@@ -45,39 +45,38 @@ def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace =
 
 
 def main():
-    from absl import app, flags
+    from absl import flags
+
+    from ef_keras.checks import parse_int_list
+    from ef_keras.errors import InputError, run as run_cli
     flags.DEFINE_string("lut-out", None, "LUT JSON to write (resumed if it exists)", required=True)
     flags.DEFINE_string("manifest", None, "manifest.json from android_ios_bench.export (default: export the "
                                           "search space into --models-dir first)")
     flags.DEFINE_string("models-dir", None, "where to export micro-models (default ~/.cache/ef_keras/lut_models/...)")
-    flags.DEFINE_integer("threads", 2, "LiteRT CPU threads")
+    flags.DEFINE_integer("threads", 2, "LiteRT CPU threads", lower_bound=1)
     flags.DEFINE_enum("precision", "fp32", ["fp32", "fp16", "int8"], "precision of the micro-models")
-    flags.DEFINE_integer("warmup", 5, "untimed invocations per model")
+    flags.DEFINE_integer("warmup", 5, "untimed invocations per model", lower_bound=0)
     flags.DEFINE_integer("runs", MIN_RUNS, f"timed invocations per model (>= {MIN_RUNS})")
-    flags.DEFINE_integer("group-size", 12, "models loaded and interleaved at once")
-    flags.DEFINE_integer("input-size", 224, "search-space input size (without --manifest)")
+    flags.DEFINE_integer("group-size", 12, "models loaded and interleaved at once", lower_bound=1)
+    flags.DEFINE_integer("input-size", 224, "search-space input size (without --manifest)", lower_bound=32)
     flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths],
                       "search-space max width per stage (without --manifest)")
     flags.DEFINE_integer("downsample-points", SearchSpace().downsample_points,
-                         "measured widths per axis of each downsample grid (without --manifest)")
+                         "measured widths per axis of each downsample grid (without --manifest)", lower_bound=1)
     F = flags.FLAGS
 
-    def run(argv):
+    def measure(argv):
         del argv
-        try:
-            if F.runs < MIN_RUNS:
-                raise LUTError(f"--runs must be >= {MIN_RUNS} (got {F.runs})")
-            space = SearchSpace(input_size=F["input-size"].value,
-                                max_widths=tuple(int(w) for w in F["max-widths"].value),
-                                downsample_points=F["downsample-points"].value)
-            out = F["lut-out"].value
-            doc = build_lut(out, manifest=F.manifest, space=space, models_dir=F["models-dir"].value,
-                            threads=F.threads, precision=F.precision, warmup=F.warmup, runs=F.runs,
-                            group_size=F["group-size"].value, command=" ".join(["python -m android_ios_bench.host"]
-                                                                              + sys.argv[1:]),
-                            log=lambda m: print(m, file=sys.stderr, flush=True))
-        except (LUTError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
+        if F.runs < MIN_RUNS:
+            raise InputError(f"--runs must be >= {MIN_RUNS} (got {F.runs})")
+        space = SearchSpace(input_size=F["input-size"].value,
+                            max_widths=parse_int_list("--max-widths", F["max-widths"].value),
+                            downsample_points=F["downsample-points"].value)
+        out = F["lut-out"].value
+        doc = build_lut(out, manifest=F.manifest, space=space, models_dir=F["models-dir"].value,
+                        threads=F.threads, precision=F.precision, warmup=F.warmup, runs=F.runs,
+                        group_size=F["group-size"].value, command=" ".join(["python -m android_ios_bench.host"]
+                                                                          + sys.argv[1:]),
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
         print(f"wrote {out} ({len(doc['entries'])} entries)")
-    app.run(run)
+    run_cli(measure, user_errors=(LUTError,))

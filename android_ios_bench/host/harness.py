@@ -19,6 +19,8 @@ import numpy as np
 
 from android_ios_bench import __version__
 from android_ios_bench.lut import (LUTError, load_lut, load_manifest, make_entry, new_lut, now_iso, save_lut)
+from ef_keras.checks import check_int
+from ef_keras.output import check_output
 
 RUNTIME_NAME = "litert"
 DELEGATE = "xnnpack"
@@ -108,9 +110,10 @@ def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, prec
         keys: measure only these manifest keys (default all).
         progress: called as progress(done, total, key, stats) after each measured model.
     """
-    if runs < 1 or warmup < 0 or threads < 1 or group_size < 1:
-        raise LUTError(f"need runs >= 1, warmup >= 0, threads >= 1, group_size >= 1 "
-                       f"(got {runs}, {warmup}, {threads}, {group_size})")
+    for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0), ("threads", threads, 1),
+                             ("group_size", group_size, 1)):
+        check_int(name, value, low=low, error=LUTError)
+    lut_out = check_output(lut_out, overwrite=True, suffix=".json", flag="--lut-out", error=LUTError)  # resumable
     manifest = load_manifest(manifest_path, require_files="tflite")
     precision = precision or manifest["precision"]
     if precision != manifest["precision"]:
