@@ -18,10 +18,12 @@ import tempfile
 import numpy as np
 
 from deploy import calibration, int8_graph, report as report_lib, verify as verification
-from deploy.common import DeployError, check_output_path, check_precision, input_spec
-from ef_keras.output import commit, remove, temp_path
+from deploy.common import DeployError, check_output_path, check_precision, commit, input_spec, remove, temp_path
 
 NUM_THREADS = 2
+#: Full-integer calibration needs at least this many samples (64 are used when available): fewer
+#: is almost always a wrong folder or split, and gives activation ranges of one or two images.
+MIN_CALIBRATION_SAMPLES = 4
 #: Dynamic-range quantisation: int8 weights, float activations quantised on the fly (no calibration).
 DYNAMIC_INT8 = "int8-dynamic"
 
@@ -58,10 +60,13 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
     if int8_gelu != "exact" and precision != "int8":
         raise DeployError(f"the GELU approximation {int8_gelu!r} applies to full-integer int8 only, not {precision}")
     spec = input_spec(model)
-    out_path = check_output_path(out_path, overwrite, ".tflite")
+    out_path = check_output_path(out_path, overwrite)
     report_path = report_lib.report_path(out_path)
-    check_output_path(report_path, overwrite, ".json")
+    check_output_path(report_path, overwrite)
     samples = calibration.calibration_samples(calibration_data, spec) if precision == "int8" else None
+    if samples is not None and len(samples) < MIN_CALIBRATION_SAMPLES:
+        raise DeployError(f"calibration data has {len(samples)} sample(s); int8 needs at least "
+                          f"{MIN_CALIBRATION_SAMPLES} (64 recommended) real inputs")
     graph, graph_report = model, None
     if precision == "int8":
         graph = int8_graph.export_model(model, int8_gelu)
@@ -136,7 +141,7 @@ def convert(model, spec, precision: str, calibration_samples=None,
             return int8_graph.quantize(converter, float_ops) if precision == "int8" else converter.convert()
         except Exception as e:  # the converter raises ConverterError with a multi-page log
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DeployError(f"TFLite conversion failed ({precision}): {first}") from e
+            raise DeployError(f"TFLite conversion failed ({precision}): {first}") from None
     finally:
         shutil.rmtree(export_dir, ignore_errors=True)
 

@@ -1,12 +1,17 @@
 """deploy.int8_graph: the int8-friendly export graph is the same function in float, and full int8 runs in one XNNPACK partition."""
 
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 
 import deploy
 import ef_keras
-from deploy import common, int8_graph, testing, tflite, verify
+from deploy import common, convert, int8_graph, report, testing, tflite, verify
 from ef_keras.config import EfficientFormerConfig
 from tests.helpers import TINY, TINY_INPUT
 
@@ -95,7 +100,10 @@ def test_full_int8_is_one_xnnpack_partition(tiny, calibration, tmp_path):
     plain.write_bytes(tflite.convert(tiny, spec, "int8", calibration, float_ops=()))
     left = tflite.reference_ops(str(plain))  # the converter's plain full-integer model, for contrast
     assert {"AVERAGE_POOL_2D (int8)", "GELU (int8)", "SOFTMAX (int8)"} <= set(left)
-    assert tflite.xnnpack_summary(str(plain))["partitions"] > 1
+    plain_xnnpack = tflite.xnnpack_summary(str(plain))
+    assert plain_xnnpack["partitions"] > 1
+    warning = report.delegation_warning({"precision": "int8", "xnnpack": plain_xnnpack, "xnnpack_reference_ops": left})
+    assert "not fully delegated" in warning and "GELU (int8)" in warning and "\n" not in warning
 
     result = deploy.to_tflite(tiny, str(tmp_path / "int8.tflite"), precision="int8", calibration_data=calibration)
     assert result["xnnpack"]["partitions"] == 1 and result["xnnpack"]["fully_delegated"]
@@ -106,6 +114,8 @@ def test_full_int8_is_one_xnnpack_partition(tiny, calibration, tmp_path):
     assert "AVERAGE_POOL_2D" not in result["op_census"] and census["float32"]["GELU"] == sum(TINY.depths)
     assert result["int8_graph"]["gelu"] == "exact" and result["int8_graph"]["float_max_rel_diff"] <= 1e-5
     assert result["verification"]["cosine"] >= 0.99
+    assert report.delegation_warning(result) is None
+    assert "int8 / float ops" in report.format_table(result)
 
 
 def test_approximate_gelu_is_int8_and_reports_its_float_delta(tiny, calibration, tmp_path):
@@ -122,3 +132,49 @@ def test_bad_gelu_options(tiny, tmp_path):
     with pytest.raises(deploy.DeployError, match="full-integer int8 only"):
         deploy.to_tflite(tiny, str(tmp_path / "x.tflite"), precision="fp16", int8_gelu="tanh")
     assert not list(tmp_path.iterdir())
+
+
+def test_bad_calibration_data_leaves_no_file(tiny, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = common.input_spec(tiny)
+    cases = [
+        (verify.sample_inputs(spec, count=2), "at least 4"),
+        (np.ones((8, 64, 64, 1), "float32"), "does not match"),
+        (np.ones((8, 32, 32, 3), "float32"), "does not match"),
+        (str(tmp_path / "empty"), "no images"),
+    ]
+    (tmp_path / "empty").mkdir()
+    for data, message in cases:
+        with pytest.raises(deploy.DeployError, match=message):
+            deploy.to_tflite(tiny, str(out / "m.tflite"), precision="int8", calibration_data=data)
+        assert not list(out.iterdir())
+
+
+def test_cli_int8_flags_without_int8_meaning(tmp_path):
+    arch = tmp_path / "tiny.json"
+    arch.write_text(json.dumps(TINY.to_dict()))
+    with pytest.raises(deploy.DeployError, match="not available for onnx"):
+        convert.convert("onnx", str(arch), precision="int8", out=str(tmp_path / "m.onnx"))
+    with pytest.raises(deploy.DeployError, match="--int8-gelu tanh applies to --to tflite --precision int8 only"):
+        convert.convert("tflite", str(arch), precision="fp32", int8_gelu="tanh", out=str(tmp_path / "m.tflite"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.dirname(__file__)), "deploy",
+                                                        "convert.py"), "--to", "coreml", "--model", str(arch),
+                           "--precision", "int8", "--int8-gelu", "sigmoid"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 1 and "--int8-gelu" in errors[0], proc.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path)) == ["tiny.json"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["l1", "l3", "l7"])
+def test_named_variants_full_int8_one_partition(variant, tmp_path):
+    model = testing.randomize_weights(ef_keras.EfficientFormer(variant))
+    calibration = verify.sample_inputs(common.input_spec(model), count=8, seed=1)
+    result = deploy.to_tflite(model, str(tmp_path / f"{variant}.tflite"), precision="int8",
+                              calibration_data=calibration)
+    assert result["xnnpack"]["fully_delegated"] and result["xnnpack_reference_ops"] == {}
+    assert result["int8_graph"]["float_max_rel_diff"] <= 1e-5
+    assert result["verification"]["cosine"] >= 0.99
