@@ -24,9 +24,11 @@ if __name__ == "__main__" and not __package__:
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from deploy.common import DeployError  # noqa: E402
+from ef_keras.checks import check_int  # noqa: E402
+from ef_keras.errors import run as run_cli  # noqa: E402
 
 TARGETS = {"tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
 DEFAULT_PRECISION = {"tflite": "fp32", "coreml": "fp16", "onnx": "fp32"}
@@ -45,37 +47,37 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
         built = _build(ef_keras, model.lower(), image_size)
     elif model.endswith(".keras"):
         if not os.path.isfile(model):
-            raise DeployError(f"model file {model} does not exist")
+            raise DeployError(f"model file {model} does not exist or is not a file")
         try:
             built = keras.saving.load_model(model, compile=False)
         except Exception as e:  # zip, h5 and deserialisation errors of many types
             raise DeployError(f"cannot load Keras model {model} ({type(e).__name__}: {_first_line(e)}); "
-                              "is it a complete .keras file?") from None
+                              "is it a complete .keras file?") from e
     elif model.endswith(".json"):
         if not os.path.isfile(model):
-            raise DeployError(f"architecture file {model} does not exist")
+            raise DeployError(f"architecture file {model} does not exist or is not a file")
         try:
             config = ef_keras.get_config(model)
-        except (ValueError, OSError) as e:
-            raise DeployError(f"invalid architecture {model}: {_first_line(e)}") from None
+        except ef_keras.ConfigError as e:
+            raise DeployError(f"invalid architecture {model}: {_first_line(e)}") from e
         built = _build(ef_keras, config, image_size)
     else:
         raise DeployError(f"--model {model!r}: give l1, l3, l7, a .keras file or an architecture .json")
     if weights:
         if not os.path.isfile(weights):
-            raise DeployError(f"checkpoint {weights} does not exist")
+            raise DeployError(f"checkpoint {weights} does not exist or is not a file")
         try:
             ef_keras.load_weights_from_checkpoint(built, weights)
-        except Exception as e:  # safetensors / torch / mapping errors
-            raise DeployError(f"cannot load checkpoint {weights} ({type(e).__name__}: {_first_line(e)})") from None
+        except ef_keras.CheckpointError as e:
+            raise DeployError(f"cannot load checkpoint {weights} ({_first_line(e)})") from e
     return built
 
 
 def _build(ef_keras, config, image_size):
     try:
         return ef_keras.EfficientFormer(config, input_shape=(image_size, image_size, 3))
-    except ValueError as e:
-        raise DeployError(_first_line(e)) from None
+    except (ef_keras.ConfigError, ef_keras.ModelArgumentError) as e:
+        raise DeployError(_first_line(e)) from e
 
 
 def _first_line(error) -> str:
@@ -107,10 +109,11 @@ def convert(to: str, model: str, *, weights=None, precision=None, calibration_da
         raise DeployError(f"--int8-gelu {int8_gelu} applies to --to tflite --precision int8 only")
     if (image_input or class_labels) and to != "coreml":
         raise DeployError("--image-input and --class-labels apply to --to coreml only")
+    check_int("--image-size", image_size, low=32, error=DeployError)
     out = out or default_out(model, to, precision)
     from deploy.common import check_output_path
 
-    check_output_path(out, overwrite)  # fail fast, before building or loading the model
+    check_output_path(out, overwrite, TARGETS[to])  # fail fast, before building or loading the model
     keras_model = load_model(model, weights, image_size)
     if to == "tflite":
         return deploy.to_tflite(keras_model, out, precision=precision, calibration_data=calibration_data,
@@ -147,16 +150,12 @@ def main(argv):
         print("error: --to and --model are required (e.g. --to tflite --model l1)", file=sys.stderr)
         return 2
     logging.set_verbosity(logging.WARNING)  # tf2onnx logs every pass at INFO through absl
-    try:
-        print(f"converting {FLAGS.model} to {FLAGS.to} ...", flush=True)
-        report = convert(FLAGS.to, FLAGS.model, weights=FLAGS.weights, precision=FLAGS.precision,
-                         calibration_data=FLAGS["calibration-data"].value, out=FLAGS.out, overwrite=FLAGS.overwrite,
-                         image_size=FLAGS["image-size"].value, image_input=FLAGS["image-input"].value,
-                         class_labels=FLAGS["class-labels"].value, opset=FLAGS.opset,
+    print(f"converting {FLAGS.model} to {FLAGS.to} ...", flush=True)
+    report = convert(FLAGS.to, FLAGS.model, weights=FLAGS.weights, precision=FLAGS.precision,
+                     calibration_data=FLAGS["calibration-data"].value, out=FLAGS.out, overwrite=FLAGS.overwrite,
+                     image_size=FLAGS["image-size"].value, image_input=FLAGS["image-input"].value,
+                     class_labels=FLAGS["class-labels"].value, opset=FLAGS.opset,
                      int8_gelu=FLAGS["int8-gelu"].value)
-    except (ValueError, OSError) as e:  # DeployError, ConfigError, CheckpointError, unwritable paths ...
-        print(f"error: {_first_line(e)}", file=sys.stderr)
-        return 1
     from deploy.report import delegation_warning, format_table, report_path
 
     print(format_table(report))
@@ -168,7 +167,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import datetime
 import statistics
 import time
 
-from deploy.common import write_json_atomic
+from ef_keras.output import write_json
 
 #: Op names per target that count as layout ops (TFLite builtins, MIL ops, ONNX node types).
 LAYOUT_OPS = {
@@ -73,7 +73,7 @@ def build(*, target, path, model, spec, precision, census, size, verification, e
 
 
 def write(report: dict, path: str) -> None:
-    write_json_atomic(report, path)
+    write_json(path, report)
 
 
 def median_ms(fn, warmup: int, runs: int) -> float:

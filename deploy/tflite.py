@@ -18,7 +18,8 @@ import tempfile
 import numpy as np
 
 from deploy import calibration, int8_graph, report as report_lib, verify as verification
-from deploy.common import DeployError, check_output_path, check_precision, commit, input_spec, remove, temp_path
+from deploy.common import DeployError, check_output_path, check_precision, input_spec
+from ef_keras.output import commit, remove, temp_path
 
 NUM_THREADS = 2
 #: Full-integer calibration needs at least this many samples (64 are used when available): fewer
@@ -60,9 +61,9 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
     if int8_gelu != "exact" and precision != "int8":
         raise DeployError(f"the GELU approximation {int8_gelu!r} applies to full-integer int8 only, not {precision}")
     spec = input_spec(model)
-    out_path = check_output_path(out_path, overwrite)
+    out_path = check_output_path(out_path, overwrite, ".tflite")
     report_path = report_lib.report_path(out_path)
-    check_output_path(report_path, overwrite)
+    check_output_path(report_path, overwrite, ".json")
     samples = calibration.calibration_samples(calibration_data, spec) if precision == "int8" else None
     if samples is not None and len(samples) < MIN_CALIBRATION_SAMPLES:
         raise DeployError(f"calibration data has {len(samples)} sample(s); int8 needs at least "
@@ -141,7 +142,7 @@ def convert(model, spec, precision: str, calibration_samples=None,
             return int8_graph.quantize(converter, float_ops) if precision == "int8" else converter.convert()
         except Exception as e:  # the converter raises ConverterError with a multi-page log
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DeployError(f"TFLite conversion failed ({precision}): {first}") from None
+            raise DeployError(f"TFLite conversion failed ({precision}): {first}") from e
     finally:
         shutil.rmtree(export_dir, ignore_errors=True)
 
