@@ -55,7 +55,7 @@ def cli_main(main, user_errors: tuple = ()):
         try:
             return main(argv)
         except (EfKerasError, OSError, *user_errors) as e:
-            if isinstance(e, OSError) and not is_environment_error(e) or os.environ.get("EF_KERAS_TRACEBACK"):
+            if (isinstance(e, OSError) and not is_environment_error(e)) or os.environ.get("EF_KERAS_TRACEBACK"):
                 raise
             print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
             return 1

@@ -37,9 +37,9 @@ from ef_keras.errors import EfKerasError
 from ef_keras.output import check_run_directory, run_directory, write_json, write_text, writing
 from ef_keras.recipe import EMBEDDED, PAPER, Recipe
 
-#: The smallest value of each integer argument of train().
+#: The smallest value of each integer argument of train() and evaluate_model().
 _COUNT_LOWS = {"num_classes": 1, "checkpoint_every": 0, "keep_checkpoints": 1, "steps_per_epoch": 1, "eval_steps": 1,
-               "seed": 0, "verbose": 0}
+               "seed": 0, "verbose": 0, "batch_size": 1, "image_size": 32}
 #: Substrings of variable names that get no weight decay: norms, biases, layer scales, attention biases.
 NO_DECAY_NAMES = ("gamma", "beta", "bias", "layer_scale", "attention_biases")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -466,7 +466,7 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
 
 
 def _check_counts(**counts):
-    """Refuses bools, non-integers and values below range among train()'s integer arguments (None = default)."""
+    """Refuses bools, non-integers and values out of range among integer arguments (None = the default)."""
     for name, value in counts.items():
         if value is not None:
             check_int(f"{name} (--{name.replace('_', '-')})", value, low=_COUNT_LOWS[name],
@@ -604,6 +604,7 @@ def evaluate_model(model: keras.Model, dataset: str = "embedded", *, data_dir=No
     The model's output (for EfficientFormer: the two heads' average) is scored; `image_size`
     defaults to the model's input size. Returns {"loss", "top1", "top5", "examples"}.
     """
+    _check_counts(num_classes=num_classes, eval_steps=eval_steps, batch_size=batch_size, image_size=image_size)
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
     image_size = image_size or int(model.inputs[0].shape[1])
     num_classes = num_classes or int(model.outputs[0].shape[-1])
