@@ -24,6 +24,7 @@ from helpers import TINY, TINY_INPUT
 from safetensors.numpy import save_file
 
 import ef_keras
+from android_ios_bench.android import AndroidSettings
 from ef_keras import output
 from ef_keras.errors import EfKerasError
 from ef_keras.recipe import EMBEDDED
@@ -252,6 +253,8 @@ def test_training_stops_on_the_first_non_finite_loss_keeping_the_last_good_check
     (lambda: EMBEDDED.replace(epochs=True), "epochs"),
     (lambda: EMBEDDED.replace(min_lr=-1e-5), "min_lr"),
     (lambda: EMBEDDED.replace(crop_pct=0.0), "crop_pct"),
+    (lambda: AndroidSettings(threads=True), "threads must be a positive integer"),
+    (lambda: AndroidSettings(num_runs=50.5), "num_runs"),
 ])
 def test_constructor_bad_input(build, message):
     with pytest.raises(EfKerasError) as err:

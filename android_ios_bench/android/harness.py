@@ -28,6 +28,7 @@ from android_ios_bench import __version__
 from android_ios_bench.android.adb import Adb, AndroidError
 from android_ios_bench.android.parse import BenchmarkModelResult, BenchmarkOutputError, parse_benchmark_output
 from android_ios_bench.lut import load_lut, load_manifest, make_entry, merge_luts, new_lut, now_iso, save_lut
+from ef_keras.checks import check_int
 from ef_keras.output import write_json, write_text
 
 __all__ = ["AndroidSettings", "stats_from_results", "benchmark_args", "measure_manifest_android", "RUNTIME_NAME"]
@@ -51,9 +52,8 @@ class AndroidSettings:
     def __post_init__(self):
         if self.use_gpu and self.use_nnapi:
             raise AndroidError("choose one delegate: --use-gpu or --use-nnapi, not both")
-        if self.threads < 1 or self.num_runs < 1 or self.warmup_runs < 0 or self.rounds < 1:
-            raise AndroidError(f"need threads >= 1, num_runs >= 1, warmup_runs >= 0, rounds >= 1 (got {self.threads}, "
-                               f"{self.num_runs}, {self.warmup_runs}, {self.rounds})")
+        for name, low in (("threads", 1), ("num_runs", 1), ("warmup_runs", 0), ("rounds", 1)):
+            check_int(name, getattr(self, name), low=low, error=AndroidError)
 
     @property
     def delegate(self) -> str | None:
