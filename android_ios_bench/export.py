@@ -21,7 +21,7 @@ from android_ios_bench import __version__
 from android_ios_bench.lut import (LUTError, ManifestError, MANIFEST_FORMAT, FORMAT_VERSION, load_manifest,
                                    now_iso, save_manifest)
 from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
-from ef_keras.output import check_run_directory
+from ef_keras.output import run_directory
 
 MANIFEST_NAME = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -81,38 +81,38 @@ def export_items(items: Iterable[ManifestItem], out_dir: str, *, search_space: d
         raise LUTError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not (tflite or coreml):
         raise LUTError("nothing to export: enable tflite and/or coreml")
-    os.makedirs(check_run_directory(out_dir), exist_ok=True)
-    path = os.path.join(out_dir, MANIFEST_NAME)
-    manifest = open_manifest(out_dir, search_space, precision)
-    manifest.pop("_dir", None)
-    by_key = {e["key"]: e for e in manifest["entries"]}
-    items = list(items)
-    for done, item in enumerate(items, start=1):
-        entry = by_key.get(item.key) or {"key": item.key, "kind": item.kind, "unit": dict(item.unit),
-                                         "input_shape": list(item.input_shape), "input_dtype": "float32",
-                                         "tflite": None, "coreml": None, "group": item.group}
-        todo = [fmt for fmt, on in (("tflite", tflite), ("coreml", coreml))
-                if on and not (entry[fmt] and os.path.exists(os.path.join(out_dir, entry[fmt])))]
-        start = time.perf_counter()
-        if todo:
-            model = item.build()
-            for fmt in todo:
-                rel = os.path.join(fmt, item.key + (".tflite" if fmt == "tflite" else ".mlpackage"))
-                os.makedirs(os.path.join(out_dir, fmt), exist_ok=True)
-                convert = deploy.to_tflite if fmt == "tflite" else deploy.to_coreml
-                convert(model, os.path.join(out_dir, rel), precision=precision, verify=verify, overwrite=True)
-                entry[fmt] = rel
-            if item.key not in by_key:
-                manifest["entries"].append(entry)
-                by_key[item.key] = entry
+    with run_directory(out_dir):  # a failed first export leaves no empty directory behind
+        path = os.path.join(out_dir, MANIFEST_NAME)
+        manifest = open_manifest(out_dir, search_space, precision)
+        manifest.pop("_dir", None)
+        by_key = {e["key"]: e for e in manifest["entries"]}
+        items = list(items)
+        for done, item in enumerate(items, start=1):
+            entry = by_key.get(item.key) or {"key": item.key, "kind": item.kind, "unit": dict(item.unit),
+                                             "input_shape": list(item.input_shape), "input_dtype": "float32",
+                                             "tflite": None, "coreml": None, "group": item.group}
+            todo = [fmt for fmt, on in (("tflite", tflite), ("coreml", coreml))
+                    if on and not (entry[fmt] and os.path.exists(os.path.join(out_dir, entry[fmt])))]
+            start = time.perf_counter()
+            if todo:
+                model = item.build()
+                for fmt in todo:
+                    rel = os.path.join(fmt, item.key + (".tflite" if fmt == "tflite" else ".mlpackage"))
+                    os.makedirs(os.path.join(out_dir, fmt), exist_ok=True)
+                    convert = deploy.to_tflite if fmt == "tflite" else deploy.to_coreml
+                    convert(model, os.path.join(out_dir, rel), precision=precision, verify=verify, overwrite=True)
+                    entry[fmt] = rel
+                if item.key not in by_key:
+                    manifest["entries"].append(entry)
+                    by_key[item.key] = entry
+                save_manifest(manifest, path)
+                del model
+                keras.backend.clear_session()
+            if progress:
+                progress(done, len(items), item.key, time.perf_counter() - start)
+        if not os.path.exists(path):
             save_manifest(manifest, path)
-            del model
-            keras.backend.clear_session()
-        if progress:
-            progress(done, len(items), item.key, time.perf_counter() - start)
-    if not os.path.exists(path):
-        save_manifest(manifest, path)
-    return load_manifest(path)
+        return load_manifest(path)
 
 
 def export_search_space(out_dir: str, space: SearchSpace = SearchSpace(), **kwargs) -> dict:
