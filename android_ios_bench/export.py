@@ -46,6 +46,24 @@ def lut_items(space: SearchSpace) -> list[ManifestItem]:
     return [item(u) for u in search_space_units(space)]
 
 
+def reference_items(space: SearchSpace) -> list[ManifestItem]:
+    """The search space's reference models (`predictor.reference_configs`) as whole-model items.
+
+    Harnesses time them with the units, so the LUT carries whole-model latencies from the
+    same session: the correction is fitted on them and `--check-lut` re-times them.
+    """
+    from android_ios_bench.predictor import reference_configs
+    from ef_keras.model import EfficientFormer
+
+    size = space.input_size
+
+    def item(name, cfg) -> ManifestItem:
+        return ManifestItem(f"model_{name}", "model", {"name": name, "config": cfg.to_dict()}, (1, size, size, 3),
+                            lambda: EfficientFormer(cfg, input_shape=(size, size, 3), classes=space.classes),
+                            group="reference")
+    return [item(name, cfg) for name, cfg in reference_configs(space.to_dict())]
+
+
 def _empty_manifest(search_space: dict, precision: str) -> dict:
     return {"format": MANIFEST_FORMAT, "version": FORMAT_VERSION, "created": now_iso(), "tool_version": __version__,
             "precision": precision, "search_space": search_space, "entries": []}
@@ -116,8 +134,8 @@ def export_items(items: Iterable[ManifestItem], out_dir: str, *, search_space: d
 
 
 def export_search_space(out_dir: str, space: SearchSpace = SearchSpace(), **kwargs) -> dict:
-    """Exports every LUT unit of `space` (see export_items for the keyword arguments)."""
-    return export_items(lut_items(space), out_dir, search_space=space.to_dict(), **kwargs)
+    """Exports every LUT unit of `space` and its reference models (see export_items for the keyword arguments)."""
+    return export_items(lut_items(space) + reference_items(space), out_dir, search_space=space.to_dict(), **kwargs)
 
 
 def print_progress(done: int, total: int, key: str, seconds: float) -> None:

@@ -2,7 +2,7 @@
 
 A LUT is one JSON document per (device, runtime, precision): provenance plus one entry per
 measured unit (stem, downsample, 4D/3D MetaBlock, flatten, head) with median/p10/p90 latency.
-The host, Android and iOS harnesses write it; `search.lut.predict` reads it. A manifest lists
+The host, Android and iOS harnesses write it; `android_ios_bench.predictor.predict` reads it. A manifest lists
 the exported micro-models a harness measures. Both formats are JSON Schemas shipped in
 `android_ios_bench/schema/` (the Swift harness reads the same files).
 

@@ -2,7 +2,7 @@
 
 A LUT entry times one *unit*: the stem, one downsampling between stages, one 4D or 3D
 MetaBlock, the single flatten, or the final norm + heads. Summed along an architecture they
-predict its latency (search.lut.predict). Units are built from the very layers
+predict its latency (android_ios_bench.predictor.predict). Units are built from the very layers
 `ef_keras.EfficientFormer` uses, so what is timed is what the model runs.
 
 The search space (paper §3.3): stage widths 16..max in steps of 16, stage resolutions

@@ -1,4 +1,4 @@
-"""How well does the LUT predict whole-model latency? Predicted (search.lut) vs measured end to end.
+"""How well does the LUT predict whole-model latency? Predicted (android_ios_bench.predictor) vs measured end to end.
 
     python benchmarks/lut_validation.py [--lut PATH] [--random 12] [--runs 50] [--out benchmarks/results]
 
@@ -85,7 +85,7 @@ def run(lut_path=None, n_random=12, seed=0, runs=50, warmup=5, threads=2, out_di
     from android_ios_bench import lut as L
     from android_ios_bench.host import time_interleaved
     from ef_keras import get_config
-    from search.lut import predict
+    from android_ios_bench.predictor import predict
 
     lut_path = lut_path or L.default_lut_path()
     doc = L.load_lut(lut_path)

@@ -4,7 +4,9 @@
 images float32 (B, S, S, 3) normalised with the ImageNet mean/std, labels float32 one-hot
 (B, K) (one-hot so that Mixup/CutMix can soften them). `name` is one of
 
-- ``"embedded"``: scikit-learn's handwritten digits (see `load_embedded`), no network;
+- ``"embedded"``: a Fashion-MNIST subset shipped in the package, ``"digits"``: scikit-learn's
+  8x8 digits, ``"fashion_mnist"``: the full Fashion-MNIST from local idx files (see
+  `load_arrays`); none uses the network;
 - ``"imagenet2012"`` or any other tfds name, read from an already prepared `data_dir`
   (never downloaded; ImageNet can be prepared from its manually downloaded tars);
 - the path of an ImageFolder directory ``root/<split>/<class>/<image>``.
@@ -25,6 +27,7 @@ rebuilds the epoch and skips the batches already trained on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -33,9 +36,12 @@ import keras
 
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
-EMBEDDED = "embedded"
-#: Fixed split of the embedded dataset: this many examples (after a seed-0 permutation) are for eval.
-EMBEDDED_EVAL_SIZE = 360
+#: In-memory datasets (`load_arrays`): the package's Fashion-MNIST subset, scikit-learn's digits
+#: and the full Fashion-MNIST read from disk.
+EMBEDDED, DIGITS, FASHION_MNIST = "embedded", "digits", "fashion_mnist"
+ARRAY_DATASETS = (EMBEDDED, DIGITS, FASHION_MNIST)
+#: Fixed split of the digits: this many examples (after a seed-0 permutation) are held out.
+DIGITS_EVAL_SIZE = 360
 _EVAL_SPLITS = ("validation", "val", "test")
 
 
@@ -89,36 +95,104 @@ def get_augment(augment) -> Augment:
     return AUGMENT_PRESETS[augment]
 
 
-# --------------------------------------------------------------------------- embedded data
-def load_embedded(split: str):
-    """The embedded dataset as uint8 RGB images (N, 8, 8, 3) and int labels (N,).
+# --------------------------------------------------------------------------- in-memory datasets
+#: Fashion-MNIST's classes, in label order (Xiao, Rasul & Vollgraf 2017; Zalando SE, MIT licence).
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+#: Where the full Fashion-MNIST idx files are looked for, in order: Keras' dataset cache (where
+#: `keras.datasets.fashion_mnist.load_data` finds them without downloading) and Debian's
+#: `dataset-fashion-mnist` package.
+FASHION_MNIST_DIRS = ("~/.keras/datasets/fashion-mnist", "/usr/share/datasets/fashion-mnist")
+_FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_SUBSET_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "datasets", "fashion_mnist_subset.npz")
 
-    scikit-learn's handwritten digits (UCI optdigits test set: 1797 real 8x8 scans of digits
-    written by 43 people, 10 classes) ship inside the scikit-learn wheel, so they load with no
-    network. Why these: the colour datasets one would prefer (CIFAR-10, Imagenette,
-    tf_flowers) are not inside any PyPI wheel - tfds, keras.datasets, torchvision and medmnist
-    all download at run time, and the PyPI packages named after CIFAR are downloaders; the
-    other image sets that do ship inside wheels are too small or not multi-class
-    (scikit-learn's `load_sample_images` holds 2 photos, scikit-image's `lfw_subset` 200
-    25x25 face/non-face crops). Grey levels 0-16 are scaled to 0-255 and copied to 3
-    channels; the pipeline upsamples to the training size.
 
-    Split: a fixed seed-0 permutation, the last `EMBEDDED_EVAL_SIZE` (360) examples are
-    "validation" (alias "test"), the other 1437 "train".
+def read_fashion_mnist_idx(directory: str):
+    """((x_train, y_train), (x_test, y_test)) uint8 (N, 28, 28) / (N,) from the four original idx.gz files.
+
+    The same layout `keras.datasets.fashion_mnist.load_data` reads: a 16-byte header before
+    the images, an 8-byte one before the labels.
     """
+    import gzip
+
+    out = []
+    for split in ("train", "test"):
+        images_file, labels_file = (os.path.join(directory, f) for f in _FASHION_FILES[split])
+        with gzip.open(labels_file, "rb") as f:
+            labels = np.frombuffer(f.read(), np.uint8, offset=8)
+        with gzip.open(images_file, "rb") as f:
+            images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(len(labels), 28, 28)
+        out.append((images, labels))
+    return tuple(out)
+
+
+def _split_name(name: str, split: str) -> str:
+    if split == "train":
+        return "train"
+    if split in _EVAL_SPLITS:
+        return "test"
+    raise DatasetError(f"the {name} dataset has splits 'train' and 'validation' (alias 'test'), not {split!r}")
+
+
+def _grey_to_rgb(images: np.ndarray) -> np.ndarray:
+    out = np.repeat(images[..., None], 3, axis=-1)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def load_arrays(name: str, split: str):
+    """An in-memory dataset as uint8 RGB images (N, H, W, 3) and int64 labels (N,), read-only.
+
+    - "embedded" (the default proxy of the search): a class-balanced subset of Fashion-MNIST
+      shipped inside the package, 20,000 training and 5,000 held-out 28x28 grey images of 10
+      clothing classes (`FASHION_MNIST_CLASSES`); made by `tools/make_fashion_subset.py`
+      from the original files (training images from Fashion-MNIST's train split, held-out
+      ones from its test split, seed 0). 5,000 held-out images make one image 0.02 %.
+    - "digits": scikit-learn's 8x8 handwritten digits (1,797 scans; the last 360 of a seed-0
+      permutation are held out), the fastest set for tests. It saturates (~99 %), which is
+      why the search no longer uses it by default.
+    - "fashion_mnist": the full Fashion-MNIST (60,000 / 10,000) from the idx files in one of
+      `FASHION_MNIST_DIRS`; nothing is downloaded.
+
+    Grey levels are copied to 3 channels (digits' 0-16 are scaled to 0-255 first); the
+    pipeline resizes them to the training size (bicubic) and normalises with ImageNet
+    mean/std like any other image.
+    """
+    if name == DIGITS:
+        images, labels = _digits(_split_name(name, split))
+    elif name == EMBEDDED:
+        with np.load(_SUBSET_FILE) as f:
+            key = _split_name(name, split)
+            images, labels = f[f"x_{key}"], f[f"y_{key}"]
+    elif name == FASHION_MNIST:
+        images, labels = _full_fashion_mnist()[0 if _split_name(name, split) == "train" else 1]
+    else:
+        raise DatasetError(f"{name!r} is not an in-memory dataset; those are {', '.join(ARRAY_DATASETS)}")
+    labels = labels.astype("int64")
+    labels.setflags(write=False)
+    return _grey_to_rgb(images), labels
+
+
+def _digits(split: str):
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     order = np.random.default_rng(0).permutation(len(digits.target))
-    n_train = len(order) - EMBEDDED_EVAL_SIZE
-    if split == "train":
-        idx = order[:n_train]
-    elif split in _EVAL_SPLITS:
-        idx = order[n_train:]
-    else:
-        raise DatasetError(f"the embedded dataset has splits 'train' and 'validation', not {split!r}")
-    images = np.round(digits.images[idx] * (255.0 / 16.0)).astype("uint8")
-    return np.repeat(images[..., None], 3, axis=-1), digits.target[idx].astype("int64")
+    n_train = len(order) - DIGITS_EVAL_SIZE
+    idx = order[:n_train] if split == "train" else order[n_train:]
+    return np.round(digits.images[idx] * (255.0 / 16.0)).astype("uint8"), digits.target[idx]
+
+
+def _full_fashion_mnist():
+    for directory in FASHION_MNIST_DIRS:
+        directory = os.path.expanduser(directory)
+        if all(os.path.isfile(os.path.join(directory, f)) for pair in _FASHION_FILES.values() for f in pair):
+            return read_fashion_mnist_idx(directory)
+    raise DatasetError("the full Fashion-MNIST is not on this machine: run `apt-get install dataset-fashion-mnist` "
+                       "(Debian), or call keras.datasets.fashion_mnist.load_data() once on a connected machine; "
+                       f"looked in {', '.join(FASHION_MNIST_DIRS)}. `--data embedded` ships a 25,000-image subset")
 
 
 # --------------------------------------------------------------------------- sources
@@ -154,7 +228,7 @@ def _builder(name: str, data_dir):
 
 def num_classes_of(name: str, data_dir=None) -> int:
     """Number of classes of a dataset (from its metadata; reads no examples)."""
-    if name == EMBEDDED:
+    if name in ARRAY_DATASETS:
         return 10
     label = _builder(name, data_dir).info.features["label"]
     return int(label.num_classes)
@@ -164,7 +238,7 @@ def default_split(name: str, training: bool, data_dir=None) -> str:
     """'train' for training; for eval the first of validation/val/test that the dataset has."""
     if training:
         return "train"
-    if name == EMBEDDED:
+    if name in ARRAY_DATASETS:
         return "validation"
     splits = _builder(name, data_dir).info.splits
     for split in _EVAL_SPLITS:
@@ -192,8 +266,8 @@ def _raw_dataset(name, split, data_dir, prepare, shuffle_files, seed):
     Images are uint8 (H, W, 3) arrays for the embedded data and encoded bytes (JPEG/PNG) for
     tfds and ImageFolder; `_decode` turns either into uint8 RGB.
     """
-    if name == EMBEDDED:
-        images, labels = load_embedded(split)
+    if name in ARRAY_DATASETS:
+        images, labels = load_arrays(name, split)
         return tf.data.Dataset.from_tensor_slices((images, labels)), len(labels)
 
     import tensorflow_datasets as tfds
@@ -316,7 +390,8 @@ def make_dataset(name: str, split: str | None = None, *, data_dir=None, image_si
     """One epoch of (images, one-hot labels) batches; see the module docstring.
 
     Args:
-        name: "embedded", a tfds name (e.g. "imagenet2012") or an ImageFolder directory.
+        name: "embedded", "digits", "fashion_mnist", a tfds name (e.g. "imagenet2012") or an
+            ImageFolder directory.
         split: dataset split; default "train" for training, else the validation split.
         data_dir: tfds data directory (None: tfds' default ~/tensorflow_datasets).
         image_size: output height = width.
@@ -391,8 +466,8 @@ def steps_per_epoch(name: str, batch_size: int, data_dir=None, split: str = "tra
 
     When the metadata has no split sizes (e.g. tfds mock data) `cap` is used as is.
     """
-    if name == EMBEDDED:
-        count = len(load_embedded(split)[1])
+    if name in ARRAY_DATASETS:
+        count = len(load_arrays(name, split)[1])
     else:
         try:
             count = _builder(name, data_dir).info.splits[split].num_examples

@@ -110,6 +110,8 @@ def full_arch(supernet_config: EfficientFormerConfig, num_vit: int) -> Arch:
     return Arch(supernet_config.widths, tuple(choices))
 
 
-def smallest_arch(supernet_config: EfficientFormerConfig) -> Arch:
-    """The cheapest point of the space: every MetaPath identity, every width 16 (stem + downsamples + head)."""
-    return Arch((WIDTH_STEP,) * 4, tuple(("id",) * d for d in supernet_config.depths))
+def smallest_arch(supernet_config: EfficientFormerConfig, min_depth: int = 0) -> Arch:
+    """The cheapest point of the space: every width 16 and every MetaPath identity, except the first
+    `min_depth` 4D blocks of each stage (0: only stem, downsamplings and head are left)."""
+    return Arch((WIDTH_STEP,) * 4, tuple(("4d",) * min(min_depth, d) + ("id",) * max(d - min_depth, 0)
+                                         for d in supernet_config.depths))

@@ -36,7 +36,7 @@ def stage_scores(scores: np.ndarray, path_stage: list[int], arch: Arch) -> list[
 
 
 def initial_num_vit(probabilities: np.ndarray, path_stage: list[int]) -> int:
-    """How many 3D MetaBlocks close stage 4 at the start of slimming.
+    """How many 3D MetaBlocks α alone would close stage 4 with (reported in importance.json).
 
     The longest run of stage-4 MetaPaths, counted from the end, whose supernet prefers the
     3D candidate over the 4D one (p_3D > p_4D): every kept 3D block is one the supernet voted

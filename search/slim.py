@@ -1,18 +1,27 @@
 """Latency-driven slimming of a trained supernet (paper §3.3, step 3).
 
-    python -m search.slim --target 9.5                       # embedded host LUT, trains a supernet first
+    python -m search.slim --target 12                        # embedded host LUT, trains a supernet first
     python -m search.slim --target-like l1 --supernet runs/supernet --out runs/slim
     python -m search.slim --target 1.6 --lut iphone12_coreml.json --supernet DIR   # the paper's setting
 
-Start: the whole supernet as a sub-network (every MetaPath its 4D block; stage 4 closed by
-the 3D blocks its α prefers, `scoring.initial_num_vit`). Each step applies every applicable
+Start: the whole supernet as a sub-network, stages 1-3 in 4D blocks and every stage-4
+MetaPath in its 3D block. Starting from the attention α prefers (`scoring.initial_num_vit`)
+would let α decide alone; after a few-minute proxy run its stage-4 probabilities are within
+a few points of uniform (0.31-0.37 measured), so the start does not depend on them: the MB3D
+action turns attention into 4D blocks only when the held-out accuracy per ms says so, and
+the trajectory shows each such step. Each step applies every applicable
 action (`actions.py`: depth, first-MB3D, width), predicts each result's latency with the LUT
-(`search.lut.predict`, deployment resolution) and measures its top-1 on the held-out split
-with weights inherited from the supernet (`supernet.child_model`: identity = block dropped,
-width = leading channels sliced; BatchNorm statistics re-estimated on 256 training images,
-as Once-for-All does, since both change what every later BatchNorm sees). The action with the smallest accuracy drop per ms saved
-wins (ties: smaller loss increase per ms, then action order); repeat until the predicted
-latency is <= the target.
+(`android_ios_bench.predictor`, deployment resolution) and measures, image by image, its
+top-1 and cross-entropy on the held-out split with weights inherited from the supernet
+(`supernet.child_model`: identity = block dropped, width = leading channels sliced;
+BatchNorm statistics re-estimated on 256 training images, as Once-for-All does, since both
+change what every later BatchNorm sees). The action with the smallest accuracy drop per ms
+saved wins when it is better than the others by more than 1.96 paired standard errors;
+otherwise the tie is broken by the loss increase per ms (same noise rule), then by the
+paper's importance score of what the action removes (`choose`). Every candidate's accuracy
+± SE, drop per ms ± paired SE and the rule that decided are in the trajectory, with the
+count of steps decided within noise. Repeat until the predicted latency is <= the target.
+By default every stage keeps at least one block (`--allow-empty-stages` lifts that).
 
 State: `<out>/trajectory.json` is rewritten atomically after every step; a re-run with the
 same inputs resumes after the last finished step (a different target, LUT, supernet or seed
@@ -33,7 +42,7 @@ import numpy as np
 
 from search.arch import Arch, full_arch, smallest_arch
 from search import actions as actions_lib
-from search.scoring import initial_num_vit, path_scores
+from search.scoring import path_scores
 from search.supernet import (SUPERNET_JSON, WEIGHTS_FILE, SupernetError, child_model, load_supernet,
                              write_json_atomic)
 
@@ -41,8 +50,10 @@ TRAJECTORY = "trajectory.json"
 ARCH_JSON = "architecture.json"
 MODEL_FILE = "slimmed.keras"
 PLOT_FILE = "trajectory.png"
-#: At most this many held-out images are used to score candidates (all of the embedded set's 360).
-DEFAULT_EVAL_IMAGES = 2000
+#: Held-out images that score every candidate (the embedded set has 5,000; paired comparisons
+#: on 1,000 separate a 0.3-point difference in drop per ms, and keep slimming within ~3 min on
+#: 2 cores at 96 px; --eval-images 5000 buys more signal at 5x the time).
+DEFAULT_EVAL_IMAGES = 1000
 #: Training images used to re-estimate BatchNorm statistics of every candidate (0: keep the supernet's).
 DEFAULT_CALIBRATION_IMAGES = 256
 
@@ -67,7 +78,7 @@ def load_lut(path=None) -> dict:
 def predict_ms(config, lut: dict) -> float:
     """Predicted deployment latency (ms) of an EfficientFormerConfig from the LUT."""
     from android_ios_bench.lut import LUTError
-    from search.lut import predict
+    from android_ios_bench.predictor import predict
 
     try:
         return float(predict(config, lut).ms)
@@ -108,19 +119,73 @@ def load_eval_split(data: str, image_size: int, data_dir=None, max_images=DEFAUL
     return np.concatenate(xs)[:max_images], np.concatenate(ys)[:max_images]
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 120) -> tuple[float, float]:
-    """(top-1 % , mean cross-entropy) of `model` on (x, y), inference mode."""
+def per_image(model, x: np.ndarray, y: np.ndarray, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
+    """(correct: bool (N,), cross-entropy: float64 (N,)) of `model` on (x, y), inference mode.
+
+    Per-image results let slimming compare candidates *paired* (on the same images), whose
+    standard error is far smaller than that of two independent accuracies.
+    """
     import keras
 
-    correct, loss = 0, 0.0
+    correct, losses = [], []
     for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size], training=False)
-        logits = np.asarray(keras.ops.convert_to_numpy(logits), "float64")
+        logits = np.asarray(keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False)), "float64")
         t = y[i:i + batch_size]
-        correct += int(np.sum(np.argmax(logits, -1) == t))
         z = logits - logits.max(-1, keepdims=True)
-        loss += float(np.sum(np.log(np.exp(z).sum(-1)) - z[np.arange(len(t)), t]))
-    return 100.0 * correct / len(x), loss / len(x)
+        correct.append(np.argmax(logits, -1) == t)
+        losses.append(np.log(np.exp(z).sum(-1)) - z[np.arange(len(t)), t])
+    return np.concatenate(correct), np.concatenate(losses)
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 250) -> tuple[float, float]:
+    """(top-1 %, mean cross-entropy) of `model` on (x, y), inference mode."""
+    correct, losses = per_image(model, x, y, batch_size)
+    return 100.0 * float(correct.mean()), float(losses.mean())
+
+
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean of per-image values (0 for fewer than 2)."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+# --------------------------------------------------------------------------- decisions
+#: A difference is signal when it exceeds NOISE_Z paired standard errors (two-sided 95 %).
+NOISE_Z = 1.96
+
+
+def _within_noise(a: np.ndarray, b: np.ndarray, z: float = NOISE_Z) -> bool:
+    """Whether the means of per-image values a and b (same images) differ by no more than z paired SEs."""
+    d = a - b
+    return abs(float(d.mean())) <= z * standard_error(d)
+
+
+def choose(candidates: list[dict], z: float = NOISE_Z) -> tuple[int, list[int], str]:
+    """The action slimming takes: (index of the winner, indices tied with it, the rule that decided).
+
+    Each candidate holds per-image arrays `drop` (top-1 points lost per ms saved, i.e.
+    100 * (correct_now - correct_cand) / saved_ms) and `dloss` (cross-entropy increase per
+    ms saved), and its `importance` (the paper's score of what it removes). The rule:
+
+    1. the smallest mean accuracy drop per ms wins if every other candidate is worse by more
+       than z paired standard errors ("accuracy");
+    2. otherwise, among those within noise of it, the smallest loss increase per ms wins if
+       it is outside the noise of the rest ("loss");
+    3. otherwise, among those still tied, the least important removal (the paper's score)
+       wins ("importance"); the order of the actions never decides.
+    """
+    if not candidates:
+        raise ValueError("no candidates to choose from")
+    means = [float(c["drop"].mean()) for c in candidates]
+    best = int(np.argmin(means))
+    tied = [i for i, c in enumerate(candidates) if i == best or _within_noise(c["drop"], candidates[best]["drop"], z)]
+    if len(tied) == 1:
+        return best, tied, "accuracy"
+    losses = {i: float(candidates[i]["dloss"].mean()) for i in tied}
+    best = min(tied, key=losses.get)
+    close = [i for i in tied if i == best or _within_noise(candidates[i]["dloss"], candidates[best]["dloss"], z)]
+    if len(close) == 1:
+        return best, tied, "loss"
+    return min(close, key=lambda i: (candidates[i]["importance"], losses[i])), tied, "importance"
 
 
 # --------------------------------------------------------------------------- the search
@@ -134,12 +199,40 @@ def _fingerprint(supernet_dir: str, lut: dict, target: float, seed: int, eval_n:
     return h.hexdigest()[:16]
 
 
-def reachable_range(supernet, lut: dict) -> tuple[float, float, Arch]:
+def reachable_range(supernet, lut: dict, min_depth: int = 1) -> tuple[float, float, Arch]:
     """(smallest reachable latency, the supernet's own latency, the starting Arch)."""
-    start = full_arch(supernet.config, initial_num_vit(supernet.probabilities(), supernet.path_stage))
-    lo = predict_ms(smallest_arch(supernet.config).to_config(supernet.config), lut)
+    start = full_arch(supernet.config, supernet.config.depths[3])
+    lo = predict_ms(smallest_arch(supernet.config, min_depth).to_config(supernet.config), lut)
     hi = predict_ms(start.to_config(supernet.config), lut)
     return lo, hi, start
+
+
+#: The paper's iPhone 12 CoreML latencies (ms), which users often type as a --target.
+PAPER_IPHONE_MS = {"l1": 1.6, "l3": 3.0, "l7": 7.0}
+
+
+def _is_iphone(lut: dict) -> bool:
+    device = " ".join(str(v) for v in lut.get("device", {}).values()).lower()
+    return any(word in device for word in ("iphone", "ios"))
+
+
+def check_target_reachable(target_ms: float, lo: float, hi: float, lut: dict) -> None:
+    """SlimError saying what to do when `target_ms` is outside the reachable range [lo, hi], or is
+    one of the paper's iPhone figures asked of a LUT of another device (a unit mix-up, not a target)."""
+    paper_figure = not _is_iphone(lut) and any(abs(target_ms - v) < 1e-9 for v in PAPER_IPHONE_MS.values())
+    if lo <= target_ms <= hi and not paper_figure:
+        return
+    device = lut.get("device", {}).get("name", "this device")
+    where = f"{lo:.3f} ms (smallest architecture) to {hi:.3f} ms (the supernet itself)"
+    if target_ms > hi:
+        raise SlimError(f"target {target_ms:.3f} ms is above what this supernet reaches on the LUT of {device}: "
+                        f"{where}; the supernet already meets it, or pass a larger supernet")
+    paper = ", ".join(f"{k.upper()} {v} ms" for k, v in PAPER_IPHONE_MS.items())
+    what = "is below what this supernet reaches" if target_ms < lo else "is the paper's iPhone figure, asked of"
+    raise SlimError(f"target {target_ms:.3f} ms {what} on the LUT of {device} (reachable: {where}). "
+                    f"The paper's figures ({paper}) are iPhone 12 CoreML latencies, not this device's: measure an "
+                    "iPhone LUT with the iOS harness (android_ios_bench/ios) and pass --lut IPHONE_LUT, or use "
+                    "--target-like l1 for L1's latency on this LUT")
 
 
 def resolve_target(target, target_like, lut: dict) -> float:
@@ -161,9 +254,26 @@ def resolve_target(target, target_like, lut: dict) -> float:
     return target
 
 
+class _Scorer:
+    """Builds a candidate's sub-network (inherited weights, BatchNorm re-estimated) and scores it per image."""
+
+    def __init__(self, supernet, x, y, calibration):
+        self.supernet, self.x, self.y, self.calibration = supernet, x, y, calibration
+
+    def __call__(self, arch: Arch) -> tuple[np.ndarray, np.ndarray]:
+        import keras
+
+        model = child_model(self.supernet, arch, calibration=self.calibration)
+        result = per_image(model, self.x, self.y)
+        del model
+        keras.backend.clear_session(free_memory=False)
+        return result
+
+
 def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=None, data="embedded",
          data_dir=None, seed: int = 0, eval_images: int = DEFAULT_EVAL_IMAGES,
-         calibration_images: int = DEFAULT_CALIBRATION_IMAGES, log=print) -> dict:
+         calibration_images: int = DEFAULT_CALIBRATION_IMAGES, allow_empty_stages: bool = False,
+         log=print) -> dict:
     """Runs (or resumes) the slimming search; returns the final trajectory record.
 
     Args:
@@ -177,6 +287,8 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
         eval_images: cap on held-out images used per candidate.
         calibration_images: training images on which every candidate's BatchNorm statistics
             are re-estimated before it is scored (and the final model's); 0 disables.
+        allow_empty_stages: let the depth action remove the last block of a stage (default
+            False: every stage keeps at least one MetaBlock, as every EfficientFormer does).
     """
     import keras
 
@@ -187,58 +299,65 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
         supernet, _ = load_supernet(supernet_dir)
     except SupernetError as e:
         raise SlimError(str(e)) from None
+    _check_finite_supernet(supernet, supernet_dir)
     check_lut_covers(lut_doc, supernet.config)
-    lo, hi, start = reachable_range(supernet, lut_doc)
-    if target_ms < lo or target_ms > hi:
-        raise SlimError(f"target {target_ms:.3f} ms is outside what this supernet can reach on this LUT: "
-                        f"{lo:.3f} ms (smallest architecture) to {hi:.3f} ms (the supernet itself)")
+    min_depth = 0 if allow_empty_stages else 1
+    lo, hi, start = reachable_range(supernet, lut_doc, min_depth)
+    check_target_reachable(target_ms, lo, hi, lut_doc)
 
     os.makedirs(out_dir, exist_ok=True)
     x, y = load_eval_split(data, supernet.image_size, data_dir, eval_images, seed)
     calib = (load_eval_split(data, supernet.image_size, data_dir, calibration_images, seed, split="train")[0]
              if calibration_images else None)
+    scorer = _Scorer(supernet, x, y, calib)
     scores = path_scores(supernet.probabilities(), supernet.path_stage)
-    fingerprint = _fingerprint(supernet_dir, lut_doc, target_ms, seed, f"{len(y)}/{calibration_images}")
+    fingerprint = _fingerprint(supernet_dir, lut_doc, target_ms, seed,
+                               f"{len(y)}/{calibration_images}/{min_depth}/{NOISE_Z}")
     state_path = os.path.join(out_dir, TRAJECTORY)
     state = _load_state(state_path, fingerprint)
     cfg = supernet.config
     if state is None:
-        acc, loss = evaluate(child_model(supernet, start, calibration=calib), x, y)
+        now = scorer(start)
         state = {"fingerprint": fingerprint, "target_ms": target_ms, "target_like": target_like, "seed": seed,
                  "supernet": os.path.abspath(supernet_dir), "lut_device": lut_doc.get("device", {}).get("name"),
                  "reachable_ms": [lo, hi], "eval_images": int(len(y)), "path_scores": scores.tolist(),
-                 "done": False,
-                 "steps": [_record(0, "start", "whole supernet", start, hi, acc, loss, None, [])]}
+                 "min_depth": min_depth, "noise_z": NOISE_Z, "done": False,
+                 "steps": [_record(0, "start", "whole supernet", start, hi, now, None, "", [])]}
         write_json_atomic(state_path, state)
     else:
         log(f"resuming {state_path} after step {state['steps'][-1]['step']}")
+        now = scorer(Arch.from_dict(state["steps"][-1]["arch"]))
     cur = state["steps"][-1]
     arch = Arch.from_dict(cur["arch"])
     log(f"slimming to {target_ms:.3f} ms (reachable {lo:.3f}-{hi:.3f} ms) on {len(y)} held-out images")
     while cur["latency_ms"] > target_ms:
         t0 = time.time()
         evaluated = []
-        for order, (name, cand, desc) in enumerate(actions_lib.candidates(arch, scores, supernet.path_stage)):
+        for name, cand, desc in actions_lib.candidates(arch, scores, supernet.path_stage, min_depth):
             lat = predict_ms(cand.to_config(cfg), lut_doc)
             saved = cur["latency_ms"] - lat
             if saved <= 0:
                 continue
-            acc, loss = evaluate(child_model(supernet, cand, calibration=calib), x, y)
-            evaluated.append({"action": name, "desc": desc, "arch": cand.to_dict(), "latency_ms": lat, "acc": acc,
-                              "loss": loss, "saved_ms": saved, "drop_per_ms": (cur["acc"] - acc) / saved,
-                              "loss_per_ms": (loss - cur["loss"]) / saved, "order": order})
+            correct, losses = scorer(cand)
+            evaluated.append({"action": name, "desc": desc, "arch": cand, "latency_ms": lat, "saved_ms": saved,
+                              "per_image": (correct, losses),
+                              "drop": 100.0 * (now[0].astype("float64") - correct) / saved,
+                              "dloss": (losses - now[1]) / saved,
+                              "importance": actions_lib.importance(name, arch, cand, scores, supernet.path_stage)})
         if not evaluated:
             raise SlimError(f"no action lowers the latency below {cur['latency_ms']:.3f} ms; "
-                            f"target {target_ms:.3f} ms not reachable")
-        best = min(evaluated, key=lambda c: (c["drop_per_ms"], c["loss_per_ms"], c["order"]))
-        arch = Arch.from_dict(best["arch"])
-        cur = _record(cur["step"] + 1, best["action"], best["desc"], arch, best["latency_ms"], best["acc"],
-                      best["loss"], best["drop_per_ms"],
-                      [{k: c[k] for k in ("action", "latency_ms", "acc", "drop_per_ms")} for c in evaluated])
+                            f"target {target_ms:.3f} ms not reachable" +
+                            ("" if allow_empty_stages else " while every stage keeps a block (--allow-empty-stages)"))
+        won, tied, rule = choose(evaluated)
+        best = evaluated[won]
+        arch, now = best["arch"], best["per_image"]
+        cur = _record(cur["step"] + 1, best["action"], best["desc"], arch, best["latency_ms"], now,
+                      _candidate_summary(best), rule, [_candidate_summary(c, i in tied) for i, c in enumerate(evaluated)])
         state["steps"].append(cur)
+        state["steps_decided_within_noise"] = sum(st["decided_by"] not in ("", "accuracy") for st in state["steps"])
         write_json_atomic(state_path, state)
         log(f"step {cur['step']:3d}  {best['action']:5s}  {arch.describe():40s}  {cur['latency_ms']:8.3f} ms  "
-            f"top-1 {cur['acc']:6.2f} %  ({time.time() - t0:.1f} s)  {best['desc']}")
+            f"top-1 {cur['acc']:6.2f} ± {cur['acc_se']:.2f} %  by {rule:10s} ({time.time() - t0:.1f} s)  {best['desc']}")
 
     final = _finish(supernet, arch, state, out_dir, target_ms, calib)
     state["done"] = True
@@ -246,9 +365,41 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     return final
 
 
-def _record(step, action, desc, arch, latency, acc, loss, drop_per_ms, candidates):
-    return {"step": step, "action": action, "desc": desc, "arch": arch.to_dict(), "latency_ms": latency,
-            "acc": acc, "loss": loss, "drop_per_ms": drop_per_ms, "candidates": candidates}
+def _check_finite_supernet(supernet, directory: str) -> None:
+    """SlimError when the supernet's weights or α hold NaN/Inf (a diverged training run)."""
+    for v in supernet.weights:
+        if not np.all(np.isfinite(keras_value(v))):
+            raise SlimError(f"supernet {directory} has non-finite values in {v.path}: its training diverged; "
+                            "retrain it with a lower --lr")
+
+
+def keras_value(variable) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def _candidate_summary(c: dict, tied: bool | None = None) -> dict:
+    """The JSON record of one evaluated action: latency, accuracy ± SE, drop and loss per ms ± paired SE."""
+    correct, losses = c["per_image"]
+    out = {"action": c["action"], "desc": c["desc"], "latency_ms": c["latency_ms"], "saved_ms": c["saved_ms"],
+           "acc": 100.0 * float(correct.mean()), "acc_se": 100.0 * standard_error(correct.astype("float64")),
+           "loss": float(losses.mean()), "drop_per_ms": float(c["drop"].mean()),
+           "drop_per_ms_se": standard_error(c["drop"]), "loss_per_ms": float(c["dloss"].mean()),
+           "loss_per_ms_se": standard_error(c["dloss"]), "importance": c["importance"]}
+    if tied is not None:
+        out["tied_with_winner"] = tied
+    return out
+
+
+def _record(step, action, desc, arch, latency, per_image_result, chosen, decided_by, candidates):
+    correct, losses = per_image_result
+    rec = {"step": step, "action": action, "desc": desc, "arch": arch.to_dict(), "latency_ms": latency,
+           "acc": 100.0 * float(correct.mean()), "acc_se": 100.0 * standard_error(correct.astype("float64")),
+           "loss": float(losses.mean()), "decided_by": decided_by, "candidates": candidates}
+    for key in ("drop_per_ms", "drop_per_ms_se", "loss_per_ms", "loss_per_ms_se"):
+        rec[key] = None if chosen is None else chosen[key]
+    return rec
 
 
 def _load_state(path: str, fingerprint: str):
@@ -312,13 +463,17 @@ def plot_trajectory(state: dict, path: str) -> None:
 
 def summary_table(state: dict) -> str:
     """Markdown table of the trajectory (one row per step)."""
-    rows = ["| step | action | widths | depths | vit | latency ms | top-1 % | drop %/ms |",
-            "|---:|---|---|---|---:|---:|---:|---:|"]
+    rows = ["| step | action | widths | depths | vit | latency ms | top-1 % ± SE | drop %/ms ± paired SE | decided by |",
+            "|---:|---|---|---|---:|---:|---:|---:|---|"]
     for s in state["steps"]:
         a = Arch.from_dict(s["arch"])
-        ratio = "" if s["drop_per_ms"] is None else f"{s['drop_per_ms']:.3f}"
+        ratio = "" if s["drop_per_ms"] is None else f"{s['drop_per_ms']:.3f} ± {s['drop_per_ms_se']:.3f}"
         rows.append(f"| {s['step']} | {s['action']} | {','.join(map(str, a.widths))} | "
-                    f"{','.join(map(str, a.depths))} | {a.num_vit} | {s['latency_ms']:.3f} | {s['acc']:.2f} | {ratio} |")
+                    f"{','.join(map(str, a.depths))} | {a.num_vit} | {s['latency_ms']:.3f} | "
+                    f"{s['acc']:.2f} ± {s['acc_se']:.2f} | {ratio} | {s.get('decided_by', '')} |")
+    n = len(state["steps"]) - 1
+    rows.append(f"\n{state.get('steps_decided_within_noise', 0)} of {n} steps were decided within noise "
+                f"(accuracy drops within {state.get('noise_z', NOISE_Z)} paired SE: tie-broken by loss, then importance)")
     return "\n".join(rows)
 
 
@@ -334,15 +489,18 @@ def main(argv):
     try:
         lut_doc = load_lut(FLAGS.lut)
         target_ms = resolve_target(FLAGS.target, FLAGS.target_like, lut_doc)  # fail fast, before training
+        if FLAGS.check_drift:
+            target_ms = _target_in_lut_ms(target_ms, FLAGS.target_like, FLAGS.lut, lut_doc)
         supernet_dir = FLAGS.supernet
         if supernet_dir is None:
+            _check_default_supernet_reaches(target_ms, lut_doc, FLAGS.allow_empty_stages)
             supernet_dir = os.path.join(FLAGS.out, "supernet")
             print(f"no --supernet: training a short one on {FLAGS.data!r} into {supernet_dir} (resumable)")
             ts.train_supernet(supernet_dir, data=FLAGS.data, data_dir=FLAGS.data_dir, seed=FLAGS.seed,
                               **ts.QUICK_SETTINGS)
         result = slim(supernet_dir, FLAGS.out, target=target_ms, lut=lut_doc, data=FLAGS.data,
                       data_dir=FLAGS.data_dir, seed=FLAGS.seed, eval_images=FLAGS.eval_images,
-                      calibration_images=FLAGS.calibration_images)
+                      calibration_images=FLAGS.calibration_images, allow_empty_stages=FLAGS.allow_empty_stages)
     except ValueError as e:  # SlimError, SupernetError, DatasetError, ConfigError: one line each
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
@@ -357,6 +515,32 @@ def main(argv):
         print(f"  {k:12s} {v}")
 
 
+def _target_in_lut_ms(target_ms: float, target_like, lut_path, lut: dict) -> float:
+    """--check-drift: re-times the LUT's reference models now and converts a target in today's ms to the LUT's."""
+    from android_ios_bench.host.cli import check_lut
+    from android_ios_bench.lut import default_lut_path
+
+    if target_like is not None:
+        raise SlimError("--check-drift converts a --target given in today's milliseconds; --target-like is already "
+                        "in the LUT's milliseconds, so drop one of them")
+    statistic = lut.get("correction", {}).get("statistic", "median_ms")
+    drift = check_lut(lut_path or default_lut_path(), log=lambda m: print(m, file=sys.stderr, flush=True))
+    scale = drift["scale"][statistic]
+    print(f"drift: this host runs at x{scale:.3f} of the LUT's session ({statistic} of {len(drift['models'])} "
+          f"reference models): target {target_ms:.3f} ms today = {target_ms / scale:.3f} ms on the LUT")
+    return target_ms / scale
+
+
+def _check_default_supernet_reaches(target_ms: float, lut: dict, allow_empty_stages: bool) -> None:
+    """The reachable-range check for the supernet the CLI would train, before spending minutes on it."""
+    from search.train_supernet import DEFAULT_SUPERNET as cfg
+
+    check_lut_covers(lut, cfg)
+    lo = predict_ms(smallest_arch(cfg, 0 if allow_empty_stages else 1).to_config(cfg), lut)
+    hi = predict_ms(full_arch(cfg, cfg.depths[3]).to_config(cfg), lut)
+    check_target_reachable(target_ms, lo, hi, lut)
+
+
 def _define_flags():
     from absl import flags
 
@@ -364,11 +548,16 @@ def _define_flags():
     flags.DEFINE_string("target_like", None, "use the LUT latency of l1, l3 or l7 as the target")
     flags.DEFINE_string("lut", None, "LUT JSON (default: the embedded host LUT)")
     flags.DEFINE_string("supernet", None, "trained supernet directory (default: train a short one into OUT/supernet)")
-    flags.DEFINE_string("data", "embedded", "dataset: embedded, a tfds name or an ImageFolder directory")
+    flags.DEFINE_string("data", "embedded", "dataset: embedded (Fashion-MNIST subset), digits, fashion_mnist, "
+                                            "a tfds name or an ImageFolder directory")
     flags.DEFINE_string("data_dir", None, "tfds data directory")
     flags.DEFINE_string("out", "runs/slim", "output directory")
     flags.DEFINE_integer("seed", 0, "random seed")
     flags.DEFINE_integer("eval_images", DEFAULT_EVAL_IMAGES, "held-out images used to score candidates")
+    flags.DEFINE_boolean("check_drift", False, "re-time the LUT's reference models on this host first and read "
+                         "--target in today's milliseconds (host LUTs only)")
+    flags.DEFINE_boolean("allow_empty_stages", False, "let slimming remove every block of a stage (default: each "
+                         "stage keeps at least one MetaBlock)")
     flags.DEFINE_integer("calibration_images", DEFAULT_CALIBRATION_IMAGES,
                          "training images for BatchNorm re-estimation of each candidate (0: off)")
 

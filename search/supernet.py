@@ -8,8 +8,14 @@ Gumbel noise ε, the MetaPath's output is
 
     X_{k+1} = Σ_n softmax((α + ε) / τ)_n · MP_n(X_k)
 
-(soft mixing of every candidate, as the paper's equation; ε is standard Gumbel noise
-−log(−log U), drawn once per MetaPath and batch). Stages 1-2 mask the 3D column with −∞.
+(ε is standard Gumbel noise −log(−log U), drawn once per MetaPath and batch; stages 1-2
+mask the 3D column with −∞). Two mixing modes:
+
+- "soft": the paper's equation, every candidate computed and weighted;
+- "hard": GDAS (Dong & Yang, CVPR 2019): the forward pass runs only the candidate
+  k = argmax((α + ε)/τ) (a `tf.switch_case`, so the others cost nothing), scaled by
+  h_k = 1 + w_k − stop_gradient(w_k) with w the soft weights: the value is the sampled
+  block's output and the gradient reaches α through w_k (straight-through).
 A 3D MetaBlock placed among 4D blocks handles its own layout: it flattens (B, H, W, C) to
 (B, H·W, C) tokens, runs attention + MLP and reshapes back, so every path composes. Its
 attention bias table is sized for that stage's grid at the supernet's input size.
@@ -45,6 +51,8 @@ from search.arch import CANDIDATES, STAGES_WITH_3D, Arch
 TAU_START = 5.0
 TAU_END = 0.5
 _MASKED = -1e9
+#: Supernet mixing modes (see the module docstring).
+MIXING_MODES = ("soft", "hard")
 
 
 class SupernetError(ValueError):
@@ -76,18 +84,23 @@ class Supernet(keras.Model):
         config: the largest architecture of the space (widths, depths, block hyper-parameters).
         image_size: proxy training resolution (square, multiple of 32).
         classes: number of classes of the (single) classifier head.
+        mixing: "soft" (every candidate computed, the paper's equation) or "hard" (GDAS:
+            only the sampled candidate runs, straight-through gradient to α).
 
     Call: `supernet(images, training=..., noise=None)`. With `noise` (from `gumbel_noise`)
     the MetaPaths mix with Gumbel-softmax weights; without it they mix with softmax(α/τ),
     the deterministic expectation used for monitoring.
     """
 
-    def __init__(self, config: EfficientFormerConfig, image_size: int = 64, classes: int = 10, **kwargs):
+    def __init__(self, config: EfficientFormerConfig, image_size: int = 64, classes: int = 10, mixing: str = "soft",
+                 **kwargs):
         super().__init__(name=kwargs.pop("name", "supernet"), **kwargs)
         if image_size % 32 or image_size < 64:
             raise SupernetError(f"image_size={image_size}: the supernet input must be a multiple of 32, >= 64 "
                                 "(stage 4 needs a grid of at least 2x2)")
-        self.config, self.image_size, self.classes = config, image_size, classes
+        if mixing not in MIXING_MODES:
+            raise SupernetError(f"mixing must be one of {MIXING_MODES}, got {mixing!r}")
+        self.config, self.image_size, self.classes, self.mixing = config, image_size, classes, mixing
         grids = stage_grids(image_size)
         c = config
         self.stem = ef_layers.Stem(c.widths[0], name="stem")
@@ -130,18 +143,37 @@ class Supernet(keras.Model):
 
     def call(self, images, training=False, noise=None):
         weights = self.mixing_weights(noise)
+        hard = self.mixing == "hard" and noise is not None
+        if hard:
+            chosen = ops.argmax(weights, axis=-1)
+            weights = ops.one_hot(chosen, len(CANDIDATES)) + weights - ops.stop_gradient(weights)
         x = self.stem(images, training=training)
         p = 0
         for s, depth in enumerate(self.config.depths):
             if s:
                 x = self.downsamples[s - 1](x, training=training)
             for _ in range(depth):
-                out = weights[p, 2] * x + weights[p, 0] * self.blocks_4d[p](x, training=training)
-                if self.blocks_3d[p] is not None:
-                    out = out + weights[p, 1] * _tokens_in_out(self.blocks_3d[p], x, training)
-                x, p = out, p + 1
+                x = (self._sampled_path(p, x, weights, chosen[p], training) if hard
+                     else self._mixed_path(p, x, weights, training))
+                p += 1
         tokens = ops.reshape(x, (-1, x.shape[1] * x.shape[2], x.shape[3]))
         return self.head(ops.mean(self.norm(tokens), axis=1))
+
+    def _mixed_path(self, p, x, weights, training):
+        """Soft mixing: Σ_n w_n · MP_n(x) over every candidate of MetaPath p."""
+        out = weights[p, 2] * x + weights[p, 0] * self.blocks_4d[p](x, training=training)
+        if self.blocks_3d[p] is not None:
+            out = out + weights[p, 1] * _tokens_in_out(self.blocks_3d[p], x, training)
+        return out
+
+    def _sampled_path(self, p, x, weights, chosen, training):
+        """Hard mixing: only candidate `chosen` of MetaPath p runs, times its straight-through weight."""
+        block_3d = self.blocks_3d[p]
+        branches = [lambda: weights[p, 0] * self.blocks_4d[p](x, training=training),
+                    (lambda: weights[p, 1] * _tokens_in_out(block_3d, x, training)) if block_3d is not None
+                    else (lambda: weights[p, 2] * x),  # masked: never sampled
+                    lambda: weights[p, 2] * x]
+        return tf.switch_case(tf.cast(chosen, tf.int32), branches)
 
     # ------------------------------------------------------------------ variables
     def weight_variables(self):

@@ -1,27 +1,36 @@
 """Trains the Gumbel-softmax supernet: network weights and architecture parameters α.
 
-    python -m search.train_supernet --data embedded --out runs/supernet            # ~6 min on 2 cores
+    python -m search.train_supernet --data embedded --out runs/supernet            # ~5 min on 2 cores
     python -m search.train_supernet --data imagenet2012 --data-dir ~/tensorflow_datasets \\
-        --widths 96,192,384,768 --depths 6,6,18,8 --image-size 224 --epochs 30 --out runs/supernet_in1k
+        --widths 96,192,384,768 --depths 6,6,18,8 --image-size 224 --epochs 30 --mixing soft \\
+        --strategy mirrored --out runs/supernet_in1k
 
 How the two kinds of parameters are trained (the paper only says "Gumbel softmax"; this
 follows DARTS/FBNet): alternating steps on split data. Each step updates the weights with
-AdamW on a `train` batch (label smoothing 0.1, cosine lr with warmup), then — after
-`warmup_epochs` of weights only, so α is not fitted to untrained blocks (FBNet) — updates α
+AdamW on a `train` batch (label smoothing 0.1, cosine lr with warmup), then - after
+`warmup_epochs` of weights only, so α is not fitted to untrained blocks (FBNet) - updates α
 with Adam (β₁ 0.5, DARTS) on a batch of the held-out split, with BatchNorm in inference mode
 so no held-out statistics leak into the weights. Both steps draw fresh Gumbel noise; τ
-anneals 5 → 0.5 (supernet.tau_at). The held-out split is the dataset's validation split
-(the embedded digits: 360 images); slimming later scores candidates on it too: both only
-ever see it through α or sub-network selection, never through weight updates.
+anneals 5 -> 0.5 (supernet.tau_at). Slimming later scores candidates on the same held-out
+split: both only ever see it through α or sub-network selection, never through weight updates.
+
+Mixing (`--mixing`): "soft" computes every candidate of every MetaPath (the paper's
+equation); "hard" runs only the sampled one (GDAS, straight-through gradient to α), about
+3x faster per step at 96 px (benchmarks/supernet_modes.py measures both and the rank
+correlation of their path scores). The quick proxy job uses the mode `QUICK_SETTINGS` names.
+
+Distribution: the steps run under any `tf.distribute` strategy (`--strategy`, as
+`ef_keras.train`): each replica takes its share of the global batch, the losses are summed
+over replicas and divided by the global batch, BatchNorm is synchronised (SyncBN, as the
+recipe), and all replicas draw the same Gumbel sample (a function of the step, not of the
+replica), so two replicas of B/2 compute what one device computes on B.
 
 Fault tolerance: `<out>/ckpt/step-N/` (weights, both optimizers, step) is written every
 `checkpoint_every` steps and at epoch ends, as a temp directory renamed into place; a
-re-run resumes from the newest one. The data order of an epoch and the Gumbel noise of a
-step are pure functions of (seed, epoch/step), so a resumed run reproduces an
-uninterrupted one (tested: equal to 1e-5 at a tiny size; bit-identical there across
-processes). At the default size two fresh runs agree only to float round-off, which
-grows over training (TF CPU kernels; observed |Δα| <= 0.03 after 264 steps with oneDNN
-on or off); slimming from a given supernet is exactly deterministic.
+re-run resumes from the newest one (a run with other settings, e.g. the other mixing mode,
+is refused). The data order of an epoch and the Gumbel noise of a step are pure functions
+of (seed, epoch/step), so a resumed run reproduces an uninterrupted one. A non-finite loss
+stops the run with an error; the last checkpoint (all finite) stays.
 
 Outputs: `supernet.json` + `supernet.weights.h5` (what search.slim loads),
 `importance.json` (α, probabilities, scores), TensorBoard logs in `<out>/tb`.
@@ -30,6 +39,7 @@ Outputs: `supernet.json` + `supernet.weights.h5` (what search.slim loads),
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -42,95 +52,113 @@ import tensorflow as tf
 from ef_keras.config import EfficientFormerConfig
 from search.arch import CANDIDATES
 from search.scoring import initial_num_vit, path_scores
-from search.supernet import (Supernet, SupernetError, gumbel_noise, save_supernet, tau_at,
+from search.supernet import (MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at,
                              write_json_atomic)
 
-#: The default supernet: every stage wider and deeper than L1 (48,96,224,448 / 3,2,6,4), so
-#: `--target-like l1` is inside its range, yet small enough to train at 64 px on 2 cores.
-DEFAULT_SUPERNET = EfficientFormerConfig(widths=(64, 128, 256, 512), depths=(3, 3, 6, 4), num_vit=0,
+#: The default supernet: L1's widths (48,96,224,448) with one more block in stage 2, so every
+#: named L1-like point and `--target-like l1` lie inside it, small enough to train at 96 px on
+#: 2 cores in a few minutes.
+DEFAULT_SUPERNET = EfficientFormerConfig(widths=(48, 96, 224, 448), depths=(3, 3, 6, 4), num_vit=0,
                                          name="supernet")
-#: What `python -m search.slim` uses when it has to train a supernet itself (embedded data).
-QUICK_SETTINGS = dict(epochs=6, warmup_epochs=1, batch_size=32, image_size=64)
+#: What `python -m search.slim` uses when it has to train a supernet itself (embedded data):
+#: 96 px inputs (stage grids 24/12/6/3), 3 epochs of 80 batches of 32 (the first weights only).
+#: α's learning rate is higher than DARTS' 3e-3 because the run is short: at 3e-3 the
+#: stage-4 probabilities ended within 0.31-0.37 of uniform.
+QUICK_SETTINGS = dict(epochs=3, warmup_epochs=1, steps_per_epoch=80, batch_size=32, image_size=96, mixing="hard",
+                      alpha_lr=1e-2)
 IMPORTANCE_JSON = "importance.json"
 
 
+def _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing):
+    ints = dict(epochs=epochs, batch_size=batch_size, image_size=image_size)
+    for name, value in ints.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise SupernetError(f"{name} must be a positive integer, got {value!r}")
+    if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or steps_per_epoch <= 0):
+        raise SupernetError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+    if not 0 <= warmup_epochs <= epochs:
+        raise SupernetError(f"need 0 <= warmup_epochs <= epochs, got {warmup_epochs} and {epochs}")
+    for name, value in (("lr", lr), ("alpha_lr", alpha_lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise SupernetError(f"{name} must be a finite positive number, got {value!r}")
+    if mixing not in MIXING_MODES:
+        raise SupernetError(f"mixing must be one of {', '.join(MIXING_MODES)}, got {mixing!r}")
+
+
 def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPERNET, data: str = "embedded",
-                   data_dir=None, image_size: int = 64, epochs: int = 6, warmup_epochs: int = 1,
-                   batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.025, alpha_lr: float = 3e-3,
-                   alpha_weight_decay: float = 1e-3, seed: int = 0, augment=None, checkpoint_every: int = 50,
-                   max_alpha_images: int = 5000, max_steps: int | None = None, progress: bool = True):
+                   data_dir=None, image_size: int = 96, epochs: int = 3, warmup_epochs: int = 1,
+                   steps_per_epoch: int | None = None, batch_size: int = 32, lr: float = 1e-3,
+                   weight_decay: float = 0.025, alpha_lr: float = 3e-3, alpha_weight_decay: float = 1e-3,
+                   mixing: str = "hard", seed: int = 0, augment=None, checkpoint_every: int = 50,
+                   max_alpha_images: int = 5000, max_steps: int | None = None, strategy="auto",
+                   progress: bool = True):
     """Trains (or resumes, or just loads if finished) a supernet into `out_dir`; returns (supernet, importance).
 
-    `max_steps` stops early (after checkpointing) - used to test kill/resume.
+    `steps_per_epoch` caps the batches per epoch (each epoch reshuffles the whole split);
+    `max_steps` stops early (after checkpointing) - used to test kill/resume. `strategy` is a
+    `tf.distribute.Strategy` or a name of `ef_keras.training.STRATEGIES`.
     """
     from ef_keras import data as ef_data
+    from ef_keras.training import enable_sync_batchnorm, make_strategy
     from search.slim import load_eval_split
 
-    if epochs <= 0 or batch_size <= 0 or not 0 <= warmup_epochs <= epochs:
-        raise SupernetError(f"need epochs > 0, batch_size > 0 and 0 <= warmup_epochs <= epochs "
-                            f"(got {epochs}, {batch_size}, {warmup_epochs})")
-    os.makedirs(out_dir, exist_ok=True)
+    _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing)
+    strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise SupernetError(f"batch_size {batch_size} is not divisible by the {replicas} replicas of the strategy")
     keras.utils.set_random_seed(seed)
-    augment = augment or ("light" if data == ef_data.EMBEDDED else "recipe")
+    augment = augment or ("light" if data in ef_data.ARRAY_DATASETS else "recipe")
     classes = ef_data.num_classes_of(data, data_dir)
-    spe = ef_data.steps_per_epoch(data, batch_size, data_dir)
+    spe = ef_data.steps_per_epoch(data, batch_size, data_dir, cap=steps_per_epoch)
     total = epochs * spe
-    supernet = Supernet(config, image_size=image_size, classes=classes)
-    wvars = supernet.weight_variables()
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, max(total - spe // 2, 1), alpha=0.01,
-                                                      warmup_target=lr, warmup_steps=min(spe // 2, total))
-    opt_w = keras.optimizers.AdamW(schedule, weight_decay=weight_decay, clipnorm=5.0)
-    opt_w.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "layer_scale", "attention_biases"])
-    opt_a = keras.optimizers.Adam(alpha_lr, beta_1=0.5)
-    opt_w.build(wvars)
-    opt_a.build([supernet.alpha])
-
     ckpt_dir = os.path.join(out_dir, "ckpt")
     run_id = {"config": config.to_dict(), "image_size": image_size, "classes": classes, "data": data,
-              "epochs": epochs, "batch_size": batch_size, "seed": seed}
+              "epochs": epochs, "steps_per_epoch": spe, "batch_size": batch_size, "seed": seed, "mixing": mixing}
+    _check_resumable(ckpt_dir, run_id)
+    with strategy.scope():
+        supernet = Supernet(config, image_size=image_size, classes=classes, mixing=mixing)
+        if replicas > 1:
+            enable_sync_batchnorm(supernet)  # the recipe's SyncBN: statistics of the global batch
+        wvars = supernet.weight_variables()
+        schedule = keras.optimizers.schedules.CosineDecay(0.0, max(total - spe // 2, 1), alpha=0.01,
+                                                          warmup_target=lr, warmup_steps=min(spe // 2, total))
+        # No clipnorm: Keras clips each replica's partial gradient before the cross-replica sum,
+        # which would make a distributed run differ from a single-device one.
+        opt_w = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+        opt_w.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "layer_scale", "attention_biases"])
+        opt_a = keras.optimizers.Adam(alpha_lr, beta_1=0.5)
+        opt_w.build(wvars)
+        opt_a.build([supernet.alpha])
+    os.makedirs(out_dir, exist_ok=True)
     step = _restore(ckpt_dir, supernet, opt_w, opt_a, run_id)
     if step >= total and os.path.exists(os.path.join(out_dir, IMPORTANCE_JSON)):
         return supernet, _read_json(os.path.join(out_dir, IMPORTANCE_JSON))
 
     xa, ya = load_eval_split(data, image_size, data_dir, max_alpha_images, seed)
     ya = tf.one_hot(ya, classes)
-    ce_smooth = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
-    ce = keras.losses.CategoricalCrossentropy(from_logits=True)
-
-    @tf.function
-    def weight_step(x, y, noise):
-        with tf.GradientTape() as tape:
-            logits = supernet(x, training=True, noise=noise)
-            loss = ce_smooth(y, logits)
-        opt_w.apply_gradients(zip(tape.gradient(loss, wvars), wvars))
-        return loss, tf.reduce_mean(tf.cast(tf.argmax(logits, -1) == tf.argmax(y, -1), tf.float32))
-
-    @tf.function
-    def alpha_step(x, y, noise):
-        with tf.GradientTape() as tape:
-            loss = ce(y, supernet(x, training=False, noise=noise)) + alpha_weight_decay * tf.reduce_sum(
-                tf.square(supernet.alpha))
-        opt_a.apply_gradients([(tape.gradient(loss, supernet.alpha), supernet.alpha)])
-        return loss
-
+    steps = _Steps(supernet, wvars, opt_w, opt_a, strategy, batch_size, alpha_weight_decay)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     bar = keras.utils.Progbar(total, stateful_metrics=["loss", "acc", "tau", "a_loss"]) if progress else None
     if bar is not None and step:
         print(f"resuming supernet training at step {step}/{total}")
         bar.update(step)
-    start_epoch = step // spe
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(step // spe, epochs):
         ds = ef_data.make_dataset(data, "train", data_dir=data_dir, image_size=image_size, batch_size=batch_size,
                                   training=True, seed=seed, epoch=epoch, augment=augment)
-        for x, y in ds.skip(step - epoch * spe).take(spe - (step - epoch * spe)):
+        ds = ds.skip(step - epoch * spe).take(spe - (step - epoch * spe))
+        for batch in strategy.experimental_distribute_dataset(ds):
             supernet.tau.assign(tau_at(step, total))
-            loss, acc = weight_step(x, y, gumbel_noise(seed, 2 * step, supernet.num_paths))
+            loss, acc = steps.weights(batch, gumbel_noise(seed, 2 * step, supernet.num_paths))
             values = [("loss", float(loss)), ("acc", float(acc)), ("tau", float(supernet.tau.numpy()))]
             if epoch >= warmup_epochs:
                 idx = np.random.default_rng([seed, step]).choice(len(xa), min(batch_size, len(xa)), replace=False)
-                a_loss = alpha_step(tf.gather(xa, idx), tf.gather(ya, idx),
-                                    gumbel_noise(seed, 2 * step + 1, supernet.num_paths))
+                a_loss = steps.alpha((tf.gather(xa, idx), tf.gather(ya, idx)),
+                                     gumbel_noise(seed, 2 * step + 1, supernet.num_paths))
                 values.append(("a_loss", float(a_loss)))
+            if not all(math.isfinite(v) for _, v in values):
+                raise SupernetError(f"non-finite loss at step {step + 1} ({dict(values)}); the last good checkpoint "
+                                    f"is kept in {ckpt_dir}: lower --lr (now {lr}) or --alpha-lr (now {alpha_lr})")
             step += 1
             if bar is not None:
                 bar.update(step, values)
@@ -151,6 +179,54 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
     save_supernet(supernet, out_dir, extra={"training": run_id, "steps": total})
     write_json_atomic(os.path.join(out_dir, IMPORTANCE_JSON), importance)
     return supernet, importance
+
+
+class _Steps:
+    """The weight step and the α step as distributed tf.functions (one trace each)."""
+
+    def __init__(self, supernet, wvars, opt_w, opt_a, strategy, global_batch, alpha_weight_decay):
+        self.supernet, self.wvars, self.opt_w, self.opt_a = supernet, wvars, opt_w, opt_a
+        self.strategy, self.global_batch, self.alpha_wd = strategy, global_batch, alpha_weight_decay
+        self.ce_smooth = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, reduction=None)
+        self.ce = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)
+        self._weights = tf.function(self._distributed(self._weight_replica))
+        self._alpha = tf.function(self._distributed(self._alpha_replica))
+
+    def _distributed(self, fn):
+        def run(batch, noise):
+            per_replica = self.strategy.run(fn, args=(*batch, noise))
+            return tf.nest.map_structure(
+                lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), per_replica)
+        return run
+
+    def _weight_replica(self, x, y, noise):
+        with tf.GradientTape() as tape:
+            logits = self.supernet(x, training=True, noise=noise)
+            loss = tf.reduce_sum(self.ce_smooth(y, logits)) / self.global_batch
+        self.opt_w.apply_gradients(zip(tape.gradient(loss, self.wvars), self.wvars))
+        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(y, -1), tf.float32))
+        return loss, correct / self.global_batch
+
+    def _alpha_replica(self, x, y, noise):
+        alpha = self.supernet.alpha
+        with tf.GradientTape() as tape:
+            data_loss = tf.reduce_sum(self.ce(y, self.supernet(x, training=False, noise=noise))) / self.global_batch
+            loss = data_loss + self.alpha_wd * tf.reduce_sum(tf.square(alpha)) / self.strategy.num_replicas_in_sync
+        self.opt_a.apply_gradients([(tape.gradient(loss, alpha), alpha)])
+        return loss
+
+    def weights(self, batch, noise):
+        """One weight step on a distributed (x, y) batch; returns (loss, train accuracy)."""
+        return self._weights(batch, noise)
+
+    def alpha(self, batch, noise):
+        """One α step on a (x, y) batch of held-out images, split over the replicas."""
+        x, y = batch
+        n = self.strategy.num_replicas_in_sync
+        if n > 1:
+            x, y = (self.strategy.experimental_distribute_values_from_function(
+                lambda ctx, t=t: t[ctx.replica_id_in_sync_group::n]) for t in (x, y))
+        return self._alpha((x, y), noise)
 
 
 def importance_report(supernet: Supernet) -> dict:
@@ -200,18 +276,27 @@ def _checkpoints(ckpt_dir):
     return sorted(d for d in os.listdir(ckpt_dir) if d.startswith("step-") and ".tmp" not in d)
 
 
+def _check_resumable(ckpt_dir, run_id) -> None:
+    """SupernetError (before anything is built) if the newest checkpoint is of a run with other settings."""
+    names = _checkpoints(ckpt_dir)
+    if not names:
+        return
+    path = os.path.join(ckpt_dir, names[-1])
+    saved = _read_json(os.path.join(path, "state.json")).get("run", {})
+    if saved != run_id:
+        diff = sorted(k for k in set(run_id) | set(saved) if saved.get(k) != run_id.get(k))
+        what = (f"was trained with --mixing {saved.get('mixing')}, not {run_id['mixing']}"
+                if "mixing" in diff else f"belongs to a different supernet run (differs in {diff})")
+        raise SupernetError(f"checkpoint {path} {what}; use another --out, the same settings, or delete {ckpt_dir}")
+
+
 def _restore(ckpt_dir, supernet, opt_w, opt_a, run_id) -> int:
-    """Loads the newest checkpoint; returns its step (0 if none). SupernetError if it is for another run."""
+    """Loads the newest checkpoint (of this run: `_check_resumable`); returns its step (0 if none)."""
     names = _checkpoints(ckpt_dir)
     if not names:
         return 0
     path = os.path.join(ckpt_dir, names[-1])
     state = _read_json(os.path.join(path, "state.json"))
-    if state.get("run") != run_id:
-        diff = sorted(k for k in set(run_id) | set(state.get("run", {}))
-                      if state.get("run", {}).get(k) != run_id.get(k))
-        raise SupernetError(f"checkpoint {path} belongs to a different supernet run (differs in {diff}); "
-                            f"use another --out or delete {ckpt_dir}")
     try:
         supernet.load_weights(os.path.join(path, "model.weights.h5"))
         with np.load(os.path.join(path, "optimizers.npz")) as f:
@@ -252,8 +337,9 @@ def main(argv):
                                        num_vit=0, name="supernet")
         _, importance = train_supernet(FLAGS.out, config=config, data=FLAGS.data, data_dir=FLAGS.data_dir,
                                        image_size=FLAGS.image_size, epochs=FLAGS.epochs,
-                                       warmup_epochs=FLAGS.warmup_epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr,
-                                       alpha_lr=FLAGS.alpha_lr, seed=FLAGS.seed,
+                                       warmup_epochs=FLAGS.warmup_epochs, steps_per_epoch=FLAGS.steps_per_epoch or None,
+                                       batch_size=FLAGS.batch_size, lr=FLAGS.lr, alpha_lr=FLAGS.alpha_lr,
+                                       mixing=FLAGS.mixing, seed=FLAGS.seed, strategy=FLAGS.strategy,
                                        checkpoint_every=FLAGS.checkpoint_every)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -267,7 +353,10 @@ def _define_flags():
     from absl import flags
 
     d = DEFAULT_SUPERNET
-    flags.DEFINE_string("data", "embedded", "dataset: embedded, a tfds name or an ImageFolder directory")
+    from ef_keras.training import STRATEGIES
+
+    flags.DEFINE_string("data", "embedded", "dataset: embedded (Fashion-MNIST subset), digits, fashion_mnist, "
+                                            "a tfds name or an ImageFolder directory")
     flags.DEFINE_string("data_dir", None, "tfds data directory")
     flags.DEFINE_string("out", "runs/supernet", "output directory (resumes if it holds a checkpoint)")
     flags.DEFINE_string("widths", ",".join(map(str, d.widths)), "supernet stage widths (multiples of 16)")
@@ -275,9 +364,14 @@ def _define_flags():
     flags.DEFINE_integer("image_size", QUICK_SETTINGS["image_size"], "proxy input size (multiple of 32)")
     flags.DEFINE_integer("epochs", QUICK_SETTINGS["epochs"], "training epochs")
     flags.DEFINE_integer("warmup_epochs", QUICK_SETTINGS["warmup_epochs"], "epochs of weight-only training")
+    flags.DEFINE_integer("steps_per_epoch", QUICK_SETTINGS["steps_per_epoch"],
+                         "cap on batches per epoch (0: the whole split)")
+    flags.DEFINE_enum("mixing", QUICK_SETTINGS["mixing"], list(MIXING_MODES),
+                      "soft: every candidate computed (the paper); hard: only the sampled one (GDAS)")
+    flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy (as ef_keras.train)")
     flags.DEFINE_integer("batch_size", QUICK_SETTINGS["batch_size"], "batch size")
     flags.DEFINE_float("lr", 1e-3, "peak learning rate of the weights (AdamW)")
-    flags.DEFINE_float("alpha_lr", 3e-3, "learning rate of alpha (Adam)")
+    flags.DEFINE_float("alpha_lr", QUICK_SETTINGS["alpha_lr"], "learning rate of alpha (Adam)")
     flags.DEFINE_integer("seed", 0, "random seed")
     flags.DEFINE_integer("checkpoint_every", 50, "steps between checkpoints")
 

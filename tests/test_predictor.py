@@ -1,4 +1,4 @@
-"""search.lut.predict: the unit walk matches the real model, sums, interpolation, coverage errors."""
+"""android_ios_bench.predictor.predict: the unit walk matches the real model, sums, interpolation, coverage errors."""
 
 import copy
 
@@ -8,7 +8,7 @@ import pytest
 from android_ios_bench import lut as L
 from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
 from ef_keras import EfficientFormer, EfficientFormerConfig
-from search.lut import Layout, layout_units, predict
+from android_ios_bench.predictor import Layout, drift_scale, layout_units, predict, refit_correction
 
 SPACE = SearchSpace(input_size=64, max_widths=(32, 32, 48, 64), downsample_points=2)
 CONFIG = EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(1, 2, 1, 2), num_vit=1, name="tiny")
@@ -59,7 +59,7 @@ def test_predict_sums_every_unit_with_its_count():
     doc = make_lut()
     p = predict(CONFIG, doc, input_size=64)
     expected = sum(cost(k, f) for k, f in layout_units(Layout.from_config(CONFIG), SPACE.to_dict()))
-    assert p.ms == pytest.approx(expected) and p.sum_ms == p.ms and p.overhead_ms == 0
+    assert p.ms == pytest.approx(expected) and p.sum_ms == p.ms and p.correction_ms == 0
     assert not p.interpolated and not any(u.interpolated for u in p.per_unit)
     assert sum(u.count for u in p.per_unit) == 12
     assert p.by_kind()["meta4d"] == pytest.approx(sum(u.ms_total for u in p.per_unit if u.kind == "meta4d"))
@@ -83,12 +83,52 @@ def test_dropping_a_measured_width_falls_back_to_interpolation():
     assert set(p.interpolated) - set(full.interpolated) == {"meta4d c=32 r=2: linear between c=16 and c=48"}
 
 
-def test_overhead_model_is_applied_on_top_of_the_sum():
+def _references(doc, truth, n=10, seed=0):
+    """Reference models whose 'measured' latency is a known function `truth` of their per-kind sums."""
+    from ef_keras.config import EfficientFormerConfig
+
+    rng = np.random.default_rng(seed)
+    refs = []
+    for i in range(n):
+        cfg = EfficientFormerConfig(widths=tuple(int(rng.integers(1, m // 16 + 1)) * 16 for m in SPACE.max_widths),
+                                    depths=tuple(int(rng.integers(1, 4)) for _ in range(4)), num_vit=int(rng.integers(0, 2)))
+        by_kind = predict(cfg, doc, input_size=64, correction=False).by_kind()
+        refs.append({"name": f"ref{i}", "config": cfg.to_dict(), "median_ms": truth(by_kind)})
+    return refs
+
+
+def test_correction_fit_recovers_a_global_scale_and_constant():
     doc = make_lut()
-    doc["overhead"] = {"per_model_ms": 0.7, "scale": 1.1}
+    doc["reference_models"] = _references(doc, lambda k: 1.3 * sum(k.values()) + 0.5)
+    fit = refit_correction(doc)
+    assert fit["form"] in ("global", "per_family") and fit["loo_max_abs_pct"] < 1e-6
+    L.validate_lut(doc)
     p = predict(CONFIG, doc, input_size=64)
-    assert p.ms == pytest.approx(1.1 * p.sum_ms + 0.7)
-    assert predict(CONFIG, doc, input_size=64, overhead=False).ms == pytest.approx(p.sum_ms)
+    assert p.ms == pytest.approx(1.3 * p.sum_ms + 0.5) and p.correction_ms == pytest.approx(p.ms - p.sum_ms)
+    assert predict(CONFIG, doc, input_size=64, correction=False).ms == pytest.approx(p.sum_ms)
+    with pytest.raises(L.LUTError, match="no p10_ms"):
+        predict(CONFIG, doc, input_size=64, statistic="p10_ms")  # this synthetic LUT has medians only
+
+
+def test_correction_picks_per_family_scales_when_the_sum_is_biased_by_kind():
+    doc = make_lut()
+    truth = lambda k: 2.0 * k.get("meta3d", 0.0) + sum(v for n, v in k.items() if n != "meta3d") + 0.1  # noqa: E731
+    doc["reference_models"] = _references(doc, truth, n=12)
+    fit = refit_correction(doc)
+    assert fit["form"] == "per_family" and fit["loo_mean_abs_pct"] < 1e-6
+    np.testing.assert_allclose(fit["coefficients"], [1.0, 2.0, 1.0, 0.1], atol=1e-4)
+    few = make_lut()
+    few["reference_models"] = doc["reference_models"][:2]  # too few models for any form: no correction
+    assert refit_correction(few) is None and "correction" not in few
+
+
+def test_drift_scale_is_the_median_ratio_of_reference_models():
+    doc = {"reference_models": [{"name": "l1", "config": {}, "median_ms": 10.0}, {"name": "s", "config": {},
+                                                                                "median_ms": 2.0}]}
+    scale, ratios = drift_scale(doc, {"l1": 15.0, "s": 3.2})
+    assert ratios == {"l1": 1.5, "s": 1.6} and scale == pytest.approx(1.55)
+    with pytest.raises(L.LUTError, match="no reference models"):
+        drift_scale({"reference_models": []}, {"l1": 1.0})
 
 
 def test_supernet_layouts_pay_a_reshape_per_layout_switch():

@@ -1,6 +1,6 @@
 """Slimming: scores, the three actions, the stopping rule, determinism, resume, outputs and bad inputs.
 
-Uses a tiny supernet trained for a few steps on the embedded digits and a complete synthetic
+Uses a tiny supernet trained for a few steps on the digits and a complete synthetic
 LUT (the LUT helper's own units and schema, latency = multiply-adds / 1e7 ms).
 """
 
@@ -20,7 +20,8 @@ from ef_keras.model import EfficientFormer
 from search import actions
 from search.arch import Arch
 from search.scoring import initial_num_vit, path_scores, stage_scores
-from search.slim import SlimError, load_eval_split, predict_ms, reachable_range, slim, summary_table
+from search.slim import (SlimError, check_target_reachable, choose, load_eval_split, predict_ms, reachable_range,
+                         slim, summary_table)
 from search.supernet import child_model, load_supernet
 from search.train_supernet import train_supernet
 
@@ -53,7 +54,8 @@ def lut():
 def supernet_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("supernet")
     keras.utils.set_random_seed(0)
-    train_supernet(str(out), config=CFG, image_size=64, epochs=2, warmup_epochs=1, batch_size=128, progress=False)
+    train_supernet(str(out), config=CFG, data="digits", image_size=64, epochs=2, warmup_epochs=1, batch_size=128,
+                   mixing="soft", progress=False)
     return str(out)
 
 
@@ -111,17 +113,86 @@ def test_width_action_shrinks_the_least_important_stage_by_16():
     assert [name for name, _, _ in actions.candidates(ARCH, SCORES, PATH_STAGE)] == ["depth", "mb3d", "width"]
 
 
+def test_stage_guard_keeps_one_block_per_stage():
+    lone = Arch(CFG.widths, (("4d", "id"), ("4d",), ("id", "4d"), ("4d", "3d")))  # stages 1-3 have one block left
+    new, desc = actions.depth_action(lone, SCORES, PATH_STAGE, min_depth=1)
+    assert new.choices[3] == ("id", "3d") and "stage 4 path 0" in desc  # the only stage with two blocks
+    assert actions.depth_action(new, SCORES, PATH_STAGE, min_depth=1) is None
+    unguarded, _ = actions.depth_action(lone, SCORES, PATH_STAGE)
+    assert unguarded.choices[3] == ("id", "3d")  # the least important path overall (0.7) either way
+    again, _ = actions.depth_action(unguarded, SCORES, PATH_STAGE)
+    assert again.choices[1] == ("id",)  # without the guard stage 2 loses its only block (score 2.0)
+
+
+def test_importance_is_the_score_of_what_the_action_removes():
+    new, _ = actions.depth_action(ARCH, SCORES, PATH_STAGE)
+    assert actions.importance("depth", ARCH, new, SCORES, PATH_STAGE) == 0.5
+    new, _ = actions.mb3d_action(ARCH, SCORES, PATH_STAGE)
+    assert actions.importance("mb3d", ARCH, new, SCORES, PATH_STAGE) == 5.0
+    new, _ = actions.width_action(ARCH, SCORES, PATH_STAGE)
+    assert actions.importance("width", ARCH, new, SCORES, PATH_STAGE) == 2.0  # stage 2's score (its one path)
+
+
+# ----------------------------------------------------------------------------- the decision rule
+def _cand(correct_now, correct, loss_now, loss, saved, importance):
+    return {"drop": 100.0 * (correct_now.astype(float) - correct) / saved, "dloss": (loss - loss_now) / saved,
+            "importance": importance}
+
+
+def test_choose_takes_a_clear_accuracy_winner():
+    n = 2000
+    now = np.ones(n, bool)
+    loss_now = np.full(n, 0.2)
+    few = now.copy(); few[:10] = False  # 10 images lost
+    many = now.copy(); many[:300] = False  # 300 images lost for the same saving
+    cands = [_cand(now, many, loss_now, loss_now + 0.5, 1.0, 0.1), _cand(now, few, loss_now, loss_now + 0.9, 1.0, 9.0)]
+    assert choose(cands) == (1, [1], "accuracy")
+
+
+def test_choose_breaks_accuracy_ties_by_loss_then_importance_never_by_order():
+    n = 2000
+    rng = np.random.default_rng(0)
+    now = np.ones(n, bool)
+    loss_now = rng.uniform(0.1, 0.3, n)
+    a = now.copy(); a[:20] = False
+    b = now.copy(); b[5:26] = False  # one image more lost than a: within noise
+    low, high = loss_now + 0.01, loss_now + 0.30
+    won, tied, rule = choose([_cand(now, a, loss_now, high, 1.0, 0.1), _cand(now, b, loss_now, low, 1.0, 5.0)])
+    assert (won, sorted(tied), rule) == (1, [0, 1], "loss")  # b loses one image more, but far less loss
+    same = [_cand(now, a, loss_now, low, 1.0, 3.0), _cand(now, a, loss_now, low, 1.0, 0.5)]
+    assert choose(same)[0::2] == (1, "importance")
+    assert choose(same[::-1])[0::2] == (0, "importance")  # the same candidate wins in either order
+
+
+def test_noise_rule_scales_with_the_number_of_images():
+    """40 vs 60 lost images out of 10,000 is signal; 4 vs 6 out of 1,000 is not."""
+    def pair(n, lost_a, lost_b):
+        now = np.ones(n, bool)
+        a, b = now.copy(), now.copy()
+        a[:lost_a] = False
+        b[n - lost_b:] = False
+        loss = np.zeros(n)
+        return [_cand(now, a, loss, loss, 1.0, 1.0), _cand(now, b, loss, loss, 1.0, 2.0)]
+    assert choose(pair(10_000, 40, 60))[2] == "accuracy"
+    assert choose(pair(1_000, 4, 6))[2] == "importance"
+
+
 # ----------------------------------------------------------------------------- the search
 def test_slim_stops_at_first_step_under_target_and_picks_best_ratio(supernet_dir, lut, mid_target, tmp_path):
-    result = slim(supernet_dir, str(tmp_path), target=mid_target, lut=lut, log=lambda *_: None)
+    result = slim(supernet_dir, str(tmp_path), target=mid_target, lut=lut, data="digits", log=lambda *_: None)
     state = json.loads((tmp_path / "trajectory.json").read_text())
     lat = [s["latency_ms"] for s in state["steps"]]
     assert lat[-1] <= mid_target < min(lat[:-1])  # stopped at the first step meeting the target
     assert all(b < a for a, b in zip(lat, lat[1:]))
     for prev, step in zip(state["steps"], state["steps"][1:]):
-        ratios = [c["drop_per_ms"] for c in step["candidates"]]
-        assert step["drop_per_ms"] == pytest.approx(min(ratios))
+        assert step["decided_by"] in ("accuracy", "loss", "importance")
         assert step["drop_per_ms"] == pytest.approx((prev["acc"] - step["acc"]) / (prev["latency_ms"] - lat[step["step"]]))
+        winner = [c for c in step["candidates"] if c["action"] == step["action"]]
+        assert len(winner) == 1 and winner[0]["tied_with_winner"] and winner[0]["acc_se"] > 0
+        if step["decided_by"] == "accuracy":  # every other candidate lost outside noise
+            assert not any(c["tied_with_winner"] for c in step["candidates"] if c is not winner[0])
+    assert state["steps_decided_within_noise"] == sum(s["decided_by"] != "accuracy" for s in state["steps"][1:])
+    assert all(d >= 1 for d in Arch.from_dict(state["steps"][-1]["arch"]).depths)  # the stage guard
     # the architecture JSON builds with ef_keras at deployment size and its latency is the last step's
     config = EfficientFormerConfig.load(result["files"]["architecture"])
     assert predict_ms(config, lut) == pytest.approx(lat[-1])
@@ -129,16 +200,16 @@ def test_slim_stops_at_first_step_under_target_and_picks_best_ratio(supernet_dir
     # the saved model carries the inherited weights: same accuracy as the trajectory's last step
     net, _ = load_supernet(supernet_dir)
     model = keras.saving.load_model(result["files"]["model"])
-    calibration = load_eval_split("embedded", 64, max_images=256, split="train")[0]
+    calibration = load_eval_split("digits", 64, max_images=256, split="train")[0]
     final = child_model(net, Arch.from_dict(state["steps"][-1]["arch"]), calibration=calibration)
     x = np.random.default_rng(0).normal(size=(4, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(model(x).numpy(), final(x).numpy(), atol=1e-5)
     assert os.path.getsize(result["files"]["plot"]) > 10_000
-    assert summary_table(state).count("\n") == len(state["steps"]) + 1
+    assert summary_table(state).count("\n") == len(state["steps"]) + 3
 
 
 def test_same_seed_same_architecture_and_resume(supernet_dir, lut, mid_target, tmp_path):
-    first = slim(supernet_dir, str(tmp_path / "a"), target=mid_target, lut=lut, log=lambda *_: None)
+    first = slim(supernet_dir, str(tmp_path / "a"), target=mid_target, lut=lut, data="digits", log=lambda *_: None)
     path = tmp_path / "a" / "trajectory.json"
     state = json.loads(path.read_text())
     assert len(state["steps"]) >= 3
@@ -146,11 +217,11 @@ def test_same_seed_same_architecture_and_resume(supernet_dir, lut, mid_target, t
     state["done"] = False
     path.write_text(json.dumps(state))
     lines = []
-    resumed = slim(supernet_dir, str(tmp_path / "a"), target=mid_target, lut=lut, log=lines.append)
+    resumed = slim(supernet_dir, str(tmp_path / "a"), target=mid_target, lut=lut, data="digits", log=lines.append)
     assert any("resuming" in line for line in lines)
     assert sum("step" in line and "ms" in line for line in lines) == len(json.loads(path.read_text())["steps"]) - 2
     assert resumed["config"] == first["config"]
-    again = slim(supernet_dir, str(tmp_path / "b"), target=mid_target, lut=lut, log=lambda *_: None)
+    again = slim(supernet_dir, str(tmp_path / "b"), target=mid_target, lut=lut, data="digits", log=lambda *_: None)
     assert again["config"] == first["config"]
 
 
@@ -158,17 +229,53 @@ def test_same_seed_same_architecture_and_resume(supernet_dir, lut, mid_target, t
 def test_bad_targets(supernet_dir, lut, tmp_path):
     net, _ = load_supernet(supernet_dir)
     lo, hi, _ = reachable_range(net, lut)
-    for target, match in [(0, "positive"), (-1.0, "positive"), ("fast", "number"), (lo * 0.5, "outside"),
-                          (hi * 1.5, "outside")]:
+    for target, match in [(0, "positive"), (-1.0, "positive"), ("fast", "number"), (lo * 0.5, "below"),
+                          (hi * 1.5, "above")]:
         with pytest.raises(SlimError, match=match):
             slim(supernet_dir, str(tmp_path), target=target, lut=lut)
     with pytest.raises(SlimError, match=f"{lo:.3f} ms .* to {hi:.3f} ms"):
         slim(supernet_dir, str(tmp_path), target=lo / 2, lut=lut)
+    assert lo < 1.6 < hi  # the synthetic LUT reaches 1.6 ms, but it is the paper's iPhone figure
+    with pytest.raises(SlimError, match="iPhone 12 CoreML"):
+        slim(supernet_dir, str(tmp_path), target=1.6, lut=lut)
     with pytest.raises(SlimError, match="exactly one"):
         slim(supernet_dir, str(tmp_path), lut=lut)
-    with pytest.raises(SlimError, match="outside"):  # L7 is far slower than this tiny supernet
+    with pytest.raises(SlimError, match="above"):  # L7 is far slower than this tiny supernet
         slim(supernet_dir, str(tmp_path), target_like="l7", lut=synthetic_lut((96, 192, 384, 768)))
     assert not (tmp_path / "trajectory.json").exists()
+
+
+def test_target_below_range_explains_the_paper_figure_and_the_way_there(tmp_path):
+    lut = {"device": {"name": "host-x86_64-2cpu"}}
+    with pytest.raises(SlimError) as e:
+        check_target_reachable(1.6, 9.0, 25.0, lut)
+    message = str(e.value)
+    assert "\n" not in message and "9.000 ms" in message and "25.000 ms" in message
+    assert "iPhone 12 CoreML" in message and "--lut" in message and "--target-like l1" in message
+    check_target_reachable(12.0, 9.0, 25.0, lut)  # inside: no error
+    with pytest.raises(SlimError, match="the paper's iPhone figure"):  # reachable here, but a unit mix-up
+        check_target_reachable(1.6, 1.0, 25.0, lut)
+    check_target_reachable(1.6, 1.0, 25.0, {"device": {"name": "iphone12-coreml"}})
+    proc = subprocess.run([sys.executable, "-m", "search.slim", "--target", "1.6", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "iPhone 12 CoreML" in last and "--target-like l1" in last and "host" in last
+    assert not (tmp_path / "o" / "supernet").exists()  # refused before training
+
+
+def test_nonfinite_supernet_is_refused(supernet_dir, lut, mid_target, tmp_path):
+    import shutil
+
+    broken = tmp_path / "nan_supernet"
+    shutil.copytree(supernet_dir, broken)
+    net, _ = load_supernet(str(broken))
+    net.alpha.assign(np.full(net.alpha.shape, np.nan, "float32"))
+    from search.supernet import save_supernet
+    save_supernet(net, str(broken), extra=json.loads((broken / "supernet.json").read_text()))
+    with pytest.raises(SlimError, match="non-finite values in .*alpha"):
+        slim(str(broken), str(tmp_path / "out"), target=mid_target, lut=lut, data="digits")
 
 
 def test_bad_luts_and_supernets(supernet_dir, lut, mid_target, tmp_path):

@@ -146,8 +146,8 @@ def test_image_size_must_leave_a_2x2_last_stage():
 def test_training_resumes_after_kill_with_the_same_result(tmp_path):
     """A run stopped after step 7 (last checkpoint at 6) and resumed ends where an uninterrupted run ends."""
     tiny = EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_vit=0)
-    kw = dict(config=tiny, image_size=64, epochs=2, warmup_epochs=1, batch_size=128, checkpoint_every=3,
-              progress=False)
+    kw = dict(config=tiny, data="digits", image_size=64, epochs=2, warmup_epochs=1, batch_size=128,
+              checkpoint_every=3, mixing="soft", progress=False)
     whole, _ = train_supernet(str(tmp_path / "a"), **kw)
     part, _ = train_supernet(str(tmp_path / "b"), max_steps=7, **kw)
     assert not os.path.exists(tmp_path / "b" / "supernet.json")
@@ -159,3 +159,41 @@ def test_training_resumes_after_kill_with_the_same_result(tmp_path):
     assert (tmp_path / "b" / "supernet.weights.h5").exists() and (tmp_path / "b" / "tb").is_dir()
     with pytest.raises(SupernetError, match="different supernet run"):
         train_supernet(str(tmp_path / "b"), **{**kw, "batch_size": 64})
+    with pytest.raises(SupernetError, match="was trained with --mixing soft, not hard"):
+        train_supernet(str(tmp_path / "b"), **{**kw, "mixing": "hard"})
+
+
+_MIRRORED_SUPERNET = """
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from ef_keras.config import EfficientFormerConfig
+from ef_keras.training import make_strategy
+from search.train_supernet import train_supernet
+cfg = EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_vit=0)
+kw = dict(config=cfg, data="digits", image_size=64, epochs=2, warmup_epochs=1, steps_per_epoch=2, batch_size=16,
+          mixing="MODE", augment="none", progress=False)
+mirrored = make_strategy("mirrored")
+m, _ = train_supernet("OUT/m", strategy=mirrored, **kw)
+s, _ = train_supernet("OUT/s", strategy="one_device", **kw)
+print("RESULT" + json.dumps({"replicas": mirrored.num_replicas_in_sync,
+      "alpha_moved": float(np.abs(s.alpha.numpy()).max()),
+      "max_diff": max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(m.weights, s.weights))}))
+"""
+
+
+@pytest.mark.slow  # ~2 min a mode on 2 shared cores: four traced runs in a subprocess
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path, mode):
+    """2 replicas x 8 images (SyncBN, summed losses) train the supernet as one device x 16 does."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = _MIRRORED_SUPERNET.replace("OUT", str(tmp_path)).replace("MODE", mode)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=400,
+                          env={**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT")[1])
+    assert out["replicas"] == 2 and out["alpha_moved"] > 0
+    assert out["max_diff"] < 1e-4, out

@@ -105,7 +105,7 @@ def test_schedule_optimizer_and_weight_decay_exclusions():
 
 # --------------------------------------------------------------------------- training runs
 def test_short_training_on_embedded_data_learns(tmp_path):
-    result = training.train(TINY, "embedded", out_dir=str(tmp_path), recipe=recipe.EMBEDDED.replace(epochs=2),
+    result = training.train(TINY, "digits", out_dir=str(tmp_path), recipe=recipe.EMBEDDED.replace(epochs=2),
                             verbose=0)
     assert result["eval_top1"] > 0.5, result  # chance is 0.1
     assert result["steps"] == 2 * (1437 // 64)
@@ -129,13 +129,13 @@ def test_distillation_and_fine_tuning(tmp_path):
     teacher = EfficientFormer(TINY, input_shape=(64, 64, 3), classes=10, distillation=False, name="teacher")
     teacher_path = str(tmp_path / "teacher.keras")
     teacher.save(teacher_path)
-    first = training.train(TINY, "embedded", out_dir=str(tmp_path / "distilled"), teacher=teacher_path,
+    first = training.train(TINY, "digits", out_dir=str(tmp_path / "distilled"), teacher=teacher_path,
                            recipe=QUICK.replace(epochs=1), steps_per_epoch=3, verbose=0)
     assert first["steps"] == 3
 
     wrong = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(7)])
     with pytest.raises(training.TrainError, match="teacher predicts 7 classes"):
-        training.train(TINY, "embedded", out_dir=str(tmp_path / "bad"), teacher=wrong, recipe=QUICK, verbose=0)
+        training.train(TINY, "digits", out_dir=str(tmp_path / "bad"), teacher=wrong, recipe=QUICK, verbose=0)
 
     messages = []
     tuned = training.build_model(TINY, num_classes=4, image_size=64, init_checkpoint=first["model_path"],
@@ -161,7 +161,7 @@ r = recipe.EMBEDDED.replace(epochs=2, batch_size=32, image_size=64, augment="rec
 def on_step(step, loss):
     if step == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
-training.train(TINY, "embedded", out_dir=out, recipe=r, steps_per_epoch=4, eval_steps=2, checkpoint_every=3, verbose=0,
+training.train(TINY, "digits", out_dir=out, recipe=r, steps_per_epoch=4, eval_steps=2, checkpoint_every=3, verbose=0,
                on_step=on_step)
 """
 
@@ -196,9 +196,9 @@ def test_kill_9_and_resume_matches_an_uninterrupted_run(tmp_path):
     r = recipe.EMBEDDED.replace(epochs=3, batch_size=32, image_size=64, augment="recipe", drop_path_rate=0.1,
                                 ema_decay=0.9)
     with pytest.raises(training.TrainError, match="settings"):  # a changed recipe is refused before loading
-        training.train(TINY, "embedded", out_dir=str(tmp_path / "killed"), recipe=r, steps_per_epoch=4, verbose=0)
+        training.train(TINY, "digits", out_dir=str(tmp_path / "killed"), recipe=r, steps_per_epoch=4, verbose=0)
     with pytest.raises(training.TrainError, match="cannot resume from checkpoint"):
-        training.train(TINY, "embedded", out_dir=str(tmp_path / "killed"), recipe=r.replace(epochs=2), eval_steps=2,
+        training.train(TINY, "digits", out_dir=str(tmp_path / "killed"), recipe=r.replace(epochs=2), eval_steps=2,
                        steps_per_epoch=4, checkpoint_every=3, verbose=0)
     assert {f: os.path.getmtime(ckpt_dir / f) for f in os.listdir(ckpt_dir)} == before
 
@@ -214,16 +214,16 @@ r = recipe.EMBEDDED.replace(epochs=1, batch_size=16, image_size=64, augment="non
 out = {}
 mirrored = training.make_strategy("mirrored")
 out["replicas"] = mirrored.num_replicas_in_sync
-m = training.train(TINY, "embedded", out_dir="OUT/m", recipe=r, strategy=mirrored, steps_per_epoch=3,
+m = training.train(TINY, "digits", out_dir="OUT/m", recipe=r, strategy=mirrored, steps_per_epoch=3,
                    eval_steps=2, verbose=0)
-s = training.train(TINY, "embedded", out_dir="OUT/s", recipe=r, strategy="one_device", steps_per_epoch=3,
+s = training.train(TINY, "digits", out_dir="OUT/s", recipe=r, strategy="one_device", steps_per_epoch=3,
                    eval_steps=2, verbose=0)
 wm = keras.saving.load_model("OUT/m/model.keras").get_weights()
 ws = keras.saving.load_model("OUT/s/model.keras").get_weights()
 out["max_weight_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(wm, ws))
 out["losses"] = [m["train_loss"], s["train_loss"]]
 try:
-    training.train(TINY, "embedded", out_dir="OUT/odd", recipe=r.replace(batch_size=15), strategy=mirrored,
+    training.train(TINY, "digits", out_dir="OUT/odd", recipe=r.replace(batch_size=15), strategy=mirrored,
                    verbose=0)
 except training.TrainError as e:
     out["odd_batch_error"] = str(e)
@@ -247,7 +247,7 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
 def test_cli_trains_and_reports_bad_input_in_one_line(tmp_path):
     arch = tmp_path / "tiny.json"
     TINY.save(str(arch))
-    ok = subprocess.run([sys.executable, "-m", "ef_keras.train", "--model", str(arch), "--data", "embedded",
+    ok = subprocess.run([sys.executable, "-m", "ef_keras.train", "--model", str(arch), "--data", "digits",
                          "--epochs", "1", "--steps-per-epoch", "2", "--eval-steps", "1", "--batch-size", "16",
                          "--image-size", "64", "--verbose", "2", "--out", str(tmp_path / "run")],
                         cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=300)
@@ -268,6 +268,6 @@ def test_cli_trains_and_reports_bad_input_in_one_line(tmp_path):
 @pytest.mark.slow  # ~20 s: two more traced runs
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_runs(tmp_path, policy):
-    result = training.train(TINY, "embedded", out_dir=str(tmp_path), recipe=recipe.EMBEDDED.replace(epochs=1),
+    result = training.train(TINY, "digits", out_dir=str(tmp_path), recipe=recipe.EMBEDDED.replace(epochs=1),
                             mixed_precision=policy, steps_per_epoch=4, eval_steps=1, verbose=0)
     assert np.isfinite(result["train_loss"]) and keras.config.dtype_policy().name == "float32"

@@ -27,7 +27,9 @@ import numpy as np
 from android_ios_bench import __version__
 from android_ios_bench.android.adb import Adb, AndroidError
 from android_ios_bench.android.parse import BenchmarkModelResult, BenchmarkOutputError, parse_benchmark_output
+from android_ios_bench.host.harness import store_reference
 from android_ios_bench.lut import load_lut, load_manifest, make_entry, merge_luts, new_lut, now_iso, save_lut
+from android_ios_bench.predictor import refit_correction
 from ef_keras.checks import check_int
 from ef_keras.output import write_json, write_text
 
@@ -176,7 +178,8 @@ def measure_manifest_android(manifest_path: str, benchmark_binary: str, lut_out:
     device.push(benchmark_binary, remote_bin)
     device.shell(f"chmod 755 {remote_bin}")
 
-    todo = [e for e in entries if e["key"] not in doc["entries"]]
+    measured = set(doc["entries"]) | {f"model_{r['name']}" for r in doc.get("reference_models", [])}
+    todo = [e for e in entries if e["key"] not in measured]
     np.random.default_rng(seed).shuffle(todo)
     results: dict[str, list[BenchmarkModelResult]] = {e["key"]: [] for e in todo}
     done = len(entries) - len(todo)
@@ -192,11 +195,16 @@ def measure_manifest_android(manifest_path: str, benchmark_binary: str, lut_out:
             results[key].append(result)
             if rnd == settings.rounds - 1:
                 stats = stats_from_results(results[key])
-                doc["entries"][key] = make_entry(entry["kind"], entry["unit"], stats)
+                if entry["kind"] == "model":  # a whole reference model (export.reference_items)
+                    store_reference(doc, entry["unit"], stats)
+                else:
+                    doc["entries"][key] = make_entry(entry["kind"], entry["unit"], stats)
                 doc["measurement"]["date"] = now_iso()
                 save_lut(doc, lut_out)
                 done += 1
                 if progress:
                     progress(done, len(entries), key, stats)
+    if doc.get("reference_models"):
+        refit_correction(doc)
     save_lut(doc, lut_out)
     return doc

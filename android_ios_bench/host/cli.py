@@ -44,12 +44,68 @@ def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace =
                             group_size=group_size, command=command, progress=progress)
 
 
+def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, runs: int = MIN_RUNS,
+              log=None) -> dict:
+    """Re-times the LUT's reference models on this host now: how far is today from the LUT's session?
+
+    Returns {"scale": {statistic: median ratio now/then}, "models": [...]}: a prediction from
+    this LUT times `scale` is today's latency. LUTError when the LUT has no reference models
+    or was measured on another device (re-time a phone's LUT with its own harness).
+    """
+    from android_ios_bench.export import ManifestItem, export_items
+    from android_ios_bench.host.harness import host_device, summarize, time_interleaved
+    from android_ios_bench.lut import load_lut
+    from android_ios_bench.predictor import drift_scale
+    from ef_keras.config import EfficientFormerConfig
+    from ef_keras.model import EfficientFormer
+
+    log = log or (lambda msg: None)
+    doc = load_lut(lut_path)
+    refs = doc.get("reference_models") or []
+    if not refs:
+        raise LUTError(f"{lut_path} records no reference models, so its drift cannot be measured; re-measure it "
+                       "with `python -m android_ios_bench.host --lut-out LUT` (it records L1, L3 and random models)")
+    here = host_device()["name"]
+    if doc["device"]["name"] != here:
+        raise LUTError(f"{lut_path} was measured on {doc['device']['name']}, this host is {here}: re-time a phone's "
+                       "LUT on the phone, with its harness")
+    space = doc["search_space"]
+    size = space["input_size"]
+
+    def item(ref) -> ManifestItem:
+        cfg = EfficientFormerConfig.from_dict(ref["config"])
+        return ManifestItem(f"model_{ref['name']}", "model", {"name": ref["name"], "config": ref["config"]},
+                            (1, size, size, 3), lambda: EfficientFormer(cfg, input_shape=(size, size, 3),
+                                                                        classes=space["classes"]), group="reference")
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    models_dir = models_dir or os.path.join(cache, "ef_keras", "lut_reference_models", f"s{size}")
+    log(f"exporting {len(refs)} reference models into {models_dir} (cached)")
+    manifest = export_items([item(r) for r in refs], models_dir, search_space=space,
+                            precision=doc["runtime"]["precision"])
+    by_key = {e["key"]: e for e in manifest["entries"]}
+    paths = [os.path.join(models_dir, by_key[f"model_{r['name']}"]["tflite"]) for r in refs]
+    log(f"timing them interleaved, {runs} rounds, {doc['runtime']['threads']} threads")
+    now = [summarize(t) for t in time_interleaved(paths, threads=doc["runtime"]["threads"], warmup=warmup,
+                                                  runs=runs)]
+    result = {"lut": lut_path, "lut_date": doc["measurement"]["date"], "scale": {}, "models": []}
+    for statistic in ("median_ms", "p10_ms"):
+        if all(statistic in r for r in refs):
+            result["scale"][statistic], _ = drift_scale(doc, {r["name"]: n[statistic] for r, n in zip(refs, now)},
+                                                        statistic)
+    for r, n in zip(refs, now):
+        result["models"].append({"name": r["name"], "then_median_ms": r["median_ms"], "now_median_ms": n["median_ms"],
+                                 "then_p10_ms": r.get("p10_ms"), "now_p10_ms": n["p10_ms"]})
+    return result
+
+
 def main():
     from absl import flags
 
     from ef_keras.checks import parse_int_list
     from ef_keras.errors import InputError, run as run_cli
-    flags.DEFINE_string("lut-out", None, "LUT JSON to write (resumed if it exists)", required=True)
+    flags.DEFINE_string("lut-out", None, "LUT JSON to write (resumed if it exists)")
+    flags.DEFINE_string("check-lut", None, "re-time this LUT's reference models now and print how far this host "
+                                           "is from the LUT's session (drift scale); measures no units")
     flags.DEFINE_string("manifest", None, "manifest.json from android_ios_bench.export (default: export the "
                                           "search space into --models-dir first)")
     flags.DEFINE_string("models-dir", None, "where to export micro-models (default ~/.cache/ef_keras/lut_models/...)")
@@ -67,6 +123,12 @@ def main():
 
     def measure(argv):
         del argv
+        if F["check-lut"].value:
+            print_drift(check_lut(F["check-lut"].value, models_dir=F["models-dir"].value, warmup=F.warmup,
+                                  runs=F.runs, log=lambda m: print(m, file=sys.stderr, flush=True)))
+            return
+        if not F["lut-out"].value:
+            raise InputError("give --lut-out LUT (measure a LUT) or --check-lut LUT (measure its drift)")
         if F.runs < MIN_RUNS:
             raise InputError(f"--runs must be >= {MIN_RUNS} (got {F.runs})")
         space = SearchSpace(input_size=F["input-size"].value,
@@ -80,3 +142,16 @@ def main():
                         log=lambda m: print(m, file=sys.stderr, flush=True))
         print(f"wrote {out} ({len(doc['entries'])} entries)")
     run_cli(measure, user_errors=(LUTError,))
+
+
+def print_drift(result: dict) -> None:
+    """The drift table of `check_lut` and its one-line verdict."""
+    print(f"| model | LUT session median ms ({result['lut_date']}) | now median ms | ratio | LUT p10 ms | now p10 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for m in result["models"]:
+        p10 = f"{m['then_p10_ms']:.3f}" if m["then_p10_ms"] is not None else "-"
+        print(f"| {m['name']} | {m['then_median_ms']:.3f} | {m['now_median_ms']:.3f} | "
+              f"{m['now_median_ms'] / m['then_median_ms']:.3f} | {p10} | {m['now_p10_ms']:.3f} |")
+    scales = ", ".join(f"x{v:.3f} ({k})" for k, v in result["scale"].items())
+    print(f"this host now runs at {scales} of the LUT's session: multiply its predictions by that, or pass "
+          "--check-drift to search.slim to take the target in today's milliseconds")

@@ -6,6 +6,10 @@ drift (other processes, frequency changes) spreads over all models instead of bi
 whichever ran last. The work list itself is shuffled with a fixed seed, so each group mixes
 unit kinds and sizes. Only `invoke()` is timed (perf_counter_ns); inputs are set once.
 After every group the LUT is saved atomically, and re-running fills only missing keys.
+
+Whole reference models in the manifest (kind "model", `export.reference_items`) are timed in
+the same groups as the units and stored as the LUT's `reference_models`; once measured, the
+predictor's correction is refitted on them (`predictor.refit_correction`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 
 from android_ios_bench import __version__
 from android_ios_bench.lut import (LUTError, load_lut, load_manifest, make_entry, new_lut, now_iso, save_lut)
+from android_ios_bench.predictor import refit_correction
 from ef_keras.checks import check_int
 from ef_keras.output import check_output
 
@@ -133,7 +138,8 @@ def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, prec
     else:
         doc = fresh
     entries = [e for e in manifest["entries"] if keys is None or e["key"] in set(keys)]
-    todo = [e for e in entries if e["key"] not in doc["entries"]]
+    measured = set(doc["entries"]) | {f"model_{r['name']}" for r in doc.get("reference_models", [])}
+    todo = [e for e in entries if e["key"] not in measured]
     np.random.default_rng(seed).shuffle(todo)
     done = len(entries) - len(todo)
     start = time.time()
@@ -143,7 +149,10 @@ def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, prec
         times = time_interleaved(paths, threads=threads, warmup=warmup, runs=runs, seed=seed + g)
         for entry, t in zip(group, times):
             stats = summarize(t)
-            doc["entries"][entry["key"]] = make_entry(entry["kind"], entry["unit"], stats)
+            if entry["kind"] == "model":
+                store_reference(doc, entry["unit"], stats)
+            else:
+                doc["entries"][entry["key"]] = make_entry(entry["kind"], entry["unit"], stats)
             done += 1
             if progress:
                 progress(done, len(entries), entry["key"], stats)
@@ -153,5 +162,15 @@ def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, prec
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         doc["measurement"]["notes"] = (f"last run measured {len(todo)} models in {time.time() - start:.0f}s, "
                                        f"1-min load average at the end {load:.2f}")
+    if doc.get("reference_models"):
+        refit_correction(doc)
     save_lut(doc, lut_out)
     return doc
+
+
+def store_reference(doc: dict, unit: dict, stats: dict) -> None:
+    """Records a whole reference model's timing in the LUT (replacing an older record of that name)."""
+    refs = [r for r in doc.setdefault("reference_models", []) if r["name"] != unit["name"]]
+    refs.append({"name": unit["name"], "config": unit["config"],
+                 **{k: stats[k] for k in ("median_ms", "p10_ms", "min_ms", "runs") if k in stats}})
+    doc["reference_models"] = sorted(refs, key=lambda r: r["name"])

@@ -1,16 +1,31 @@
-"""Latency prediction from a measured lookup table: sum of per-unit latencies along an architecture.
+"""The latency model: per-unit LUT sums along an architecture, a fitted correction, and drift.
 
-    from search.lut import predict
+    from android_ios_bench.predictor import predict
     p = predict("l1")                # embedded host LUT (LiteRT/XNNPACK, 2 threads, fp32)
     p.ms, p.sum_ms, p.interpolated   # prediction, plain sum, what had to be interpolated
+
+This module is the one place the latency model lives: the LUT format is
+`android_ios_bench.lut`, the units `android_ios_bench.units`, and the search imports its
+predictions from here.
 
 An architecture is walked as the units the LUT measured (android_ios_bench.units): stem,
 per stage its downsampling and MetaBlocks, the 4D->3D flatten, the final norm + heads.
 Widths between measured ones are interpolated linearly (4D/3D blocks, stem, flatten, head)
 or bilinearly over the (Cin, Cout) grid (downsampling, measured on a coarse grid), and every
 such use is reported. Widths beyond the LUT, or a resolution it lacks, raise
-LUTCoverageError instead of extrapolating. If the LUT carries a fitted `overhead`
-(benchmarks/lut_validation.py), the prediction is `scale * sum + per_model_ms`.
+LUTCoverageError instead of extrapolating.
+
+Correction: the plain sum misses what whole models add or share (graph-level fusion, memory
+traffic between units, the interpreter's per-invoke cost). A LUT may carry a `correction`
+fitted by least squares on whole models measured in the same session as its units (its
+`reference_models`; `refit_correction`): either one global scale plus a per-model constant,
+or one scale per unit family (4D blocks, 3D blocks, the rest) plus the constant, whichever
+has the smaller leave-one-out error. `predict` applies it, with the statistic it was fitted
+on (median or p10) as the default.
+
+Drift: the reference models' timings are stored with the LUT, so re-timing them later
+(`python -m android_ios_bench.host --check-lut LUT`) gives today's scale of the device
+against the day the LUT was measured (`drift_scale`).
 """
 
 from __future__ import annotations
@@ -21,6 +36,8 @@ import functools
 import os
 from collections import Counter
 from typing import Any
+
+import numpy as np
 
 from android_ios_bench.lut import LUTCoverageError, LUTError, load_default_lut, load_lut, unit_key
 
@@ -74,7 +91,7 @@ class Prediction:
 
     ms: float
     sum_ms: float
-    overhead_ms: float
+    correction_ms: float
     per_unit: tuple[UnitCost, ...]
     interpolated: tuple[str, ...]
 
@@ -237,8 +254,8 @@ def layout_units(layout: Layout, space: dict) -> list[tuple[str, dict]]:
     return units
 
 
-def predict(config, lut=None, *, input_size: int = 224, overhead: bool = True,
-            statistic: str = "median_ms") -> Prediction:
+def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
+            statistic: str | None = None) -> Prediction:
     """Predicted latency of an architecture on the LUT's device.
 
     Args:
@@ -246,9 +263,11 @@ def predict(config, lut=None, *, input_size: int = 224, overhead: bool = True,
             or a `Layout` (any supernet sub-network, 3D blocks allowed in stages 3-4).
         lut: a LUT dict, a LUT path, or None for the embedded default (host, fp32, 2 threads).
         input_size: the deployment resolution; a LUT measured at another one is refused.
-        overhead: apply the LUT's fitted `overhead` (if any); `sum_ms` is always the plain sum.
-        statistic: which per-unit statistic to sum: "median_ms" (default) or, on a loaded shared
-            machine where medians absorb contention, a low percentile "p10_ms" / "min_ms".
+        correction: apply the LUT's fitted `correction` (if any, and fitted on `statistic`);
+            `sum_ms` is always the plain sum.
+        statistic: which per-unit statistic to sum: default the one the LUT's correction was
+            fitted on, else "median_ms"; on a loaded shared machine a low percentile ("p10_ms")
+            resists contention.
 
     Raises:
         LUTCoverageError: the LUT lacks a width, resolution or hyper-parameter the architecture needs.
@@ -263,6 +282,8 @@ def predict(config, lut=None, *, input_size: int = 224, overhead: bool = True,
         if "3d" in blocks and space["resolutions"][s] not in space["meta3d_resolutions"]:
             raise LUTCoverageError(f"stage {s + 1} has 3D MetaBlocks but the LUT measured them only at resolutions "
                                    f"{space['meta3d_resolutions']} (the supernet allows them in stages 3-4)")
+    fit = doc.get("correction")
+    statistic = statistic or (fit["statistic"] if fit else "median_ms")
     if statistic not in STATISTICS:
         raise LUTError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
     index = _index(doc, statistic)
@@ -282,6 +303,126 @@ def predict(config, lut=None, *, input_size: int = 224, overhead: bool = True,
         costs[key] = (kind, ms, interp)
     per_unit = tuple(UnitCost(k, costs[k][0], n, costs[k][1], costs[k][1] * n, costs[k][2]) for k, n in counts.items())
     total = sum(u.ms_total for u in per_unit)
-    fit = doc.get("overhead") if overhead else None
-    ms = fit["scale"] * total + fit["per_model_ms"] if fit else total
-    return Prediction(ms=ms, sum_ms=total, overhead_ms=ms - total, per_unit=per_unit, interpolated=tuple(notes))
+    by_kind: dict[str, float] = {}
+    for u in per_unit:
+        by_kind[u.kind] = by_kind.get(u.kind, 0.0) + u.ms_total
+    use = correction and fit is not None and fit["statistic"] == statistic
+    ms = apply_correction(fit, by_kind) if use else total
+    return Prediction(ms=ms, sum_ms=total, correction_ms=ms - total, per_unit=per_unit, interpolated=tuple(notes))
+
+
+# ----------------------------------------------------------------------------- correction
+#: The statistic harnesses fit the correction on (and so `predict`'s default): p10 resists the
+#: contention of a shared machine on both sides, units and whole models (benchmarks/lut_validation.py).
+CORRECTION_STATISTIC = "p10_ms"
+#: Unit families of the per-family correction; every other kind (stem, downsample, flat, head) is "rest".
+FAMILIES = ("meta4d", "meta3d", "rest")
+CORRECTION_FORMS = ("global", "per_family")
+
+
+def family_sums(by_kind: dict[str, float]) -> dict[str, float]:
+    """Summed ms of the 4D blocks, the 3D blocks and everything else."""
+    out = {f: 0.0 for f in FAMILIES}
+    for kind, ms in by_kind.items():
+        out[kind if kind in ("meta4d", "meta3d") else "rest"] += ms
+    return out
+
+
+def _features(by_kind: dict[str, float], form: str) -> np.ndarray:
+    fam = family_sums(by_kind)
+    if form == "global":
+        return np.array([sum(fam.values()), 1.0])
+    return np.array([fam["meta4d"], fam["meta3d"], fam["rest"], 1.0])
+
+
+def apply_correction(fit: dict, by_kind: dict[str, float]) -> float:
+    """The corrected latency of a model whose per-kind unit sums are `by_kind`."""
+    return float(_features(by_kind, fit["form"]) @ np.asarray(fit["coefficients"], "float64"))
+
+
+def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares on relative error (rows weighted by 1/y), so small and large models count alike."""
+    w = 1.0 / y
+    return np.linalg.lstsq(x * w[:, None], y * w, rcond=None)[0]
+
+
+def fit_correction(by_kinds: list[dict[str, float]], measured, form: str) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficients fitted on all models, leave-one-out relative errors) of one correction form."""
+    if form not in CORRECTION_FORMS:
+        raise LUTError(f"correction form must be one of {CORRECTION_FORMS}, got {form!r}")
+    x = np.stack([_features(b, form) for b in by_kinds])
+    y = np.asarray(measured, "float64")
+    loo = np.full(len(y), np.nan)
+    if len(y) > x.shape[1]:
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            loo[i] = (x[i] @ _lstsq(x[keep], y[keep]) - y[i]) / y[i]
+    return _lstsq(x, y), loo
+
+
+def refit_correction(doc: dict, statistic: str | None = None) -> dict | None:
+    """Fits the LUT's correction on its `reference_models` (measured with its units) and stores it.
+
+    `statistic`: default CORRECTION_STATISTIC when every unit and reference model has it
+    (a phone's benchmark tool may give only medians), else "median_ms".
+
+    Tries each form that has more models than coefficients and keeps the one with the
+    smaller leave-one-out mean |relative error|; with too few models, no correction is
+    stored. Returns the stored correction (or None).
+    """
+    if statistic is None:
+        rows = list(doc["entries"].values()) + doc.get("reference_models", [])
+        statistic = CORRECTION_STATISTIC if all(CORRECTION_STATISTIC in r for r in rows) else "median_ms"
+    refs = [r for r in doc.get("reference_models", []) if statistic in r]
+    doc.pop("correction", None)
+    best = None
+    for form in CORRECTION_FORMS:
+        by_kinds = [predict(r["config"], doc, input_size=doc["search_space"]["input_size"], correction=False,
+                            statistic=statistic).by_kind() for r in refs]
+        measured = [r[statistic] for r in refs]
+        if len(refs) <= len(_features({}, form)):
+            continue
+        coef, loo = fit_correction(by_kinds, measured, form)
+        score = float(np.mean(np.abs(loo)))
+        if best is None or score < best["loo_mean_abs_pct"] / 100:
+            best = {"form": form, "statistic": statistic, "coefficients": [round(float(c), 6) for c in coef],
+                    "fitted_on": [r["name"] for r in refs], "loo_mean_abs_pct": round(100 * score, 3),
+                    "loo_max_abs_pct": round(100 * float(np.max(np.abs(loo))), 3)}
+    if best is not None:
+        doc["correction"] = best
+    return best
+
+
+#: Whole models a harness measures beside the units: the correction is fitted on them and
+#: `--check-lut` re-times them to measure drift. L1 and L3 where the space covers them, plus
+#: seeded random architectures of the space (widths, depths and 3D blocks of every size).
+REFERENCE_RANDOM = 6
+
+
+def reference_configs(space: dict) -> list[tuple[str, Any]]:
+    """(name, EfficientFormerConfig) of the reference models of a LUT search space."""
+    from ef_keras.config import VARIANTS, EfficientFormerConfig
+
+    step, max_w = space["width_step"], space["max_widths"]
+    out = [(n, VARIANTS[n]) for n in ("l1", "l3") if all(w <= m for w, m in zip(VARIANTS[n].widths, max_w))]
+    rng = np.random.default_rng(2022)
+    for i in range(REFERENCE_RANDOM):
+        widths = tuple(int(rng.integers(max(1, m // step // 4), m // step + 1)) * step for m in max_w)
+        depths = tuple(int(rng.integers(1, d + 1)) for d in (4, 4, 8, 5))
+        out.append((f"random{i}", EfficientFormerConfig(widths=widths, depths=depths,
+                                                        num_vit=int(rng.integers(0, depths[3] + 1)), name=f"random{i}")))
+    return out
+
+
+def drift_scale(doc: dict, measured_now: dict[str, float], statistic: str = "median_ms") -> tuple[float, dict]:
+    """Today's device scale against the LUT's session: median over reference models of now / then.
+
+    `measured_now` maps reference-model names to the statistic measured now; returns
+    (scale, per-model ratios). LUTError when the LUT has no reference models to compare.
+    """
+    then = {r["name"]: r[statistic] for r in doc.get("reference_models", []) if statistic in r}
+    ratios = {name: measured_now[name] / then[name] for name in then if name in measured_now}
+    if not ratios:
+        raise LUTError(f"the LUT has no reference models with {statistic} to compare against; re-measure it with "
+                       "`python -m android_ios_bench.host --lut-out LUT` (it records them)")
+    return float(np.median(list(ratios.values()))), ratios
