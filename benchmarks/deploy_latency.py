@@ -18,7 +18,6 @@ Writes benchmarks/results/deploy_latency.{json,md,png} and prints the same table
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -217,12 +216,13 @@ def main(argv):
     meta = {"command": "python " + " ".join(sys.argv), "host": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, 1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after timing",
             "threads": FLAGS.threads, "runs": FLAGS.runs, "warmup": FLAGS.warmup}
+    from ef_keras.output import write_json, write_text
+
     os.makedirs(FLAGS.out_dir, exist_ok=True)
-    with open(os.path.join(FLAGS.out_dir, f"{FLAGS.name}.json"), "w") as f:
-        json.dump({"meta": meta, "results": rows, "goals": goals(rows).splitlines()}, f, indent=2)
+    write_json(os.path.join(FLAGS.out_dir, f"{FLAGS.name}.json"),
+               {"meta": meta, "results": rows, "goals": goals(rows).splitlines()})
     table = markdown(rows, meta) + "\nGoals (issue 3):\n" + goals(rows) + "\n"
-    with open(os.path.join(FLAGS.out_dir, f"{FLAGS.name}.md"), "w") as f:
-        f.write(table)
+    write_text(os.path.join(FLAGS.out_dir, f"{FLAGS.name}.md"), table)
     plot(rows, os.path.join(FLAGS.out_dir, f"{FLAGS.name}.png"))
     print(table)
 

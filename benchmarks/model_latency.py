@@ -11,7 +11,6 @@ fresh subprocess (goal: L7 < 2 GB). Results go to benchmarks/results/model_laten
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -115,14 +114,15 @@ def main(argv):
                      f"{ratio} | {r['build_peak_rss_mb']:.0f} |")
     table = "\n".join(lines)
     print(table)
+    from ef_keras.output import write_json, write_text
+
     os.makedirs(FLAGS.out, exist_ok=True)
     meta = {"runs": FLAGS.runs, "threads": FLAGS.threads, "date": time.strftime("%Y-%m-%d"),
             "command": "python benchmarks/model_latency.py " + " ".join(sys.argv[1:])}
-    with open(os.path.join(FLAGS.out, "model_latency.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
-    with open(os.path.join(FLAGS.out, "model_latency.md"), "w") as f:
-        f.write(f"`{meta['command']}` ({meta['date']}, {FLAGS.threads} threads, {FLAGS.runs} interleaved runs)\n\n"
-                + table + "\n")
+    write_json(os.path.join(FLAGS.out, "model_latency.json"), {"meta": meta, "rows": rows})
+    write_text(os.path.join(FLAGS.out, "model_latency.md"),
+               f"`{meta['command']}` ({meta['date']}, {FLAGS.threads} threads, {FLAGS.runs} interleaved runs)\n\n"
+               + table + "\n")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ef_keras.config import VARIANTS, EfficientFormerConfig  # noqa: E402
 from search.arch import WIDTH_STEP, Arch  # noqa: E402
 from search.slim import ARCH_JSON, TRAJECTORY, load_lut, predict_ms  # noqa: E402
-from search.supernet import write_json_atomic  # noqa: E402
+from ef_keras.output import write_json, write_text  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -125,13 +125,10 @@ def main(argv):
     table.append(f"| mean of {len(randoms)} random | | | | | {random_mean:.2f} | |")
     text = "\n".join(table)
     os.makedirs(RESULTS, exist_ok=True)
-    write_json_atomic(os.path.join(RESULTS, "search_quality.json"), summary)
+    write_json(os.path.join(RESULTS, "search_quality.json"), summary)
     md = (f"# Search quality (embedded digits, {recipe.image_size} px, {FLAGS.epochs} epochs from scratch, "
           f"seeds {seeds}; latency from LUT `{summary['lut_device']}`)\n\n`{summary['command']}`\n\n{text}\n")
-    tmp = os.path.join(RESULTS, "search_quality.md.tmp")
-    with open(tmp, "w") as f:
-        f.write(md)
-    os.replace(tmp, os.path.join(RESULTS, "search_quality.md"))
+    write_text(os.path.join(RESULTS, "search_quality.md"), md)
     print(text)
 
 

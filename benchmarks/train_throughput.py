@@ -15,7 +15,6 @@ parallel and its deterministic mode. `--mixed-precision` and `--xla` matter on a
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -160,11 +159,10 @@ def main(argv):
               "cpu_count": os.cpu_count(), "devices": [d.name for d in tf.config.list_logical_devices()],
               "versions": versions, "train_step": rows, "pipeline_images_per_s": pipeline,
               "command": " ".join(["python", "benchmarks/train_throughput.py"] + sys.argv[1:])}
+    from ef_keras.output import check_output, write_json
+
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    tmp = FLAGS.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, FLAGS.out)
+    write_json(check_output(FLAGS.out, overwrite=True, suffix=".json"), result)
     print(f"wrote {FLAGS.out}")
 
 
