@@ -59,6 +59,7 @@ def remove_stale_temps(target: str) -> list[str]:
     removed = []
     for path in glob.glob(os.path.join(glob.escape(parent), glob.escape(f".{base}{_TMP}") + "*")):
         pid = os.path.basename(path)[len(base) + 1 + len(_TMP):].split("-", 1)[0]
+        # Our own PID here is a killed process's whose PID we were given again (we write one target at a time).
         if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
             remove(path)
             removed.append(path)
