@@ -39,6 +39,7 @@ setup(
         "torch": ["torch>=2.1"],  # only to read .pth/.pt checkpoints
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },
-    entry_points={"console_scripts": ["ef-keras-describe=ef_keras.describe:run", "ef-keras-train=ef_keras.train:run"]},
+    entry_points={"console_scripts": ["ef-keras-describe=ef_keras.describe:run", "ef-keras-train=ef_keras.train:run",
+                                      "ef-slim=search.slim:run", "ef-train-supernet=search.train_supernet:run"]},
     license="Apache-2.0",
 )

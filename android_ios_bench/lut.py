@@ -125,16 +125,20 @@ def validate_manifest(doc: Any, where: str = "manifest") -> None:
 
 
 # ----------------------------------------------------------------------------- I/O
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a latency")
+
+
 def _read_json(path: str, what: str) -> Any:
     try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise LUTError(f"{what} file not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise LUTSchemaError(f"{path}: not valid JSON ({e}); re-measure or restore the file") from None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, parse_constant=_refuse_constant)  # NaN / Infinity are not JSON numbers
+    except FileNotFoundError as e:
+        raise LUTError(f"{what} file not found: {path}") from e
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise LUTSchemaError(f"{path}: not valid JSON for a {what} ({e}); re-measure or restore the file") from e
     except OSError as e:
-        raise LUTError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise LUTError(f"cannot read {what} {path}: {e.strerror}") from e
 
 
 def write_json_atomic(doc: Any, path: str) -> None:
@@ -142,10 +146,14 @@ def write_json_atomic(doc: Any, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=False, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def load_lut(source: str | os.PathLike | dict) -> dict:

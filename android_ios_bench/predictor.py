@@ -375,10 +375,13 @@ def refit_correction(doc: dict, statistic: str | None = None) -> dict | None:
         statistic = CORRECTION_STATISTIC if all(CORRECTION_STATISTIC in r for r in rows) else "median_ms"
     refs = [r for r in doc.get("reference_models", []) if statistic in r]
     doc.pop("correction", None)
-    best = None
-    for form in CORRECTION_FORMS:
+    try:
         by_kinds = [predict(r["config"], doc, input_size=doc["search_space"]["input_size"], correction=False,
                             statistic=statistic).by_kind() for r in refs]
+    except LUTCoverageError:
+        return None  # units still missing (a partial or resumed measurement): no correction yet
+    best = None
+    for form in CORRECTION_FORMS:
         measured = [r[statistic] for r in refs]
         if len(refs) <= len(_features({}, form)):
             continue

@@ -1,19 +1,27 @@
-"""How well does the LUT predict whole-model latency? Predicted (android_ios_bench.predictor) vs measured end to end.
+"""Is the latency predictor right about what slimming compares? Units and whole models, one session.
 
-    python benchmarks/lut_validation.py [--lut PATH] [--random 12] [--runs 50] [--out benchmarks/results]
+    python benchmarks/lut_validation.py [--random 20] [--runs 50] [--out benchmarks/results] [--write-lut PATH]
 
-Exports L1, L3, L7 and `--random` random architectures of the search space (widths multiples
-of 16 up to the LUT's max, depths up to L7's, any number of final 3D blocks) with
-deploy.to_tflite, times them with the host harness' protocol (LiteRT + XNNPACK, warm-up,
-interleaved rounds, medians) and compares with predict(). Reports the plain per-unit sum and
-an overhead model `measured ~ scale * sum + per_model_ms` fitted by least squares, with its
-error estimated by leave-one-out (each model predicted by a fit on the others).
-`--write-overhead` stores the full-data fit in the LUT when it beats the plain sum.
-Writes lut_validation.{json,md,png} into --out.
+One run, one process: the LUT's micro-models (the host harness' export cache) and whole
+models - L1, L3, L7, the search's supernet (its slimming start), `--random` seeded random
+architectures of the search space, and single slimming actions (depth, MB3D, width) applied
+to several of them - go into one manifest and are timed by the host harness
+(`measure_manifest`: groups of 12 mixing units and models, shuffled rounds, interleaved),
+so the LUT the predictor sums and the models it is compared with share the session.
+
+Reported, for the median, the p10 and the minimum of the timings:
+(a) the plain sum's mean/max |error|, and after one fitted global scale (least squares on
+    relative error, leave-one-out); (b) Kendall tau between predicted and measured;
+(c) the error of predicted vs measured Delta-latency of single actions, relative to the
+    measured Delta; and the correction (`predictor.refit_correction`: global scale + constant
+    or per-family scales + constant) with its leave-one-out error.
+`--write-lut` writes the session's LUT (units, reference models, correction) to PATH.
+Outputs lut_validation.{json,md,png} in --out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -23,6 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MAX_DEPTHS = (6, 6, 18, 8)  # L7's: the deepest named model
+STATISTICS = ("median_ms", "p10_ms", "min_ms")
 
 
 def random_configs(n: int, max_widths, step: int, seed: int):
@@ -38,125 +47,182 @@ def random_configs(n: int, max_widths, step: int, seed: int):
     return out
 
 
-def export_models(configs, models_dir: str, input_size: int) -> list[str]:
-    """One verified fp32 .tflite per config (skipped if present; named by the architecture)."""
-    import deploy
-    import keras
+def action_pairs(bases):
+    """(base, derived, action) for the three slimming actions applied to each base config."""
+    pairs = []
+    for base in bases:
+        d = list(base.depths)
+        if d[2] > 1:
+            d[2] -= 1
+            pairs.append((base, dataclasses.replace(base, depths=tuple(d), name=f"{base.name}-depth"), "depth"))
+        if base.num_vit:
+            pairs.append((base, dataclasses.replace(base, num_vit=base.num_vit - 1, name=f"{base.name}-mb3d"), "mb3d"))
+        s = int(np.argmax(base.widths))
+        if base.widths[s] > 16:
+            w = list(base.widths)
+            w[s] -= 16
+            pairs.append((base, dataclasses.replace(base, widths=tuple(w), name=f"{base.name}-width"), "width"))
+    return pairs
+
+
+def validation_manifest(configs, units_dir: str, out_dir: str, space) -> str:
+    """A manifest of the unit micro-models (linked from `units_dir`) plus the whole models, exported into out_dir."""
+    from android_ios_bench.export import ManifestItem, export_items
+    from android_ios_bench.lut import load_manifest, save_manifest
     from ef_keras import EfficientFormer
 
-    os.makedirs(models_dir, exist_ok=True)
-    paths = []
-    for cfg in configs:
-        tag = "_".join(["w" + "-".join(map(str, cfg.widths)), "d" + "-".join(map(str, cfg.depths)), f"v{cfg.num_vit}"])
-        path = os.path.join(models_dir, f"{tag}_s{input_size}.tflite")
-        if not os.path.exists(path):
-            start = time.time()
-            model = EfficientFormer(cfg, input_shape=(input_size, input_size, 3))
-            deploy.to_tflite(model, path, overwrite=True)
-            keras.backend.clear_session()
-            print(f"exported {cfg.name} {tag} in {time.time() - start:.0f}s", file=sys.stderr, flush=True)
-        paths.append(path)
-    return paths
+    units = load_manifest(os.path.join(units_dir, "manifest.json"), require_files="tflite")
+    os.makedirs(os.path.join(out_dir, "tflite"), exist_ok=True)
+    for e in units["entries"]:
+        link = os.path.join(out_dir, e["tflite"])
+        if not os.path.lexists(link):
+            os.symlink(os.path.join(units_dir, e["tflite"]), link)
+    size = space["input_size"]
+
+    def item(cfg):
+        return ManifestItem(f"model_{cfg.name}", "model", {"name": cfg.name, "config": cfg.to_dict()},
+                            (1, size, size, 3), lambda: EfficientFormer(cfg, input_shape=(size, size, 3),
+                                                                        classes=space["classes"]), group="validation")
+    manifest = export_items([item(c) for c in configs], out_dir, search_space=space,
+                            progress=lambda d, n, k, s: print(f"[export {d}/{n}] {k} {s:.0f}s", file=sys.stderr,
+                                                              flush=True))
+    keys = {e["key"] for e in manifest["entries"]}
+    manifest.pop("_dir", None)
+    manifest["entries"] += [e for e in units["entries"] if e["key"] not in keys]
+    path = os.path.join(out_dir, "manifest.json")
+    save_manifest(manifest, path)
+    return path
 
 
-def fit_overhead(sums, measured):
-    """Least-squares measured ~ scale * sum + c; returns (scale, c)."""
-    a = np.stack([sums, np.ones_like(sums)], axis=1)
-    (scale, c), *_ = np.linalg.lstsq(a, measured, rcond=None)
-    return float(scale), float(c)
+def kendall_tau(a, b) -> float:
+    """Kendall's tau-b of two sequences (scipy's definition)."""
+    from scipy.stats import kendalltau
+    return float(kendalltau(a, b).statistic)
 
 
-def loo_predictions(sums, measured):
-    """Leave-one-out predictions of the fitted overhead model."""
-    out = np.zeros_like(sums)
-    for i in range(len(sums)):
-        keep = np.arange(len(sums)) != i
-        scale, c = fit_overhead(sums[keep], measured[keep])
-        out[i] = scale * sums[i] + c
+def analyse(doc, configs, pairs) -> dict:
+    """Errors of the plain sum, of one global scale (LOO), Kendall tau, Delta errors and the correction fit."""
+    from android_ios_bench.predictor import CORRECTION_FORMS, fit_correction, predict
+
+    refs = {r["name"]: r for r in doc["reference_models"]}
+    out = {}
+    for stat in STATISTICS:
+        preds = {c.name: predict(c, doc, correction=False, statistic=stat) for c in configs}
+        names = [c.name for c in configs]
+        pred = np.array([preds[n].sum_ms for n in names])
+        meas = np.array([refs[n][stat] for n in names])
+        rel = (pred - meas) / meas
+        scaled = np.zeros_like(pred)  # leave-one-out single scale (least squares on relative error)
+        for i in range(len(pred)):
+            keep = np.arange(len(pred)) != i
+            k = float(np.sum(meas[keep] / pred[keep]) / keep.sum())
+            scaled[i] = k * pred[i]
+        scale_all = float(np.mean(meas / pred))
+        srel = (scaled - meas) / meas
+        deltas = []
+        for base, derived, action in pairs:
+            dp = preds[base.name].sum_ms - preds[derived.name].sum_ms
+            dm = refs[base.name][stat] - refs[derived.name][stat]
+            deltas.append({"base": base.name, "action": action, "predicted_ms": round(dp, 4),
+                           "predicted_scaled_ms": round(scale_all * dp, 4), "measured_ms": round(dm, 4),
+                           "error_pct": round(100 * (scale_all * dp - dm) / abs(dm), 2) if dm else None})
+        derr = np.array([abs(d["error_pct"]) for d in deltas if d["error_pct"] is not None])
+        fits = {}
+        for form in CORRECTION_FORMS:
+            _, loo = fit_correction([preds[n].by_kind() for n in names], meas, form)
+            fits[form] = {"loo_mean_abs_pct": round(100 * float(np.mean(np.abs(loo))), 2),
+                          "loo_max_abs_pct": round(100 * float(np.max(np.abs(loo))), 2)}
+        out[stat] = {
+            "abs_mean_pct": round(100 * float(np.mean(np.abs(rel))), 2),
+            "abs_max_pct": round(100 * float(np.max(np.abs(rel))), 2),
+            "global_scale": round(scale_all, 4),
+            "scaled_loo_mean_pct": round(100 * float(np.mean(np.abs(srel))), 2),
+            "scaled_loo_max_pct": round(100 * float(np.max(np.abs(srel))), 2),
+            "kendall_tau": round(kendall_tau(pred, meas), 4),
+            "delta_mean_abs_pct": round(float(derr.mean()), 2) if len(derr) else None,
+            "delta_median_abs_pct": round(float(np.median(derr)), 2) if len(derr) else None,
+            "corrections": fits,
+            "models": [{"name": n, "predicted_sum_ms": round(float(p), 3), "scaled_loo_ms": round(float(s), 3),
+                        "measured_ms": round(float(m), 3)} for n, p, s, m in zip(names, pred, scaled, meas)],
+            "deltas": deltas}
     return out
 
 
-def mape(pred, measured):
-    return float(np.mean(np.abs(pred - measured) / measured) * 100)
-
-
-def run(lut_path=None, n_random=12, seed=0, runs=50, warmup=5, threads=2, out_dir="benchmarks/results",
-        models_dir=None, write_overhead=False):
-    from android_ios_bench import lut as L
-    from android_ios_bench.host import time_interleaved
+def run(n_random=20, seed=0, runs=50, warmup=5, threads=2, out_dir="benchmarks/results", write_lut=None):
+    from android_ios_bench.host import measure_manifest
+    from android_ios_bench.host.cli import default_models_dir
+    from android_ios_bench.lut import default_lut_path, load_lut, now_iso, save_lut
+    from android_ios_bench.predictor import reference_configs
+    from android_ios_bench.units import SearchSpace
     from ef_keras import get_config
-    from android_ios_bench.predictor import predict
+    from search.arch import full_arch
+    from search.train_supernet import DEFAULT_SUPERNET
 
-    lut_path = lut_path or L.default_lut_path()
-    doc = L.load_lut(lut_path)
-    space = doc["search_space"]
+    space_obj = SearchSpace()
+    space = space_obj.to_dict()
+    units_dir = default_models_dir(space_obj, "fp32")
+    if not os.path.exists(os.path.join(units_dir, "manifest.json")):
+        raise SystemExit(f"no exported micro-models in {units_dir}: run `python -m android_ios_bench.host --lut-out "
+                         "LUT` once (it exports them)")
+    supernet = full_arch(DEFAULT_SUPERNET, DEFAULT_SUPERNET.depths[3]).to_config(DEFAULT_SUPERNET, name="supernet")
     named = [get_config(n) for n in ("l1", "l3", "l7")]
-    configs = named + random_configs(n_random, space["max_widths"], space["width_step"], seed)
-    models_dir = models_dir or os.path.join(os.path.expanduser("~/.cache"), "ef_keras", "lut_validation")
-    paths = export_models(configs, models_dir, space["input_size"])
-    print(f"timing {len(paths)} models, {runs} interleaved rounds ...", file=sys.stderr, flush=True)
+    randoms = random_configs(n_random, space["max_widths"], space["width_step"], seed)
+    refs = [cfg for name, cfg in reference_configs(space) if name.startswith("random")]
+    configs = named + [supernet] + randoms + refs
+    pairs = action_pairs([named[0], supernet] + randoms[:4])
+    configs += [d for _, d, _ in pairs]
+    work = os.path.join(os.path.expanduser("~/.cache"), "ef_keras", "lut_validation")
+    manifest = validation_manifest(configs, units_dir, work, space)
+    lut_out = os.path.join(work, f"session_{seed}.json")
+    if os.path.exists(lut_out):
+        os.remove(lut_out)  # every run is a fresh session
     start = time.time()
-    times = time_interleaved(paths, threads=threads, warmup=warmup, runs=runs, seed=seed)
-    measured = np.array([np.median(t) for t in times])
-    preds = [predict(c, doc, input_size=space["input_size"], overhead=False) for c in configs]
-    sums = np.array([p.sum_ms for p in preds])
-    # a low percentile resists the contention of a shared machine on both sides
-    p10_measured = np.array([np.percentile(t, 10) for t in times])
-    p10_sums = np.array([predict(c, doc, input_size=space["input_size"], overhead=False, statistic="p10_ms").sum_ms
-                         for c in configs])
-    loo = loo_predictions(sums, measured)
-    scale, c = fit_overhead(sums, measured)
-    rows = [{"name": cfg.name, "widths": list(cfg.widths), "depths": list(cfg.depths), "num_vit": cfg.num_vit,
-             "measured_ms": round(float(m), 3), "p10_ms": round(float(np.percentile(t, 10)), 3),
-             "p90_ms": round(float(np.percentile(t, 90)), 3), "predicted_sum_ms": round(float(s), 3),
-             "predicted_fitted_loo_ms": round(float(f), 3), "error_sum_pct": round(float((s - m) / m * 100), 2),
-             "error_fitted_loo_pct": round(float((f - m) / m * 100), 2),
-             "predicted_p10_sum_ms": round(float(q), 3), "error_p10_pct": round(float((q - mp) / mp * 100), 2),
-             "interpolated_units": len(p.interpolated)}
-            for cfg, m, t, s, f, p, q, mp in zip(configs, measured, times, sums, loo, preds, p10_sums, p10_measured)]
-    result = {"lut": os.path.relpath(lut_path), "lut_device": doc["device"], "lut_runtime": doc["runtime"],
-              "lut_measured": doc["measurement"]["date"], "date": L.now_iso(), "runs": runs, "warmup": warmup,
-              "threads": threads, "timing_seconds": round(time.time() - start, 1),
-              "load_average": round(os.getloadavg()[0], 2),
-              "mape_sum_pct": round(mape(sums, measured), 2), "mape_fitted_loo_pct": round(mape(loo, measured), 2),
-              "mape_sum_named_pct": round(mape(sums[:3], measured[:3]), 2),
-              "mape_p10_pct": round(mape(p10_sums, p10_measured), 2),
-              "mape_p10_named_pct": round(mape(p10_sums[:3], p10_measured[:3]), 2),
-              "mape_sum_random_pct": round(mape(sums[3:], measured[3:]), 2),
-              "overhead_fit_all": {"scale": round(scale, 4), "per_model_ms": round(c, 4)}, "models": rows}
-    if write_overhead and result["mape_fitted_loo_pct"] < result["mape_sum_pct"]:
-        doc["overhead"] = {"scale": round(scale, 4), "per_model_ms": round(c, 4), "fitted_on": [r["name"] for r in rows],
-                           "note": f"least squares on lut_validation ({result['date']}); leave-one-out MAPE "
-                                   f"{result['mape_fitted_loo_pct']}% vs plain sum {result['mape_sum_pct']}%"}
-        L.save_lut(doc, lut_path)
-        result["overhead_written"] = True
+    doc = measure_manifest(manifest, lut_out, threads=threads, warmup=warmup, runs=runs,
+                           command="python benchmarks/lut_validation.py",
+                           progress=lambda d, n, k, s: d % 50 == 0 and print(f"[measure {d}/{n}] {k}",
+                                                                              file=sys.stderr, flush=True))
+    result = {"date": now_iso(), "runs": runs, "threads": threads, "models": len(configs), "action_pairs": len(pairs),
+              "units": len(doc["entries"]), "timing_seconds": round(time.time() - start, 1),
+              "load_average": round(os.getloadavg()[0], 2), "device": doc["device"],
+              "correction": doc.get("correction"), "by_statistic": analyse(doc, configs, pairs)}
+    shipped = load_lut(default_lut_path())
+    result["shipped_lut_date"] = shipped["measurement"]["date"]
+    if write_lut:
+        keep = {name for name, _ in reference_configs(space)} | {"l7", "supernet"} | {c.name for c in randoms}
+        doc["reference_models"] = [r for r in doc["reference_models"] if r["name"] in keep]
+        from android_ios_bench.predictor import refit_correction
+        refit_correction(doc)
+        save_lut(doc, write_lut)
+        result["wrote_lut"] = write_lut
     write_results(result, out_dir)
     return result
 
 
 def write_results(result, out_dir):
-    from android_ios_bench.lut import write_json_atomic
+    from ef_keras.output import write_json
+
     os.makedirs(out_dir, exist_ok=True)
-    write_json_atomic(result, os.path.join(out_dir, "lut_validation.json"))
-    lines = [f"# LUT predictor vs measured end-to-end latency ({result['lut_runtime']['name']} "
-             f"{result['lut_runtime']['delegate']}, {result['threads']} threads, {result['lut_runtime']['precision']})",
-             "", f"LUT: `{result['lut']}` (measured {result['lut_measured']}); models timed {result['date']}, "
-             f"{result['runs']} interleaved rounds, medians; load average {result['load_average']}.", "",
-             "| model | widths | depths | 3D | measured median (p10-p90) ms | sum of medians ms | err % "
-             "| fitted (LOO) ms | err % | sum of p10s ms | err vs measured p10 % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["models"]:
-        lines.append(f"| {r['name']} | {r['widths']} | {r['depths']} | {r['num_vit']} | {r['measured_ms']:.2f} "
-                     f"({r['p10_ms']:.2f}-{r['p90_ms']:.2f}) | {r['predicted_sum_ms']:.2f} | {r['error_sum_pct']:+.1f} "
-                     f"| {r['predicted_fitted_loo_ms']:.2f} | {r['error_fitted_loo_pct']:+.1f} "
-                     f"| {r['predicted_p10_sum_ms']:.2f} | {r['error_p10_pct']:+.1f} |")
-    fit = result["overhead_fit_all"]
-    lines += ["", f"Mean absolute % error: plain sum **{result['mape_sum_pct']}%** (L1/L3/L7 "
-              f"{result['mape_sum_named_pct']}%, random {result['mape_sum_random_pct']}%); fitted overhead model "
-              f"(leave-one-out) **{result['mape_fitted_loo_pct']}%**. Fit on all models: measured = "
-              f"{fit['scale']} x sum + {fit['per_model_ms']} ms. Sum of per-unit p10 vs measured p10 "
-              f"(robust to contention): **{result['mape_p10_pct']}%** (L1/L3/L7 {result['mape_p10_named_pct']}%).",
-              "", "Command: `python benchmarks/lut_validation.py`", ""]
+    write_json(os.path.join(out_dir, "lut_validation.json"), result)
+    lines = [f"# Latency predictor vs measured, one session ({result['date']}, {result['threads']} threads, "
+             f"{result['runs']} interleaved rounds, load average {result['load_average']})", "",
+             f"{result['units']} units and {result['models']} whole models (L1/L3/L7, the supernet, random "
+             f"architectures, {result['action_pairs']} single-action pairs) timed in one process by the host harness.",
+             "", "| statistic | plain sum mean / max abs err % | one global scale (LOO) mean / max % | scale | "
+             "Kendall tau | Delta-latency of single actions, mean / median abs err % | correction LOO mean / max % "
+             "(global; per family) |", "|---|---|---|---|---|---|---|"]
+    for stat, r in result["by_statistic"].items():
+        g, f = r["corrections"]["global"], r["corrections"]["per_family"]
+        lines.append(f"| {stat} | {r['abs_mean_pct']} / {r['abs_max_pct']} | {r['scaled_loo_mean_pct']} / "
+                     f"{r['scaled_loo_max_pct']} | {r['global_scale']} | {r['kendall_tau']} | "
+                     f"{r['delta_mean_abs_pct']} / {r['delta_median_abs_pct']} | {g['loo_mean_abs_pct']} / "
+                     f"{g['loo_max_abs_pct']}; {f['loo_mean_abs_pct']} / {f['loo_max_abs_pct']} |")
+    lines += ["", "Single-action Delta-latency (scaled prediction vs measured, ms, p10):", "",
+              "| base | action | predicted | measured | err % |", "|---|---|---:|---:|---:|"]
+    for d in result["by_statistic"]["p10_ms"]["deltas"]:
+        lines.append(f"| {d['base']} | {d['action']} | {d['predicted_scaled_ms']:.3f} | {d['measured_ms']:.3f} | "
+                     f"{d['error_pct']} |")
+    lines += ["", "Command: `python benchmarks/lut_validation.py" +
+              (f" --write-lut {result['wrote_lut']}`" if result.get("wrote_lut") else "`"), ""]
     with open(os.path.join(out_dir, "lut_validation.md"), "w") as f:
         f.write("\n".join(lines))
     plot(result, os.path.join(out_dir, "lut_validation.png"))
@@ -167,24 +233,28 @@ def plot(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    m = np.array([r["measured_ms"] for r in result["models"]])
-    s = np.array([r["predicted_sum_ms"] for r in result["models"]])
-    f = np.array([r["predicted_fitted_loo_ms"] for r in result["models"]])
-    mp = np.array([r["p10_ms"] for r in result["models"]])
-    q = np.array([r["predicted_p10_sum_ms"] for r in result["models"]])
-    fig, ax = plt.subplots(figsize=(6, 6))
-    hi = max(m.max(), s.max(), f.max(), q.max()) * 1.1
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    r = result["by_statistic"]["p10_ms"]
+    m = np.array([x["measured_ms"] for x in r["models"]])
+    s = np.array([x["scaled_loo_ms"] for x in r["models"]])
+    hi = max(m.max(), s.max()) * 1.1
     grid = np.array([0, hi])
-    ax.plot(grid, grid, "k-", lw=1, label="y = x")
-    ax.fill_between(grid, grid * 0.9, grid * 1.1, color="0.85", label="±10%")
-    ax.scatter(m, s, label=f"plain sum (MAPE {result['mape_sum_pct']}%)")
-    ax.scatter(m, f, marker="x", label=f"fitted overhead, LOO (MAPE {result['mape_fitted_loo_pct']}%)")
-    ax.scatter(mp, q, marker="^", label=f"p10 sum vs measured p10 (MAPE {result['mape_p10_pct']}%)")
-    for r in result["models"][:3]:
-        ax.annotate(r["name"].upper(), (r["measured_ms"], r["predicted_sum_ms"]), textcoords="offset points",
-                    xytext=(5, -10))
-    ax.set(xlabel="measured end-to-end latency (ms)", ylabel="predicted latency (ms)", xlim=(0, hi), ylim=(0, hi),
-           title=f"LUT predictor, {result['lut_runtime']['name']} {result['threads']} threads")
+    ax = axes[0]
+    ax.plot(grid, grid, "k-", lw=1)
+    ax.fill_between(grid, grid * 0.95, grid * 1.05, color="0.85", label="±5%")
+    ax.scatter(m, s, s=14, label=f"one global scale, LOO (tau {r['kendall_tau']})")
+    ax.set(xlabel="measured p10 (ms)", ylabel="predicted (ms)", xlim=(0, hi), ylim=(0, hi), title="whole models")
+    ax.legend(loc="upper left")
+    ax = axes[1]
+    dm = np.array([d["measured_ms"] for d in r["deltas"]])
+    dp = np.array([d["predicted_scaled_ms"] for d in r["deltas"]])
+    top = max(dm.max(), dp.max()) * 1.15
+    ax.plot([0, top], [0, top], "k-", lw=1)
+    ax.fill_between([0, top], [0, top * 0.85], [0, top * 1.15], color="0.85", label="±15%")
+    for action, marker in (("depth", "o"), ("mb3d", "s"), ("width", "^")):
+        sel = [i for i, d in enumerate(r["deltas"]) if d["action"] == action]
+        ax.scatter(dm[sel], dp[sel], marker=marker, label=action)
+    ax.set(xlabel="measured Delta p10 (ms)", ylabel="predicted Delta (ms)", title="single slimming actions")
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=110)
@@ -194,27 +264,19 @@ def plot(result, path):
 
 def main():
     from absl import app, flags
-    flags.DEFINE_string("lut", None, "LUT to validate (default: the embedded host LUT)")
-    flags.DEFINE_integer("random", 12, "random architectures besides L1/L3/L7")
-    flags.DEFINE_integer("seed", 0, "seed of the random architectures and the timing order")
+    flags.DEFINE_integer("random", 20, "random architectures besides L1/L3/L7 and the supernet")
+    flags.DEFINE_integer("seed", 0, "seed of the random architectures")
     flags.DEFINE_integer("runs", 50, "timed interleaved rounds")
     flags.DEFINE_integer("warmup", 5, "untimed invocations per model")
-    flags.DEFINE_integer("threads", 2, "LiteRT threads (should match the LUT's)")
+    flags.DEFINE_integer("threads", 2, "LiteRT threads")
     flags.DEFINE_string("out", "benchmarks/results", "output directory")
-    flags.DEFINE_string("models-dir", None, "cache of exported whole models")
-    flags.DEFINE_bool("write-overhead", False, "store the fitted overhead model in the LUT if it helps")
+    flags.DEFINE_string("write-lut", None, "write the session's LUT (units, reference models, correction) here")
     F = flags.FLAGS
 
     def _run(argv):
         del argv
-        try:
-            r = run(F.lut, F.random, F.seed, F.runs, F.warmup, F.threads, F.out, F["models-dir"].value,
-                    F["write-overhead"].value)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
+        run(F.random, F.seed, F.runs, F.warmup, F.threads, F.out, F["write-lut"].value)
         print(open(os.path.join(F.out, "lut_validation.md")).read())
-        print(f"plain-sum MAPE {r['mape_sum_pct']}%, fitted (LOO) MAPE {r['mape_fitted_loo_pct']}%")
     app.run(_run)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from ef_keras.errors import EfKerasError
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 #: In-memory datasets (`load_arrays`): the package's Fashion-MNIST subset, scikit-learn's digits
@@ -45,7 +46,7 @@ DIGITS_EVAL_SIZE = 360
 _EVAL_SPLITS = ("validation", "val", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(EfKerasError):
     """A dataset that cannot be found, read or used as asked."""
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 from ef_keras.config import EfficientFormerConfig
+from ef_keras.errors import EfKerasError
 
 #: Candidate names in the order of the supernet's α columns.
 CANDIDATES = ("4d", "3d", "id")
@@ -28,7 +29,7 @@ STAGES_WITH_3D = (2, 3)
 WIDTH_STEP = 16
 
 
-class ArchError(ValueError):
+class ArchError(EfKerasError):
     """A sub-network description that the supernet or the model family cannot express."""
 
 

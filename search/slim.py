@@ -43,8 +43,9 @@ import numpy as np
 from search.arch import Arch, full_arch, smallest_arch
 from search import actions as actions_lib
 from search.scoring import path_scores
-from search.supernet import (SUPERNET_JSON, WEIGHTS_FILE, SupernetError, child_model, load_supernet,
-                             write_json_atomic)
+from search.supernet import (SUPERNET_JSON, WEIGHTS_FILE, SupernetError, child_model, load_supernet)
+from ef_keras.errors import EfKerasError
+from ef_keras.output import write_json, writing
 
 TRAJECTORY = "trajectory.json"
 ARCH_JSON = "architecture.json"
@@ -58,7 +59,7 @@ DEFAULT_EVAL_IMAGES = 1000
 DEFAULT_CALIBRATION_IMAGES = 256
 
 
-class SlimError(ValueError):
+class SlimError(EfKerasError):
     """Bad slimming input (target, LUT, supernet): one line saying what to do."""
 
 
@@ -228,8 +229,9 @@ def check_target_reachable(target_ms: float, lo: float, hi: float, lut: dict) ->
         raise SlimError(f"target {target_ms:.3f} ms is above what this supernet reaches on the LUT of {device}: "
                         f"{where}; the supernet already meets it, or pass a larger supernet")
     paper = ", ".join(f"{k.upper()} {v} ms" for k, v in PAPER_IPHONE_MS.items())
-    what = "is below what this supernet reaches" if target_ms < lo else "is the paper's iPhone figure, asked of"
-    raise SlimError(f"target {target_ms:.3f} ms {what} on the LUT of {device} (reachable: {where}). "
+    what = ("is below what this supernet reaches on" if target_ms < lo
+            else "is the paper's iPhone figure, but this is the LUT of")
+    raise SlimError(f"target {target_ms:.3f} ms {what} {device} (reachable: {where}). "
                     f"The paper's figures ({paper}) are iPhone 12 CoreML latencies, not this device's: measure an "
                     "iPhone LUT with the iOS harness (android_ios_bench/ios) and pass --lut IPHONE_LUT, or use "
                     "--target-like l1 for L1's latency on this LUT")
@@ -323,7 +325,7 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
                  "reachable_ms": [lo, hi], "eval_images": int(len(y)), "path_scores": scores.tolist(),
                  "min_depth": min_depth, "noise_z": NOISE_Z, "done": False,
                  "steps": [_record(0, "start", "whole supernet", start, hi, now, None, "", [])]}
-        write_json_atomic(state_path, state)
+        write_json(state_path, state)
     else:
         log(f"resuming {state_path} after step {state['steps'][-1]['step']}")
         now = scorer(Arch.from_dict(state["steps"][-1]["arch"]))
@@ -355,13 +357,13 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
                       _candidate_summary(best), rule, [_candidate_summary(c, i in tied) for i, c in enumerate(evaluated)])
         state["steps"].append(cur)
         state["steps_decided_within_noise"] = sum(st["decided_by"] not in ("", "accuracy") for st in state["steps"])
-        write_json_atomic(state_path, state)
+        write_json(state_path, state)
         log(f"step {cur['step']:3d}  {best['action']:5s}  {arch.describe():40s}  {cur['latency_ms']:8.3f} ms  "
             f"top-1 {cur['acc']:6.2f} ± {cur['acc_se']:.2f} %  by {rule:10s} ({time.time() - t0:.1f} s)  {best['desc']}")
 
     final = _finish(supernet, arch, state, out_dir, target_ms, calib)
     state["done"] = True
-    write_json_atomic(state_path, state)
+    write_json(state_path, state)
     return final
 
 
@@ -419,9 +421,8 @@ def _finish(supernet, arch: Arch, state: dict, out_dir: str, target_ms: float, c
     config = arch.to_config(supernet.config, name=name)
     config.save(os.path.join(out_dir, ARCH_JSON))
     model = child_model(supernet, arch, name=name, calibration=calibration)
-    tmp = os.path.join(out_dir, f".tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, os.path.join(out_dir, MODEL_FILE))
+    with writing(os.path.join(out_dir, MODEL_FILE)) as tmp:
+        model.save(tmp)
     plot_trajectory(state, os.path.join(out_dir, PLOT_FILE))
     last = state["steps"][-1]
     return {"config": config.to_dict(), "latency_ms": last["latency_ms"], "acc": last["acc"],
@@ -455,10 +456,9 @@ def plot_trajectory(state: dict, path: str) -> None:
     ax1.legend(handles, [h.get_label() for h in handles], loc="lower left", fontsize=8)
     ax1.set_title("latency-driven slimming (d = depth, m = MB3D, w = width)")
     fig.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=120)
+    with writing(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def summary_table(state: dict) -> str:
@@ -486,24 +486,20 @@ def main(argv):
     FLAGS = flags.FLAGS
     del argv
     started = time.time()
-    try:
-        lut_doc = load_lut(FLAGS.lut)
-        target_ms = resolve_target(FLAGS.target, FLAGS.target_like, lut_doc)  # fail fast, before training
-        if FLAGS.check_drift:
-            target_ms = _target_in_lut_ms(target_ms, FLAGS.target_like, FLAGS.lut, lut_doc)
-        supernet_dir = FLAGS.supernet
-        if supernet_dir is None:
-            _check_default_supernet_reaches(target_ms, lut_doc, FLAGS.allow_empty_stages)
-            supernet_dir = os.path.join(FLAGS.out, "supernet")
-            print(f"no --supernet: training a short one on {FLAGS.data!r} into {supernet_dir} (resumable)")
-            ts.train_supernet(supernet_dir, data=FLAGS.data, data_dir=FLAGS.data_dir, seed=FLAGS.seed,
-                              **ts.QUICK_SETTINGS)
-        result = slim(supernet_dir, FLAGS.out, target=target_ms, lut=lut_doc, data=FLAGS.data,
-                      data_dir=FLAGS.data_dir, seed=FLAGS.seed, eval_images=FLAGS.eval_images,
-                      calibration_images=FLAGS.calibration_images, allow_empty_stages=FLAGS.allow_empty_stages)
-    except ValueError as e:  # SlimError, SupernetError, DatasetError, ConfigError: one line each
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    lut_doc = load_lut(FLAGS.lut)
+    target_ms = resolve_target(FLAGS.target, FLAGS.target_like, lut_doc)  # fail fast, before training
+    if FLAGS.check_drift:
+        target_ms = _target_in_lut_ms(target_ms, FLAGS.target_like, FLAGS.lut, lut_doc)
+    supernet_dir = FLAGS.supernet
+    if supernet_dir is None:
+        _check_default_supernet_reaches(target_ms, lut_doc, FLAGS.allow_empty_stages)
+        supernet_dir = os.path.join(FLAGS.out, "supernet")
+        print(f"no --supernet: training a short one on {FLAGS.data!r} into {supernet_dir} (resumable)")
+        ts.train_supernet(supernet_dir, data=FLAGS.data, data_dir=FLAGS.data_dir, seed=FLAGS.seed,
+                          **ts.QUICK_SETTINGS)
+    result = slim(supernet_dir, FLAGS.out, target=target_ms, lut=lut_doc, data=FLAGS.data,
+                  data_dir=FLAGS.data_dir, seed=FLAGS.seed, eval_images=FLAGS.eval_images,
+                  calibration_images=FLAGS.calibration_images, allow_empty_stages=FLAGS.allow_empty_stages)
     with open(result["files"]["trajectory"]) as f:
         print(summary_table(json.load(f)))
     c = result["config"]
@@ -562,10 +558,14 @@ def _define_flags():
                          "training images for BatchNorm re-estimation of each candidate (0: off)")
 
 
-if __name__ == "__main__":
-    from absl import app
-
+def run():
+    """Console entry point (`ef-slim`): flags, then `main` with one-line errors for bad input."""
+    from ef_keras.errors import run as run_cli
     from search._cli import dashed_flags
 
     _define_flags()
-    app.run(main, argv=dashed_flags())
+    run_cli(main, argv=dashed_flags())
+
+
+if __name__ == "__main__":
+    run()

@@ -45,7 +45,9 @@ from keras import ops
 
 from ef_keras import layers as ef_layers
 from ef_keras.config import ConfigError, EfficientFormerConfig
+from ef_keras.errors import EfKerasError
 from ef_keras.model import EfficientFormer
+from ef_keras.output import write_json, writing
 from search.arch import CANDIDATES, STAGES_WITH_3D, Arch
 
 TAU_START = 5.0
@@ -55,7 +57,7 @@ _MASKED = -1e9
 MIXING_MODES = ("soft", "hard")
 
 
-class SupernetError(ValueError):
+class SupernetError(EfKerasError):
     """A supernet directory or checkpoint that does not match what was asked."""
 
 
@@ -274,10 +276,9 @@ def save_supernet(supernet: Supernet, directory: str, extra: dict | None = None)
     os.makedirs(directory, exist_ok=True)
     meta = {"config": supernet.config.to_dict(), "image_size": supernet.image_size,
             "classes": supernet.classes, **(extra or {})}
-    tmp = os.path.join(directory, f".tmp{os.getpid()}.weights.h5")
-    supernet.save_weights(tmp)
-    os.replace(tmp, os.path.join(directory, WEIGHTS_FILE))
-    write_json_atomic(os.path.join(directory, SUPERNET_JSON), meta)
+    with writing(os.path.join(directory, WEIGHTS_FILE)) as tmp:
+        supernet.save_weights(tmp)
+    write_json(os.path.join(directory, SUPERNET_JSON), meta)
 
 
 def load_supernet(directory: str, expect_config: EfficientFormerConfig | None = None) -> tuple[Supernet, dict]:
@@ -307,12 +308,3 @@ def load_supernet(directory: str, expect_config: EfficientFormerConfig | None = 
                             f"(widths {list(config.widths)}, depths {list(config.depths)}): "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return supernet, meta
-
-
-def write_json_atomic(path: str, data) -> None:
-    """json.dump to a temp file, then os.replace (never a half-written file)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)

@@ -42,7 +42,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 
 import keras
@@ -52,8 +51,8 @@ import tensorflow as tf
 from ef_keras.config import EfficientFormerConfig
 from search.arch import CANDIDATES
 from search.scoring import initial_num_vit, path_scores
-from search.supernet import (MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at,
-                             write_json_atomic)
+from search.supernet import (MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at)
+from ef_keras.output import write_json
 
 #: The default supernet: L1's widths (48,96,224,448) with one more block in stage 2, so every
 #: named L1-like point and `--target-like l1` lie inside it, small enough to train at 96 px on
@@ -99,7 +98,7 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
     `tf.distribute.Strategy` or a name of `ef_keras.training.STRATEGIES`.
     """
     from ef_keras import data as ef_data
-    from ef_keras.training import enable_sync_batchnorm, make_strategy
+    from ef_keras.training import make_strategy
     from search.slim import load_eval_split
 
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing)
@@ -116,28 +115,16 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
     run_id = {"config": config.to_dict(), "image_size": image_size, "classes": classes, "data": data,
               "epochs": epochs, "steps_per_epoch": spe, "batch_size": batch_size, "seed": seed, "mixing": mixing}
     _check_resumable(ckpt_dir, run_id)
-    with strategy.scope():
-        supernet = Supernet(config, image_size=image_size, classes=classes, mixing=mixing)
-        if replicas > 1:
-            enable_sync_batchnorm(supernet)  # the recipe's SyncBN: statistics of the global batch
-        wvars = supernet.weight_variables()
-        schedule = keras.optimizers.schedules.CosineDecay(0.0, max(total - spe // 2, 1), alpha=0.01,
-                                                          warmup_target=lr, warmup_steps=min(spe // 2, total))
-        # No clipnorm: Keras clips each replica's partial gradient before the cross-replica sum,
-        # which would make a distributed run differ from a single-device one.
-        opt_w = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
-        opt_w.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "layer_scale", "attention_biases"])
-        opt_a = keras.optimizers.Adam(alpha_lr, beta_1=0.5)
-        opt_w.build(wvars)
-        opt_a.build([supernet.alpha])
+    trainer = SupernetTrainer(config, image_size=image_size, classes=classes, mixing=mixing, total_steps=total,
+                              steps_per_epoch=spe, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                              alpha_lr=alpha_lr, alpha_weight_decay=alpha_weight_decay, seed=seed, strategy=strategy)
+    supernet = trainer.supernet
     os.makedirs(out_dir, exist_ok=True)
-    step = _restore(ckpt_dir, supernet, opt_w, opt_a, run_id)
+    step = _restore(ckpt_dir, supernet, trainer.opt_w, trainer.opt_a, run_id)
     if step >= total and os.path.exists(os.path.join(out_dir, IMPORTANCE_JSON)):
         return supernet, _read_json(os.path.join(out_dir, IMPORTANCE_JSON))
 
-    xa, ya = load_eval_split(data, image_size, data_dir, max_alpha_images, seed)
-    ya = tf.one_hot(ya, classes)
-    steps = _Steps(supernet, wvars, opt_w, opt_a, strategy, batch_size, alpha_weight_decay)
+    alpha_data = load_eval_split(data, image_size, data_dir, max_alpha_images, seed)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     bar = keras.utils.Progbar(total, stateful_metrics=["loss", "acc", "tau", "a_loss"]) if progress else None
     if bar is not None and step:
@@ -148,14 +135,7 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
                                   training=True, seed=seed, epoch=epoch, augment=augment)
         ds = ds.skip(step - epoch * spe).take(spe - (step - epoch * spe))
         for batch in strategy.experimental_distribute_dataset(ds):
-            supernet.tau.assign(tau_at(step, total))
-            loss, acc = steps.weights(batch, gumbel_noise(seed, 2 * step, supernet.num_paths))
-            values = [("loss", float(loss)), ("acc", float(acc)), ("tau", float(supernet.tau.numpy()))]
-            if epoch >= warmup_epochs:
-                idx = np.random.default_rng([seed, step]).choice(len(xa), min(batch_size, len(xa)), replace=False)
-                a_loss = steps.alpha((tf.gather(xa, idx), tf.gather(ya, idx)),
-                                     gumbel_noise(seed, 2 * step + 1, supernet.num_paths))
-                values.append(("a_loss", float(a_loss)))
+            values = trainer.step(step, batch, alpha_data if epoch >= warmup_epochs else None)
             if not all(math.isfinite(v) for _, v in values):
                 raise SupernetError(f"non-finite loss at step {step + 1} ({dict(values)}); the last good checkpoint "
                                     f"is kept in {ckpt_dir}: lower --lr (now {lr}) or --alpha-lr (now {alpha_lr})")
@@ -166,7 +146,7 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
                 for k, v in values:
                     _scalar(f"supernet/{k}", v)
             if step % checkpoint_every == 0 or step % spe == 0 or step == total:
-                _save(ckpt_dir, step, supernet, opt_w, opt_a, run_id)
+                _save(ckpt_dir, step, supernet, trainer.opt_w, trainer.opt_a, run_id)
             if max_steps is not None and step >= max_steps:
                 return supernet, None
         with writer.as_default(step=step):
@@ -177,20 +157,61 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
 
     importance = importance_report(supernet)
     save_supernet(supernet, out_dir, extra={"training": run_id, "steps": total})
-    write_json_atomic(os.path.join(out_dir, IMPORTANCE_JSON), importance)
+    write_json(os.path.join(out_dir, IMPORTANCE_JSON), importance)
     return supernet, importance
 
 
-class _Steps:
-    """The weight step and the α step as distributed tf.functions (one trace each)."""
+class SupernetTrainer:
+    """A supernet, its two optimizers and its weight and α steps (distributed tf.functions, one trace each).
 
-    def __init__(self, supernet, wvars, opt_w, opt_a, strategy, global_batch, alpha_weight_decay):
-        self.supernet, self.wvars, self.opt_w, self.opt_a = supernet, wvars, opt_w, opt_a
-        self.strategy, self.global_batch, self.alpha_wd = strategy, global_batch, alpha_weight_decay
+    `step(i, batch, alpha_data)` is one training step: τ of step i, a weight step on `batch`
+    (a distributed (x, one-hot y) batch) and, when `alpha_data` (held-out x, int y) is given,
+    an α step on `batch_size` of its images drawn as a function of (seed, i). Both draw their
+    own Gumbel noise of (seed, i). Returns [(name, value)] of loss, acc, tau (, a_loss).
+    """
+
+    def __init__(self, config: EfficientFormerConfig, *, image_size: int, classes: int, mixing: str, total_steps: int,
+                 steps_per_epoch: int, batch_size: int, lr: float, weight_decay: float, alpha_lr: float,
+                 alpha_weight_decay: float, seed: int, strategy: tf.distribute.Strategy):
+        from ef_keras.training import enable_sync_batchnorm
+
+        self.total, self.global_batch, self.seed, self.classes = total_steps, batch_size, seed, classes
+        spe = steps_per_epoch
+        with strategy.scope():
+            self.supernet = Supernet(config, image_size=image_size, classes=classes, mixing=mixing)
+            if strategy.num_replicas_in_sync > 1:
+                enable_sync_batchnorm(self.supernet)  # the recipe's SyncBN: statistics of the global batch
+            wvars = self.supernet.weight_variables()
+            schedule = keras.optimizers.schedules.CosineDecay(0.0, max(total_steps - spe // 2, 1), alpha=0.01,
+                                                              warmup_target=lr,
+                                                              warmup_steps=min(spe // 2, total_steps))
+            # No clipnorm: Keras clips each replica's partial gradient before the cross-replica sum,
+            # which would make a distributed run differ from a single-device one.
+            self.opt_w = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+            self.opt_w.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "layer_scale",
+                                                            "attention_biases"])
+            self.opt_a = keras.optimizers.Adam(alpha_lr, beta_1=0.5)
+            self.opt_w.build(wvars)
+            self.opt_a.build([self.supernet.alpha])
+        self.wvars, self.strategy, self.alpha_wd = wvars, strategy, alpha_weight_decay
         self.ce_smooth = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, reduction=None)
         self.ce = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)
         self._weights = tf.function(self._distributed(self._weight_replica))
         self._alpha = tf.function(self._distributed(self._alpha_replica))
+
+    def step(self, i: int, batch, alpha_data=None) -> list[tuple[str, float]]:
+        """Training step i (see the class docstring)."""
+        net = self.supernet
+        net.tau.assign(tau_at(i, self.total))
+        loss, acc = self._weights(batch, gumbel_noise(self.seed, 2 * i, net.num_paths))
+        values = [("loss", float(loss)), ("acc", float(acc)), ("tau", float(net.tau.numpy()))]
+        if alpha_data is not None:
+            xa, ya = alpha_data
+            idx = np.random.default_rng([self.seed, i]).choice(len(xa), min(self.global_batch, len(xa)), replace=False)
+            a_loss = self.alpha((tf.gather(xa, idx), tf.one_hot(tf.gather(ya, idx), self.classes)),
+                                gumbel_noise(self.seed, 2 * i + 1, net.num_paths))
+            values.append(("a_loss", float(a_loss)))
+        return values
 
     def _distributed(self, fn):
         def run(batch, noise):
@@ -215,12 +236,8 @@ class _Steps:
         self.opt_a.apply_gradients([(tape.gradient(loss, alpha), alpha)])
         return loss
 
-    def weights(self, batch, noise):
-        """One weight step on a distributed (x, y) batch; returns (loss, train accuracy)."""
-        return self._weights(batch, noise)
-
     def alpha(self, batch, noise):
-        """One α step on a (x, y) batch of held-out images, split over the replicas."""
+        """One α step on a (x, one-hot y) batch of held-out images, split over the replicas."""
         x, y = batch
         n = self.strategy.num_replicas_in_sync
         if n > 1:
@@ -263,7 +280,7 @@ def _save(ckpt_dir, step, supernet, opt_w, opt_a, run_id):
     os.makedirs(tmp)
     supernet.save_weights(os.path.join(tmp, "model.weights.h5"))
     np.savez(os.path.join(tmp, "optimizers.npz"), *[v.numpy() for v in opt_w.variables + opt_a.variables])
-    write_json_atomic(os.path.join(tmp, "state.json"), {"step": step, "run": run_id})
+    write_json(os.path.join(tmp, "state.json"), {"step": step, "run": run_id})
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in _checkpoints(ckpt_dir)[:-2]:  # keep the newest two
@@ -319,11 +336,9 @@ def _read_json(path):
 
 # --------------------------------------------------------------------------- CLI
 def _ints(text, name):
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise SupernetError(f"--{name} must be 4 comma-separated integers, got {text!r}") from None
-    return values
+    from ef_keras.checks import parse_int_list
+
+    return parse_int_list(f"--{name}", text, length=4)
 
 
 def main(argv):
@@ -332,18 +347,14 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     t0 = time.time()
-    try:
-        config = EfficientFormerConfig(widths=_ints(FLAGS.widths, "widths"), depths=_ints(FLAGS.depths, "depths"),
-                                       num_vit=0, name="supernet")
-        _, importance = train_supernet(FLAGS.out, config=config, data=FLAGS.data, data_dir=FLAGS.data_dir,
-                                       image_size=FLAGS.image_size, epochs=FLAGS.epochs,
-                                       warmup_epochs=FLAGS.warmup_epochs, steps_per_epoch=FLAGS.steps_per_epoch or None,
-                                       batch_size=FLAGS.batch_size, lr=FLAGS.lr, alpha_lr=FLAGS.alpha_lr,
-                                       mixing=FLAGS.mixing, seed=FLAGS.seed, strategy=FLAGS.strategy,
-                                       checkpoint_every=FLAGS.checkpoint_every)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    config = EfficientFormerConfig(widths=_ints(FLAGS.widths, "widths"), depths=_ints(FLAGS.depths, "depths"),
+                                   num_vit=0, name="supernet")
+    _, importance = train_supernet(FLAGS.out, config=config, data=FLAGS.data, data_dir=FLAGS.data_dir,
+                                   image_size=FLAGS.image_size, epochs=FLAGS.epochs,
+                                   warmup_epochs=FLAGS.warmup_epochs, steps_per_epoch=FLAGS.steps_per_epoch or None,
+                                   batch_size=FLAGS.batch_size, lr=FLAGS.lr, alpha_lr=FLAGS.alpha_lr,
+                                   mixing=FLAGS.mixing, seed=FLAGS.seed, strategy=FLAGS.strategy,
+                                   checkpoint_every=FLAGS.checkpoint_every)
     print(f"supernet trained in {time.time() - t0:.0f} s -> {FLAGS.out}")
     print("stage scores:", ", ".join(f"{s:.3f}" for s in importance["stage_scores"]),
           f"| initial num_vit {importance['initial_num_vit']}")
@@ -376,10 +387,14 @@ def _define_flags():
     flags.DEFINE_integer("checkpoint_every", 50, "steps between checkpoints")
 
 
-if __name__ == "__main__":
-    from absl import app
-
+def run():
+    """Console entry point (`ef-train-supernet`): flags, then `main` with one-line errors for bad input."""
+    from ef_keras.errors import run as run_cli
     from search._cli import dashed_flags
 
     _define_flags()
-    app.run(main, argv=dashed_flags())
+    run_cli(main, argv=dashed_flags())
+
+
+if __name__ == "__main__":
+    run()

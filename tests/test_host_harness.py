@@ -118,3 +118,31 @@ def test_cli_measures_a_manifest_and_reports_bad_input_in_one_line(exported, tmp
         bad = _cli(*argv)
         assert bad.returncode == 1 and "Traceback" not in bad.stderr
         assert bad.stderr.strip().splitlines()[-1].startswith(message), bad.stderr
+
+
+def test_reference_models_are_timed_with_the_units_then_fit_and_drift_check(tmp_path):
+    """A complete tiny space: the harness records whole reference models, refits the correction, and
+    `--check-lut` re-times them on this host (a ratio, whatever the load)."""
+    from android_ios_bench.export import reference_items
+    from android_ios_bench.host.cli import check_lut
+    from android_ios_bench.predictor import predict, reference_configs
+
+    models = str(tmp_path / "models")
+    export_items(lut_items(SPACE) + reference_items(SPACE), models, search_space=SPACE.to_dict())
+    doc = measure_manifest(os.path.join(models, MANIFEST_NAME), str(tmp_path / "lut.json"), runs=5, warmup=1)
+    names = [n for n, _ in reference_configs(SPACE.to_dict())]
+    assert sorted(r["name"] for r in doc["reference_models"]) == sorted(names)
+    assert all(0 < r["p10_ms"] <= r["median_ms"] for r in doc["reference_models"])
+    fit = doc["correction"]
+    assert fit["statistic"] == "p10_ms" and fit["fitted_on"] == sorted(names) and fit["loo_mean_abs_pct"] >= 0
+    assert L.load_lut(str(tmp_path / "lut.json"))["correction"] == fit
+    first = doc["reference_models"][0]
+    assert predict(first["config"], doc, input_size=64).ms != predict(first["config"], doc, input_size=64,
+                                                                     correction=False).ms
+    drift = check_lut(str(tmp_path / "lut.json"), models_dir=str(tmp_path / "again"), runs=5, warmup=1)
+    assert sorted(m["name"] for m in drift["models"]) == sorted(names)
+    assert set(drift["scale"]) == {"median_ms", "p10_ms"} and all(v > 0 for v in drift["scale"].values())
+    doc["device"]["name"] = "pixel-7"
+    L.save_lut(doc, str(tmp_path / "phone.json"))
+    with pytest.raises(L.LUTError, match="re-time a phone's LUT on the phone"):
+        check_lut(str(tmp_path / "phone.json"))

@@ -173,3 +173,12 @@ def test_build_unit_runs_with_the_unit_input_and_output_shapes(kind):
 def test_unit_fields_make_the_key():
     unit = Unit.make("meta3d", cin=64, cout=64, res=7, tokens=49, mlp_ratio=4, key_dim=32, num_heads=8, attn_ratio=4)
     assert unit.key == "meta3d_c64_r7_m4_k32_h8_a4" and unit.input_shape == (1, 49, 64)
+
+
+def test_nan_in_a_lut_file_is_refused_naming_the_file(tmp_path):
+    doc = L.load_default_lut()
+    path = tmp_path / "nan.json"
+    text = json.dumps(doc).replace(str(next(iter(doc["entries"].values()))["median_ms"]), "NaN", 1)
+    path.write_text(text)
+    with pytest.raises(L.LUTError, match=f"{path}.*NaN is not a latency"):
+        L.load_lut(str(path))
