@@ -7,6 +7,9 @@ Accepted sources:
 - a directory: every image file below it (a plain folder of images, or an ImageFolder tree
   root/class/*.jpg or root/split/class/*.jpg), resized to the model input with a centre
   crop and ImageNet-normalised like `ef_keras.preprocess_input`;
+- one of ef_keras's in-memory datasets (`embedded`, `digits`, `fashion_mnist`; see
+  `ef_keras.data.load_arrays`): images spread evenly over its *train* split, so held-out
+  images stay unseen;
 - a tfds dataset name, optionally with a split (`imagenette`, `imagenet2012:validation`),
   read from the local TFDS data dir without downloading;
 - an array (N, *input_shape) or an iterable of such arrays/single samples, already
@@ -40,6 +43,8 @@ def calibration_samples(source, spec: InputSpec, max_samples: int = DEFAULT_SAMP
             samples = _folder_samples(source, spec, max_samples)
         elif os.sep in source or os.path.exists(source):
             raise DeployError(f"calibration data {source!r} is not a directory; give an image folder or a tfds name")
+        elif source in _in_memory_datasets():
+            samples = _in_memory_samples(source, spec, max_samples)
         else:
             samples = _tfds_samples(source, spec, max_samples)
     else:
@@ -83,6 +88,20 @@ def _folder_samples(root: str, spec: InputSpec, max_samples: int) -> np.ndarray:
         except (UnidentifiedImageError, OSError) as e:
             raise DeployError(f"cannot read calibration image {path}: {e}") from e
     return preprocess_input(np.stack(pixels))
+
+
+def _in_memory_datasets() -> tuple:
+    from ef_keras.data import ARRAY_DATASETS  # imports TensorFlow: only when a name is given
+
+    return ARRAY_DATASETS
+
+
+def _in_memory_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:
+    from ef_keras.data import load_arrays
+
+    images, _ = load_arrays(name, "train")
+    picks = images[:: max(1, len(images) // max_samples)][:max_samples]  # evenly spaced: all classes
+    return preprocess_input(np.stack([_center_crop(image, spec.shape[1], spec.shape[2]) for image in picks]))
 
 
 def _tfds_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:

@@ -130,7 +130,8 @@ flags.DEFINE_string("model", None, "l1 | l3 | l7 | PATH.keras | ARCH.json")
 flags.DEFINE_string("weights", None, "checkpoint to load (.safetensors / .pth, official or timm layout)")
 flags.DEFINE_string("precision", None, "fp32 | fp16 | int8 (default: fp32 for tflite/onnx, fp16 for coreml); "
                                        "tflite also takes int8-dynamic (int8 weights, float activations)")
-flags.DEFINE_string("calibration-data", None, "int8 TFLite: image folder, ImageFolder root or tfds dataset name")
+flags.DEFINE_string("calibration-data", None, "int8 TFLite: image folder, ImageFolder root, embedded / digits / "
+                                              "fashion_mnist (train split) or a tfds dataset name")
 flags.DEFINE_string("out", None, "output path (default: <model>_<precision>.<ext> in the current directory)")
 flags.DEFINE_boolean("overwrite", False, "replace an existing output")
 flags.DEFINE_integer("image-size", 224, "input height and width for l1/l3/l7/ARCH.json (multiple of 32)")

@@ -11,7 +11,7 @@ import pytest
 
 import deploy
 import ef_keras
-from deploy import common, convert, int8_graph, report, testing, tflite, verify
+from deploy import calibration, common, convert, int8_graph, report, testing, tflite, verify
 from ef_keras.config import EfficientFormerConfig
 from tests.helpers import TINY, TINY_INPUT
 
@@ -90,14 +90,14 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def calibration(tiny):
+def calibration_inputs(tiny):
     return verify.sample_inputs(common.input_spec(tiny), count=8, seed=1)
 
 
-def test_full_int8_is_one_xnnpack_partition(tiny, calibration, tmp_path):
+def test_full_int8_is_one_xnnpack_partition(tiny, calibration_inputs, tmp_path):
     spec = common.input_spec(tiny)
     plain = tmp_path / "plain.tflite"
-    plain.write_bytes(tflite.convert(tiny, spec, "int8", calibration, float_ops=()))
+    plain.write_bytes(tflite.convert(tiny, spec, "int8", calibration_inputs, float_ops=()))
     left = tflite.reference_ops(str(plain))  # the converter's plain full-integer model, for contrast
     assert {"AVERAGE_POOL_2D (int8)", "GELU (int8)", "SOFTMAX (int8)"} <= set(left)
     plain_xnnpack = tflite.xnnpack_summary(str(plain))
@@ -105,7 +105,8 @@ def test_full_int8_is_one_xnnpack_partition(tiny, calibration, tmp_path):
     warning = report.delegation_warning({"precision": "int8", "xnnpack": plain_xnnpack, "xnnpack_reference_ops": left})
     assert "not fully delegated" in warning and "GELU (int8)" in warning and "\n" not in warning
 
-    result = deploy.to_tflite(tiny, str(tmp_path / "int8.tflite"), precision="int8", calibration_data=calibration)
+    result = deploy.to_tflite(tiny, str(tmp_path / "int8.tflite"), precision="int8",
+                              calibration_data=calibration_inputs)
     assert result["xnnpack"]["partitions"] == 1 and result["xnnpack"]["fully_delegated"]
     assert result["xnnpack_reference_ops"] == {}
     census = result["op_census_by_dtype"]
@@ -118,9 +119,9 @@ def test_full_int8_is_one_xnnpack_partition(tiny, calibration, tmp_path):
     assert "int8 / float ops" in report.format_table(result)
 
 
-def test_approximate_gelu_is_int8_and_reports_its_float_delta(tiny, calibration, tmp_path):
-    result = deploy.to_tflite(tiny, str(tmp_path / "sig.tflite"), precision="int8", calibration_data=calibration,
-                              int8_gelu="sigmoid")
+def test_approximate_gelu_is_int8_and_reports_its_float_delta(tiny, calibration_inputs, tmp_path):
+    result = deploy.to_tflite(tiny, str(tmp_path / "sig.tflite"), precision="int8",
+                              calibration_data=calibration_inputs, int8_gelu="sigmoid")
     assert "GELU" not in result["op_census"] and result["op_census_by_dtype"]["int8"]["LOGISTIC"] == sum(TINY.depths)
     assert result["xnnpack"]["fully_delegated"]
     assert 1e-5 < result["int8_graph"]["float_max_abs_diff"] < 1.0
@@ -172,9 +173,19 @@ def test_cli_int8_flags_without_int8_meaning(tmp_path):
 @pytest.mark.parametrize("variant", ["l1", "l3", "l7"])
 def test_named_variants_full_int8_one_partition(variant, tmp_path):
     model = testing.randomize_weights(ef_keras.EfficientFormer(variant))
-    calibration = verify.sample_inputs(common.input_spec(model), count=8, seed=1)
-    result = deploy.to_tflite(model, str(tmp_path / f"{variant}.tflite"), precision="int8",
-                              calibration_data=calibration)
+    samples = verify.sample_inputs(common.input_spec(model), count=8, seed=1)
+    result = deploy.to_tflite(model, str(tmp_path / f"{variant}.tflite"), precision="int8", calibration_data=samples)
     assert result["xnnpack"]["fully_delegated"] and result["xnnpack_reference_ops"] == {}
     assert result["int8_graph"]["float_max_rel_diff"] <= 1e-5
     assert result["verification"]["cosine"] >= 0.99
+
+
+def test_calibration_from_an_in_memory_dataset():
+    """`--calibration-data digits` (or embedded): grey train images, resized and ImageNet-normalised."""
+    from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+
+    samples = calibration.calibration_samples("digits", common.InputSpec("image", (1, 32, 32, 3)))
+    assert samples.shape == (calibration.DEFAULT_SAMPLES, 32, 32, 3)
+    pixels = samples * np.asarray(IMAGENET_STD) + np.asarray(IMAGENET_MEAN)  # back to the [0, 1] grey levels
+    np.testing.assert_allclose(pixels[..., 0], pixels[..., 2], atol=1e-5)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5 and pixels.std() > 0.1
