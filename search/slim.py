@@ -45,7 +45,7 @@ from search import actions as actions_lib
 from search.scoring import path_scores
 from search.supernet import (SUPERNET_JSON, WEIGHTS_FILE, SupernetError, child_model, load_supernet)
 from ef_keras.errors import EfKerasError
-from ef_keras.output import write_json, writing
+from ef_keras.output import check_run_directory, write_json, writing
 
 TRAJECTORY = "trajectory.json"
 ARCH_JSON = "architecture.json"
@@ -294,6 +294,7 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     """
     import keras
 
+    out_dir = check_run_directory(out_dir)
     keras.utils.set_random_seed(seed)
     lut_doc = lut if isinstance(lut, dict) else load_lut(lut)
     target_ms = resolve_target(target, target_like, lut_doc)
@@ -486,6 +487,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     del argv
     started = time.time()
+    check_run_directory(FLAGS.out)
     lut_doc = load_lut(FLAGS.lut)
     target_ms = resolve_target(FLAGS.target, FLAGS.target_like, lut_doc)  # fail fast, before training
     if FLAGS.check_drift:

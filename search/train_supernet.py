@@ -52,7 +52,7 @@ from ef_keras.config import EfficientFormerConfig
 from search.arch import CANDIDATES
 from search.scoring import initial_num_vit, path_scores
 from search.supernet import (MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at)
-from ef_keras.output import write_json
+from ef_keras.output import check_run_directory, write_json
 
 #: The default supernet: L1's widths (48,96,224,448) with one more block in stage 2, so every
 #: named L1-like point and `--target-like l1` lie inside it, small enough to train at 96 px on
@@ -102,6 +102,7 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
     from search.slim import load_eval_split
 
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing)
+    out_dir = check_run_directory(out_dir)
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
@@ -119,12 +120,12 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
                               steps_per_epoch=spe, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                               alpha_lr=alpha_lr, alpha_weight_decay=alpha_weight_decay, seed=seed, strategy=strategy)
     supernet = trainer.supernet
-    os.makedirs(out_dir, exist_ok=True)
     step = _restore(ckpt_dir, supernet, trainer.opt_w, trainer.opt_a, run_id)
     if step >= total and os.path.exists(os.path.join(out_dir, IMPORTANCE_JSON)):
         return supernet, _read_json(os.path.join(out_dir, IMPORTANCE_JSON))
 
     alpha_data = load_eval_split(data, image_size, data_dir, max_alpha_images, seed)
+    os.makedirs(out_dir, exist_ok=True)  # only now: a run that cannot start leaves no empty directory
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     bar = keras.utils.Progbar(total, stateful_metrics=["loss", "acc", "tau", "a_loss"]) if progress else None
     if bar is not None and step:

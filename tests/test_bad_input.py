@@ -66,6 +66,8 @@ CONVERT = "deploy.convert"
 TRAIN = "ef_keras.train"
 DESCRIBE = "ef_keras.describe"
 LUT = "android_ios_bench.host"  # defines its flags in main(): one subprocess per case
+SLIM, SUPERNET = "search.slim", "search.train_supernet"  # define their flags when run as __main__: the same
+SUBPROCESS_CLIS = (LUT, SLIM, SUPERNET)
 TINY64 = ["--model", "tiny.json", "--image-size", "64"]
 #: (cli, id, set-up, argv, expected part of the error line)
 CASES = [
@@ -152,6 +154,18 @@ CASES = [
     (LUT, "max_widths_not_integers", with_files(), ["--lut-out", "lut.json", "--max-widths", "96,abc"],
      "--max-widths must be comma-separated integers"),
     (LUT, "zero_threads", with_files(), ["--lut-out", "lut.json", "--threads", "0"], "--threads"),
+    (SLIM, "target_and_target_like", with_files(), ["--target", "12", "--target-like", "l1", "--out", "o"],
+     "exactly one of --target"),
+    (SLIM, "paper_iphone_figure_on_the_host_lut", with_files(), ["--target", "1.6", "--out", "o"], "iPhone 12 CoreML"),
+    (SLIM, "nan_target", with_files(), ["--target", "nan", "--out", "o"], "positive number of milliseconds"),
+    (SLIM, "out_is_a_file", with_files(("o", b"not a directory")), ["--target", "12", "--out", "o"],
+     "is not a directory"),
+    (SLIM, "missing_lut", with_files(), ["--target", "12", "--lut", "none.json", "--out", "o"], "not found"),
+    (SUPERNET, "nan_lr", with_files(), ["--lr", "nan", "--out", "o"], "lr must be a finite positive number"),
+    (SUPERNET, "zero_batch", with_files(), ["--batch-size", "0", "--data", "digits", "--out", "o"],
+     "batch_size must be a positive integer"),
+    (SUPERNET, "widths_not_integers", with_files(), ["--widths", "96,abc", "--out", "o"],
+     "--widths must be comma-separated integers"),
 ]
 #: Not bad input but a diverging run: lr 1e30 makes the loss non-finite at step 2 (the run dir stays).
 NAN_LOSS = (TRAIN, "nan_loss", with_files(),
@@ -193,7 +207,7 @@ def cli_results(tmp_path_factory):
         d.mkdir()
         setup(str(d))
         before[case_id, cli] = snapshot(str(d))
-        if cli == LUT:
+        if cli in SUBPROCESS_CLIS:
             procs.append((cli, case_id, subprocess.Popen(
                 [sys.executable, "-m", cli, *argv], env=ENV, cwd=str(d), stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, text=True)))
