@@ -1,8 +1,9 @@
 """An int8-friendly export graph for EfficientFormer, and the full-integer quantisation that keeps it in one XNNPACK partition.
 
-Full-integer TFLite of the plain model splits into 38 XNNPACK partitions for L1 (75 for L3,
-119 for L7). Measured on LiteRT 2.3 (`xnnpack_summary(...)["reference_ops"]`), the int8
-ops that XNNPACK rejects, so that they run on the reference kernels between partitions, are:
+The converter's own full-integer TFLite of an EfficientFormer splits into 38 XNNPACK
+partitions for L1 (75 for L3, 119 for L7). Measured on LiteRT 2.3 with
+`deploy.tflite.reference_ops`, the int8 ops that XNNPACK rejects, so that they run on the
+reference kernels between partitions, are:
 
 | op (int8) | where | fix here |
 |---|---|---|
@@ -22,8 +23,9 @@ shape (1, H, W, 1) (1 inside, 1.5 on edges, 2.25 in corners) broadcast over chan
 
 GELU: the TFLite int8 GELU kernel is itself a table lookup, but XNNPACK has no such op,
 so exact GELU stays a float island. Two approximations that quantise to ops XNNPACK runs
-in int8 (LOGISTIC, MUL, ADD) are available as an opt-in (`gelu="tanh"` or `"sigmoid"`);
-they change the float model, and the converter reports by how much.
+in int8 (LOGISTIC, MUL, ADD) are available as an opt-in (`export_model(model, "tanh")` or
+`"sigmoid"`; `to_tflite(..., int8_gelu=...)`, `--int8-gelu`); they change the float model,
+and the converter reports by how much.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ef_keras import layers as ef_layers
 #: GELU forms of the export graph: "exact" is the model's own (erf) GELU; the others approximate it.
 GELU_FORMS = ("exact", "tanh", "sigmoid")
 #: Ops that XNNPACK (LiteRT 2.3) runs in float but not in int8: quantisation leaves them in float.
+#: AVERAGE_POOL_2D is gone from an EfficientFormer's export graph; it stays listed for other models.
 FLOAT_ISLAND_OPS = ("GELU", "AVERAGE_POOL_2D", "SOFTMAX", "BATCH_MATMUL", "RSQRT", "SQUARED_DIFFERENCE")
 
 _TANH_GELU_SCALE = 2.0 * math.sqrt(2.0 / math.pi)  # 0.5(1 + tanh(z)) = sigmoid(2z)
