@@ -15,7 +15,8 @@ Reported, for the median, the p10 and the minimum of the timings:
 (c) the error of predicted vs measured Delta-latency of single actions, relative to the
     measured Delta; and the correction (`predictor.refit_correction`: global scale + constant
     or per-family scales + constant) with its leave-one-out error.
-`--write-lut` writes the session's LUT (units, reference models, correction) to PATH.
+`--write-lut` writes the session's LUT (units, L1/L3 and six random models as its reference
+models, their correction) to PATH; `--session LUT` re-analyses a recorded session.
 Outputs lut_validation.{json,md,png} in --out.
 """
 
@@ -32,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MAX_DEPTHS = (6, 6, 18, 8)  # L7's: the deepest named model
 STATISTICS = ("median_ms", "p10_ms", "min_ms")
+DEFAULT_STAT = "min_ms"  # android_ios_bench.predictor.CORRECTION_STATISTIC
 
 
 def random_configs(n: int, max_widths, step: int, seed: int):
@@ -148,11 +150,12 @@ def analyse(doc, configs, pairs) -> dict:
     return out
 
 
-def run(n_random=20, seed=0, runs=50, warmup=5, threads=2, out_dir="benchmarks/results", write_lut=None):
+def run(n_random=20, seed=0, runs=50, warmup=5, threads=2, out_dir="benchmarks/results", write_lut=None,
+        session=None):
     from android_ios_bench.host import measure_manifest
     from android_ios_bench.host.cli import default_models_dir
-    from android_ios_bench.lut import default_lut_path, load_lut, now_iso, save_lut
-    from android_ios_bench.predictor import reference_configs
+    from android_ios_bench.lut import default_lut_path, load_lut, save_lut
+    from android_ios_bench.predictor import REFERENCE_RANDOM
     from android_ios_bench.units import SearchSpace
     from ef_keras import get_config
     from search.arch import full_arch
@@ -167,28 +170,30 @@ def run(n_random=20, seed=0, runs=50, warmup=5, threads=2, out_dir="benchmarks/r
     supernet = full_arch(DEFAULT_SUPERNET, DEFAULT_SUPERNET.depths[3]).to_config(DEFAULT_SUPERNET, name="supernet")
     named = [get_config(n) for n in ("l1", "l3", "l7")]
     randoms = random_configs(n_random, space["max_widths"], space["width_step"], seed)
-    refs = [cfg for name, cfg in reference_configs(space) if name.startswith("random")]
-    configs = named + [supernet] + randoms + refs
+    configs = named + [supernet] + randoms
     pairs = action_pairs([named[0], supernet] + randoms[:4])
     configs += [d for _, d, _ in pairs]
-    work = os.path.join(os.path.expanduser("~/.cache"), "ef_keras", "lut_validation")
-    manifest = validation_manifest(configs, units_dir, work, space)
-    lut_out = os.path.join(work, f"session_{seed}.json")
-    if os.path.exists(lut_out):
-        os.remove(lut_out)  # every run is a fresh session
     start = time.time()
-    doc = measure_manifest(manifest, lut_out, threads=threads, warmup=warmup, runs=runs,
-                           command="python benchmarks/lut_validation.py",
-                           progress=lambda d, n, k, s: d % 50 == 0 and print(f"[measure {d}/{n}] {k}",
-                                                                              file=sys.stderr, flush=True))
-    result = {"date": now_iso(), "runs": runs, "threads": threads, "models": len(configs), "action_pairs": len(pairs),
+    if session is None:
+        work = os.path.join(os.path.expanduser("~/.cache"), "ef_keras", "lut_validation")
+        manifest = validation_manifest(configs, units_dir, work, space)
+        session = os.path.join(work, f"session_{seed}.json")
+        if os.path.exists(session):
+            os.remove(session)  # every run is a fresh session
+        doc = measure_manifest(manifest, session, threads=threads, warmup=warmup, runs=runs,
+                               command="python benchmarks/lut_validation.py",
+                               progress=lambda d, n, k, s: d % 50 == 0 and print(f"[measure {d}/{n}] {k}",
+                                                                                  file=sys.stderr, flush=True))
+    else:
+        doc = load_lut(session)
+    result = {"date": doc["measurement"]["date"], "session_lut": session, "runs": doc["measurement"]["runs"], "threads": threads, "models": len(configs), "action_pairs": len(pairs),
               "units": len(doc["entries"]), "timing_seconds": round(time.time() - start, 1),
               "load_average": round(os.getloadavg()[0], 2), "device": doc["device"],
               "correction": doc.get("correction"), "by_statistic": analyse(doc, configs, pairs)}
     shipped = load_lut(default_lut_path())
     result["shipped_lut_date"] = shipped["measurement"]["date"]
-    if write_lut:
-        keep = {name for name, _ in reference_configs(space)} | {"l7", "supernet"} | {c.name for c in randoms}
+    if write_lut:  # the harness' reference set: L1, L3 and six random architectures, measured in this session
+        keep = {"l1", "l3"} | {c.name for c in randoms[:REFERENCE_RANDOM]}
         doc["reference_models"] = [r for r in doc["reference_models"] if r["name"] in keep]
         from android_ios_bench.predictor import refit_correction
         refit_correction(doc)
@@ -216,9 +221,9 @@ def write_results(result, out_dir):
                      f"{r['scaled_loo_max_pct']} | {r['global_scale']} | {r['kendall_tau']} | "
                      f"{r['delta_mean_abs_pct']} / {r['delta_median_abs_pct']} | {g['loo_mean_abs_pct']} / "
                      f"{g['loo_max_abs_pct']}; {f['loo_mean_abs_pct']} / {f['loo_max_abs_pct']} |")
-    lines += ["", "Single-action Delta-latency (scaled prediction vs measured, ms, p10):", "",
+    lines += ["", f"Single-action Delta-latency (scaled prediction vs measured, ms, {DEFAULT_STAT}):", "",
               "| base | action | predicted | measured | err % |", "|---|---|---:|---:|---:|"]
-    for d in result["by_statistic"]["p10_ms"]["deltas"]:
+    for d in result["by_statistic"][DEFAULT_STAT]["deltas"]:
         lines.append(f"| {d['base']} | {d['action']} | {d['predicted_scaled_ms']:.3f} | {d['measured_ms']:.3f} | "
                      f"{d['error_pct']} |")
     lines += ["", "Command: `python benchmarks/lut_validation.py" +
@@ -234,7 +239,7 @@ def plot(result, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    r = result["by_statistic"]["p10_ms"]
+    r = result["by_statistic"][DEFAULT_STAT]
     m = np.array([x["measured_ms"] for x in r["models"]])
     s = np.array([x["scaled_loo_ms"] for x in r["models"]])
     hi = max(m.max(), s.max()) * 1.1
@@ -243,7 +248,8 @@ def plot(result, path):
     ax.plot(grid, grid, "k-", lw=1)
     ax.fill_between(grid, grid * 0.95, grid * 1.05, color="0.85", label="±5%")
     ax.scatter(m, s, s=14, label=f"one global scale, LOO (tau {r['kendall_tau']})")
-    ax.set(xlabel="measured p10 (ms)", ylabel="predicted (ms)", xlim=(0, hi), ylim=(0, hi), title="whole models")
+    ax.set(xlabel=f"measured {DEFAULT_STAT} (ms)", ylabel="predicted (ms)", xlim=(0, hi), ylim=(0, hi),
+           title="whole models")
     ax.legend(loc="upper left")
     ax = axes[1]
     dm = np.array([d["measured_ms"] for d in r["deltas"]])
@@ -254,7 +260,7 @@ def plot(result, path):
     for action, marker in (("depth", "o"), ("mb3d", "s"), ("width", "^")):
         sel = [i for i, d in enumerate(r["deltas"]) if d["action"] == action]
         ax.scatter(dm[sel], dp[sel], marker=marker, label=action)
-    ax.set(xlabel="measured Delta p10 (ms)", ylabel="predicted Delta (ms)", title="single slimming actions")
+    ax.set(xlabel=f"measured Delta {DEFAULT_STAT} (ms)", ylabel="predicted Delta (ms)", title="single slimming actions")
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=110)
@@ -271,11 +277,12 @@ def main():
     flags.DEFINE_integer("threads", 2, "LiteRT threads")
     flags.DEFINE_string("out", "benchmarks/results", "output directory")
     flags.DEFINE_string("write-lut", None, "write the session's LUT (units, reference models, correction) here")
+    flags.DEFINE_string("session", None, "analyse this recorded session LUT instead of measuring a new one")
     F = flags.FLAGS
 
     def _run(argv):
         del argv
-        run(F.random, F.seed, F.runs, F.warmup, F.threads, F.out, F["write-lut"].value)
+        run(F.random, F.seed, F.runs, F.warmup, F.threads, F.out, F["write-lut"].value, F.session)
         print(open(os.path.join(F.out, "lut_validation.md")).read())
     app.run(_run)
 

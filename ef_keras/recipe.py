@@ -8,7 +8,7 @@ distillation with alpha 0.5, 300 epochs at a global batch of 24 x 128 = 3072 (lr
 Not reproduced: repeated augmentation (a sampler for many-GPU runs) and the 10 cooldown
 epochs of the first code release.
 
-`EMBEDDED` trains a small network on the embedded digits in a minute on a laptop CPU: same
+`EMBEDDED` trains a small network on the in-memory data (`--data digits`: a minute on a laptop CPU): same
 optimiser and schedule shape, light augmentation, no EMA (0.99996 would average over far
 more steps than the run has).
 """

@@ -448,7 +448,8 @@ def plot_trajectory(state: dict, path: str) -> None:
     ax1.set_xlabel("slimming step")
     ax1.set_ylabel(f"LUT latency (ms, {state.get('lut_device')})", color="tab:blue")
     ax2 = ax1.twinx()
-    ax2.plot(steps, [s["acc"] for s in state["steps"]], "s-", color="tab:red", label="proxy top-1")
+    ax2.errorbar(steps, [s["acc"] for s in state["steps"]], yerr=[s.get("acc_se", 0) for s in state["steps"]],
+                 fmt="s-", color="tab:red", capsize=3, label="proxy top-1 ± SE")
     ax2.set_ylabel("held-out top-1 (%), supernet weights", color="tab:red")
     for s in state["steps"][1:]:
         ax1.annotate(s["action"][0], (s["step"], s["latency_ms"]), fontsize=7, xytext=(0, 4),

@@ -45,12 +45,14 @@ def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace =
 
 
 def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, runs: int = MIN_RUNS,
-              log=None) -> dict:
+              extra: dict[str, str] | None = None, log=None) -> dict:
     """Re-times the LUT's reference models on this host now: how far is today from the LUT's session?
 
-    Returns {"scale": {statistic: median ratio now/then}, "models": [...]}: a prediction from
-    this LUT times `scale` is today's latency. LUTError when the LUT has no reference models
-    or was measured on another device (re-time a phone's LUT with its own harness).
+    Returns {"scale": {statistic: median ratio now/then}, "models": [...], "extra": {...}}: a
+    prediction from this LUT times `scale` is today's latency. `extra` ({name: .tflite path})
+    are timed interleaved with the reference models in the same run (their stats in "extra").
+    LUTError when the LUT has no reference models or was measured on another device
+    (re-time a phone's LUT with its own harness).
     """
     from android_ios_bench.export import ManifestItem, export_items
     from android_ios_bench.host.harness import host_device, summarize, time_interleaved
@@ -85,9 +87,12 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     by_key = {e["key"]: e for e in manifest["entries"]}
     paths = [os.path.join(models_dir, by_key[f"model_{r['name']}"]["tflite"]) for r in refs]
     log(f"timing them interleaved, {runs} rounds, {doc['runtime']['threads']} threads")
-    now = [summarize(t) for t in time_interleaved(paths, threads=doc["runtime"]["threads"], warmup=warmup,
-                                                  runs=runs)]
-    result = {"lut": lut_path, "lut_date": doc["measurement"]["date"], "scale": {}, "models": []}
+    extra = extra or {}
+    timed = [summarize(t) for t in time_interleaved(paths + list(extra.values()), threads=doc["runtime"]["threads"],
+                                                    warmup=warmup, runs=runs)]
+    now = timed[:len(paths)]
+    result = {"lut": lut_path, "lut_date": doc["measurement"]["date"], "scale": {}, "models": [],
+              "extra": dict(zip(extra, timed[len(paths):]))}
     for statistic in ("median_ms", "p10_ms"):
         if all(statistic in r for r in refs):
             result["scale"][statistic], _ = drift_scale(doc, {r["name"]: n[statistic] for r, n in zip(refs, now)},
