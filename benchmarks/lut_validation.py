@@ -188,7 +188,7 @@ def run(n_random=20, seed=0, runs=50, warmup=5, threads=2, out_dir="benchmarks/r
         doc = load_lut(session)
     result = {"date": doc["measurement"]["date"], "session_lut": session, "runs": doc["measurement"]["runs"], "threads": threads, "models": len(configs), "action_pairs": len(pairs),
               "units": len(doc["entries"]), "timing_seconds": round(time.time() - start, 1),
-              "load_average": round(os.getloadavg()[0], 2), "device": doc["device"],
+              "measurement_notes": doc["measurement"].get("notes", ""), "device": doc["device"],
               "correction": doc.get("correction"), "by_statistic": analyse(doc, configs, pairs)}
     shipped = load_lut(default_lut_path())
     result["shipped_lut_date"] = shipped["measurement"]["date"]
@@ -209,7 +209,7 @@ def write_results(result, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "lut_validation.json"), result)
     lines = [f"# Latency predictor vs measured, one session ({result['date']}, {result['threads']} threads, "
-             f"{result['runs']} interleaved rounds, load average {result['load_average']})", "",
+             f"{result['runs']} interleaved rounds; {result['measurement_notes']})", "",
              f"{result['units']} units and {result['models']} whole models (L1/L3/L7, the supernet, random "
              f"architectures, {result['action_pairs']} single-action pairs) timed in one process by the host harness.",
              "", "| statistic | plain sum mean / max abs err % | one global scale (LOO) mean / max % | scale | "
