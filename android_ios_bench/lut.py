@@ -6,7 +6,7 @@ The host, Android and iOS harnesses write it; `android_ios_bench.predictor.predi
 the exported micro-models a harness measures. Both formats are JSON Schemas shipped in
 `android_ios_bench/schema/` (the Swift harness reads the same files).
 
-This module imports no TensorFlow/Keras so the search can load LUTs cheaply.
+Loading imports no TensorFlow/Keras, so the search can read LUTs cheaply (writing uses ef_keras.output).
 """
 
 from __future__ import annotations
@@ -141,19 +141,15 @@ def _read_json(path: str, what: str) -> Any:
         raise LUTError(f"cannot read {what} {path}: {e.strerror}") from e
 
 
-def write_json_atomic(doc: Any, path: str) -> None:
-    """Writes JSON via a temp file in the same directory + os.replace (never a half-written file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=False, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _write_json(doc: Any, path: str) -> None:
+    """The project's atomic writer (temp file beside `path`, renamed; a killed run's temp removed next time).
+
+    Imported here, not at the top: loading a LUT must stay free of TensorFlow, writing one need not.
+    """
+    from ef_keras.output import write_json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_json(path, doc)
 
 
 def load_lut(source: str | os.PathLike | dict) -> dict:
@@ -169,7 +165,7 @@ def load_lut(source: str | os.PathLike | dict) -> dict:
 def save_lut(doc: dict, path: str | os.PathLike) -> None:
     """Validates then writes atomically."""
     validate_lut(doc, where=os.fspath(path))
-    write_json_atomic(doc, os.fspath(path))
+    _write_json(doc, os.fspath(path))
 
 
 def default_lut_path() -> str:
@@ -265,4 +261,4 @@ def save_manifest(doc: dict, path: str | os.PathLike) -> None:
     """Validates then writes atomically (the in-memory `_dir` is not stored)."""
     doc = {k: v for k, v in doc.items() if k != "_dir"}
     validate_manifest(doc, where=os.fspath(path))
-    write_json_atomic(doc, os.fspath(path))
+    _write_json(doc, os.fspath(path))

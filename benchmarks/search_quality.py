@@ -118,6 +118,8 @@ def main(argv):
     slimmed = EfficientFormerConfig.load(os.path.join(FLAGS.slim, ARCH_JSON))
     target = predict_ms(slimmed, lut)
     uniform, factor = uniform_l1(target, lut)
+    # every architecture trains with the supernet's LayerScale init (0.1 for a short run), not L1's 1e-5
+    uniform = dataclasses.replace(uniform, layer_scale_init=supernet_config.layer_scale_init)
     randoms = random_archs(supernet_config, target, lut, FLAGS.random, FLAGS.tolerance, seed=FLAGS.arch_seed)
     archs = [("slimmed", slimmed), (f"uniform L1 x{factor:.2f}", uniform)] + [
         (f"random {i}", cfg) for i, cfg in enumerate(randoms)]

@@ -146,3 +146,29 @@ def test_reference_models_are_timed_with_the_units_then_fit_and_drift_check(tmp_
     L.save_lut(doc, str(tmp_path / "phone.json"))
     with pytest.raises(L.LUTError, match="re-time a phone's LUT on the phone"):
         check_lut(str(tmp_path / "phone.json"))
+
+
+def test_kill_9_mid_measurement_then_rerun_completes_with_no_leftover(exported, tmp_path):
+    """The LUT is saved after every group: a measurement killed mid-way resumes, and no temp file stays."""
+    import signal
+    import time
+
+    manifest = _copy(exported, tmp_path)
+    out = tmp_path / "lut.json"
+    cmd = [sys.executable, "-m", "android_ios_bench.host", "--manifest", manifest, "--lut-out", str(out),
+           "--group-size", "1"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([*cmd, "--runs", "3000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not out.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = L.load_lut(str(out))["entries"]
+    assert 0 < len(first) < len(KEYS)  # killed after some units were saved
+    done = subprocess.run([*cmd, "--runs", "50"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = L.load_lut(str(out))
+    assert sorted(doc["entries"]) == sorted(KEYS)
+    assert {k: doc["entries"][k] for k in first} == first  # what was measured before the kill is kept
+    assert sorted(os.listdir(tmp_path)) == ["lut.json", "models"]  # no temp file left beside the LUT
