@@ -16,9 +16,10 @@ top-1 and cross-entropy on the held-out split with weights inherited from the su
 (`supernet.child_model`: identity = block dropped, width = leading channels sliced;
 BatchNorm statistics re-estimated on 256 training images, as Once-for-All does, since both
 change what every later BatchNorm sees). The action with the smallest accuracy drop per ms
-saved wins when it is better than the others by more than 1.96 paired standard errors;
-otherwise the tie is broken by the loss increase per ms (same noise rule), then by the
-paper's importance score of what the action removes (`choose`). Every candidate's accuracy
+saved wins when no other candidate is better by more than 1.96 paired standard errors and
+it beats every other by that margin; candidates within noise of each other are separated by
+the loss increase per ms (same rule), then by the paper's importance score of what the
+action removes (`choose`). Every candidate's accuracy
 ± SE, drop per ms ± paired SE and the rule that decided are in the trajectory, with the
 count of steps decided within noise. Repeat until the predicted latency is <= the target.
 By default every stage keeps at least one block (`--allow-empty-stages` lifts that).
@@ -52,8 +53,9 @@ ARCH_JSON = "architecture.json"
 MODEL_FILE = "slimmed.keras"
 PLOT_FILE = "trajectory.png"
 #: Held-out images that score every candidate (the embedded set has 5,000). With 1,000, every
-#: step of the quick job was a tie within noise (paired SE ~1 %/ms); 2,500 divide the SE by 1.6 and keeps slimming near 2 minutes on 2 cores at 96 px; --eval-images 5000 buys
-#: more signal at twice the time.
+#: step of the quick job was a tie within noise (paired SE ~1 %/ms); 2,500 divide the SE by 1.6
+#: and keep slimming near 2 minutes on 2 cores at 96 px; --eval-images 5000 buys more signal
+#: at twice the time.
 DEFAULT_EVAL_IMAGES = 2500
 #: Training images used to re-estimate BatchNorm statistics of every candidate (0: keep the supernet's).
 DEFAULT_CALIBRATION_IMAGES = 256
@@ -154,10 +156,16 @@ def standard_error(values: np.ndarray) -> float:
 NOISE_Z = 1.96
 
 
-def _within_noise(a: np.ndarray, b: np.ndarray, z: float = NOISE_Z) -> bool:
-    """Whether the means of per-image values a and b (same images) differ by no more than z paired SEs."""
+def _better(a: np.ndarray, b: np.ndarray, z: float = NOISE_Z) -> bool:
+    """Whether per-image values a are lower than b (same images) by more than z paired standard errors."""
     d = a - b
-    return abs(float(d.mean())) <= z * standard_error(d)
+    return float(d.mean()) < -z * standard_error(d)
+
+
+def _plausible_best(candidates: list[dict], indices: list[int], key: str, z: float) -> list[int]:
+    """The candidates no other one beats by more than z paired SEs on per-image `key` (lower is better)."""
+    return [i for i in indices
+            if not any(j != i and _better(candidates[j][key], candidates[i][key], z) for j in indices)]
 
 
 def choose(candidates: list[dict], z: float = NOISE_Z) -> tuple[int, list[int], str]:
@@ -167,26 +175,23 @@ def choose(candidates: list[dict], z: float = NOISE_Z) -> tuple[int, list[int], 
     100 * (correct_now - correct_cand) / saved_ms) and `dloss` (cross-entropy increase per
     ms saved), and its `importance` (the paper's score of what it removes). The rule:
 
-    1. the smallest mean accuracy drop per ms wins if every other candidate is worse by more
-       than z paired standard errors ("accuracy");
-    2. otherwise, among those within noise of it, the smallest loss increase per ms wins if
-       it is outside the noise of the rest ("loss");
-    3. otherwise, among those still tied, the least important removal (the paper's score)
-       wins ("importance"); the order of the actions never decides.
+    1. keep the candidates that no other candidate beats on accuracy drop per ms by more than
+       z paired standard errors; if one is left, it wins ("accuracy");
+    2. among those, keep the ones no other beats on loss increase per ms by more than z paired
+       SEs; if one is left, it wins ("loss");
+    3. otherwise the least important removal (the paper's score) among them wins
+       ("importance"), then the smaller mean loss increase; the order of the actions never decides.
     """
     if not candidates:
         raise ValueError("no candidates to choose from")
-    means = [float(c["drop"].mean()) for c in candidates]
-    best = int(np.argmin(means))
-    tied = [i for i, c in enumerate(candidates) if i == best or _within_noise(c["drop"], candidates[best]["drop"], z)]
+    tied = _plausible_best(candidates, list(range(len(candidates))), "drop", z)
     if len(tied) == 1:
-        return best, tied, "accuracy"
-    losses = {i: float(candidates[i]["dloss"].mean()) for i in tied}
-    best = min(tied, key=losses.get)
-    close = [i for i in tied if i == best or _within_noise(candidates[i]["dloss"], candidates[best]["dloss"], z)]
+        return tied[0], tied, "accuracy"
+    close = _plausible_best(candidates, tied, "dloss", z)
     if len(close) == 1:
-        return best, tied, "loss"
-    return min(close, key=lambda i: (candidates[i]["importance"], losses[i])), tied, "importance"
+        return close[0], tied, "loss"
+    return min(close, key=lambda i: (candidates[i]["importance"], float(candidates[i]["dloss"].mean()))), tied, \
+        "importance"
 
 
 # --------------------------------------------------------------------------- the search
