@@ -479,8 +479,9 @@ def summary_table(state: dict) -> str:
                     f"{','.join(map(str, a.depths))} | {a.num_vit} | {s['latency_ms']:.3f} | "
                     f"{s['acc']:.2f} ± {s['acc_se']:.2f} | {ratio} | {s.get('decided_by', '')} |")
     n = len(state["steps"]) - 1
-    rows.append(f"\n{state.get('steps_decided_within_noise', 0)} of {n} steps were decided within noise "
-                f"(accuracy drops within {state.get('noise_z', NOISE_Z)} paired SE: tie-broken by loss, then importance)")
+    rows.append(f"\n{state.get('steps_decided_within_noise', 0)} of {n} steps were decided within noise: the best "
+                f"candidates' accuracy drops per ms were within {state.get('noise_z', NOISE_Z)} paired SE of each other, "
+                "so the loss, then the paper's importance score, chose among them (see `candidates` in the trajectory)")
     return "\n".join(rows)
 
 
