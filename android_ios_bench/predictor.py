@@ -201,8 +201,8 @@ def resolve_lut(lut: Any) -> dict:
     if isinstance(lut, (str, os.PathLike)):
         return _load_path(os.path.abspath(os.fspath(lut)), os.path.getmtime(lut) if os.path.exists(lut) else 0)
     if isinstance(lut, dict):
-        if (id(lut), "median_ms") not in _INDEXES:
-            load_lut(lut)
+        if not any(key[0] == id(lut) and index.doc is lut for key, index in _INDEXES.items()):
+            load_lut(lut)  # validated once: after that an index of it exists
         return lut
     raise LUTError(f"lut must be None, a path or a LUT dict, got {type(lut).__name__}")
 
