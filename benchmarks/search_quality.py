@@ -10,9 +10,10 @@ the same fixed budget (`ef_keras.training.train`, the EMBEDDED recipe with --epo
 - slimmed: `<slim>/architecture.json` from `python -m search.slim`;
 - uniform L1: L1's widths and depths scaled by one factor f (widths rounded to multiples of
   16, depths rounded, >= 1, one 3D block), the largest f whose LUT latency <= the slimmed one's;
-- random: --random architectures drawn uniformly from the supernet's space (per MetaPath
-  4D/identity, a random number of closing 3D blocks, widths multiples of 16) whose LUT
-  latency is within --tolerance of the slimmed one's (rejection sampling, fixed seed).
+- random: --random architectures drawn from the supernet's space (per MetaPath 4D with
+  p = 0.8 else identity, a random number of closing 3D blocks, widths multiples of 16 in the
+  upper half of each stage's range) whose LUT latency is within --tolerance of the slimmed
+  one's (rejection sampling, fixed seed).
 
 Runs are interleaved by seed (all architectures for seed 0, then seed 1, ...). Every
 architecture is also scored as slimming sees it - supernet weights inherited, BatchNorm
@@ -61,8 +62,11 @@ def random_archs(supernet_config: EfficientFormerConfig, target_ms: float, lut: 
     rng = np.random.default_rng(seed)
     found = []
     for _ in range(max_tries):
-        widths = tuple(int(rng.integers(1, w // WIDTH_STEP + 1)) * WIDTH_STEP for w in supernet_config.widths)
-        choices = [tuple(rng.choice(["4d", "id"]) for _ in range(d)) for d in supernet_config.depths]
+        # widths in the upper half and blocks kept with p = 0.8, so that architectures near the top of the
+        # supernet's latency range (where the quick job's target lies) are found by rejection sampling
+        widths = tuple(int(rng.integers(max(1, w // WIDTH_STEP // 2), w // WIDTH_STEP + 1)) * WIDTH_STEP
+                       for w in supernet_config.widths)
+        choices = [tuple(rng.choice(["4d", "id"], p=[0.8, 0.2]) for _ in range(d)) for d in supernet_config.depths]
         active4 = [k for k, c in enumerate(choices[3]) if c != "id"]
         n3d = int(rng.integers(0, len(active4) + 1))
         last = list(choices[3])

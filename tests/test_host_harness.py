@@ -141,7 +141,7 @@ def test_reference_models_are_timed_with_the_units_then_fit_and_drift_check(tmp_
                                                                      correction=False).ms
     drift = check_lut(str(tmp_path / "lut.json"), models_dir=str(tmp_path / "again"), runs=5, warmup=1)
     assert sorted(m["name"] for m in drift["models"]) == sorted(names)
-    assert set(drift["scale"]) == {"median_ms", "p10_ms"} and all(v > 0 for v in drift["scale"].values())
+    assert set(drift["scale"]) == {"median_ms", "p10_ms", "min_ms"} and all(v > 0 for v in drift["scale"].values())
     doc["device"]["name"] = "pixel-7"
     L.save_lut(doc, str(tmp_path / "phone.json"))
     with pytest.raises(L.LUTError, match="re-time a phone's LUT on the phone"):

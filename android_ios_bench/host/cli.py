@@ -93,7 +93,7 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     now = timed[:len(paths)]
     result = {"lut": lut_path, "lut_date": doc["measurement"]["date"], "scale": {}, "models": [],
               "extra": dict(zip(extra, timed[len(paths):]))}
-    for statistic in ("median_ms", "p10_ms"):
+    for statistic in ("median_ms", "p10_ms", "min_ms"):
         if all(statistic in r for r in refs):
             result["scale"][statistic], _ = drift_scale(doc, {r["name"]: n[statistic] for r, n in zip(refs, now)},
                                                         statistic)
