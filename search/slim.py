@@ -306,7 +306,7 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     try:
         supernet, _ = load_supernet(supernet_dir)
     except SupernetError as e:
-        raise SlimError(str(e)) from None
+        raise SlimError(str(e)) from e
     _check_finite_supernet(supernet, supernet_dir)
     check_lut_covers(lut_doc, supernet.config)
     min_depth = 0 if allow_empty_stages else 1
@@ -376,12 +376,13 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
 def _check_finite_supernet(supernet, directory: str) -> None:
     """SlimError when the supernet's weights or α hold NaN/Inf (a diverged training run)."""
     for v in supernet.weights:
-        if not np.all(np.isfinite(keras_value(v))):
+        if not np.all(np.isfinite(_value(v))):
             raise SlimError(f"supernet {directory} has non-finite values in {v.path}: its training diverged; "
                             "retrain it with a lower --lr")
 
 
-def keras_value(variable) -> np.ndarray:
+def _value(variable) -> np.ndarray:
+    """A Keras variable's value as a NumPy array."""
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(variable))
