@@ -74,7 +74,8 @@ def random_archs(supernet_config: EfficientFormerConfig, target_ms: float, lut: 
             last[k] = "3d"
         choices[3] = tuple(last)
         cfg = Arch(widths, tuple(choices)).to_config(supernet_config, name=f"random{len(found)}")
-        if abs(predict_ms(cfg, lut) - target_ms) <= tolerance * target_ms and cfg not in found:
+        same = any(dataclasses.replace(cfg, name="") == dataclasses.replace(f, name="") for f in found)
+        if abs(predict_ms(cfg, lut) - target_ms) <= tolerance * target_ms and not same:
             found.append(cfg)
             if len(found) == n:
                 return found
