@@ -46,6 +46,18 @@ def lut_items(space: SearchSpace) -> list[ManifestItem]:
     return [item(u) for u in search_space_units(space)]
 
 
+def model_item(name: str, config, space: dict, group: str = "reference") -> ManifestItem:
+    """A whole model (an EfficientFormerConfig or its dict) as a manifest item of kind "model"."""
+    from ef_keras.config import EfficientFormerConfig
+    from ef_keras.model import EfficientFormer
+
+    cfg = config if isinstance(config, EfficientFormerConfig) else EfficientFormerConfig.from_dict(config)
+    size = space["input_size"]
+    return ManifestItem(f"model_{name}", "model", {"name": name, "config": cfg.to_dict()}, (1, size, size, 3),
+                        lambda: EfficientFormer(cfg, input_shape=(size, size, 3), classes=space["classes"]),
+                        group=group)
+
+
 def reference_items(space: SearchSpace) -> list[ManifestItem]:
     """The search space's reference models (`predictor.reference_configs`) as whole-model items.
 
@@ -53,15 +65,8 @@ def reference_items(space: SearchSpace) -> list[ManifestItem]:
     same session: the correction is fitted on them and `--check-lut` re-times them.
     """
     from android_ios_bench.predictor import reference_configs
-    from ef_keras.model import EfficientFormer
 
-    size = space.input_size
-
-    def item(name, cfg) -> ManifestItem:
-        return ManifestItem(f"model_{name}", "model", {"name": name, "config": cfg.to_dict()}, (1, size, size, 3),
-                            lambda: EfficientFormer(cfg, input_shape=(size, size, 3), classes=space.classes),
-                            group="reference")
-    return [item(name, cfg) for name, cfg in reference_configs(space.to_dict())]
+    return [model_item(name, cfg, space.to_dict()) for name, cfg in reference_configs(space.to_dict())]
 
 
 def _empty_manifest(search_space: dict, precision: str) -> dict:

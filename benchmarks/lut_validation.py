@@ -69,9 +69,8 @@ def action_pairs(bases):
 
 def validation_manifest(configs, units_dir: str, out_dir: str, space) -> str:
     """A manifest of the unit micro-models (linked from `units_dir`) plus the whole models, exported into out_dir."""
-    from android_ios_bench.export import ManifestItem, export_items
+    from android_ios_bench.export import export_items, model_item
     from android_ios_bench.lut import load_manifest, save_manifest
-    from ef_keras import EfficientFormer
 
     units = load_manifest(os.path.join(units_dir, "manifest.json"), require_files="tflite")
     os.makedirs(os.path.join(out_dir, "tflite"), exist_ok=True)
@@ -79,13 +78,8 @@ def validation_manifest(configs, units_dir: str, out_dir: str, space) -> str:
         link = os.path.join(out_dir, e["tflite"])
         if not os.path.lexists(link):
             os.symlink(os.path.join(units_dir, e["tflite"]), link)
-    size = space["input_size"]
-
-    def item(cfg):
-        return ManifestItem(f"model_{cfg.name}", "model", {"name": cfg.name, "config": cfg.to_dict()},
-                            (1, size, size, 3), lambda: EfficientFormer(cfg, input_shape=(size, size, 3),
-                                                                        classes=space["classes"]), group="validation")
-    manifest = export_items([item(c) for c in configs], out_dir, search_space=space,
+    manifest = export_items([model_item(c.name, c, space, group="validation") for c in configs], out_dir,
+                            search_space=space,
                             progress=lambda d, n, k, s: print(f"[export {d}/{n}] {k} {s:.0f}s", file=sys.stderr,
                                                               flush=True))
     keys = {e["key"] for e in manifest["entries"]}

@@ -205,11 +205,11 @@ def _fingerprint(supernet_dir: str, lut: dict, target: float, seed: int, eval_n:
     return h.hexdigest()[:16]
 
 
-def reachable_range(supernet, lut: dict, min_depth: int = 1) -> tuple[float, float, Arch]:
-    """(smallest reachable latency, the supernet's own latency, the starting Arch)."""
-    start = full_arch(supernet.config, supernet.config.depths[3])
-    lo = predict_ms(smallest_arch(supernet.config, min_depth).to_config(supernet.config), lut)
-    hi = predict_ms(start.to_config(supernet.config), lut)
+def reachable_range(supernet_config, lut: dict, min_depth: int = 1) -> tuple[float, float, Arch]:
+    """(smallest reachable latency, the supernet's own latency, the starting Arch) of a supernet config."""
+    start = full_arch(supernet_config, supernet_config.depths[3])
+    lo = predict_ms(smallest_arch(supernet_config, min_depth).to_config(supernet_config), lut)
+    hi = predict_ms(start.to_config(supernet_config), lut)
     return lo, hi, start
 
 
@@ -310,7 +310,7 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     _check_finite_supernet(supernet, supernet_dir)
     check_lut_covers(lut_doc, supernet.config)
     min_depth = 0 if allow_empty_stages else 1
-    lo, hi, start = reachable_range(supernet, lut_doc, min_depth)
+    lo, hi, start = reachable_range(supernet.config, lut_doc, min_depth)
     check_target_reachable(target_ms, lo, hi, lut_doc)
 
     os.makedirs(out_dir, exist_ok=True)
@@ -542,8 +542,7 @@ def _check_default_supernet_reaches(target_ms: float, lut: dict, allow_empty_sta
     from search.train_supernet import DEFAULT_SUPERNET as cfg
 
     check_lut_covers(lut, cfg)
-    lo = predict_ms(smallest_arch(cfg, 0 if allow_empty_stages else 1).to_config(cfg), lut)
-    hi = predict_ms(full_arch(cfg, cfg.depths[3]).to_config(cfg), lut)
+    lo, hi, _ = reachable_range(cfg, lut, 0 if allow_empty_stages else 1)
     check_target_reachable(target_ms, lo, hi, lut)
 
 

@@ -62,7 +62,7 @@ def supernet_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mid_target(supernet_dir, lut):
     net, _ = load_supernet(supernet_dir)
-    lo, hi, _ = reachable_range(net, lut)
+    lo, hi, _ = reachable_range(net.config, lut)
     return lo + 0.45 * (hi - lo)
 
 
@@ -228,7 +228,7 @@ def test_same_seed_same_architecture_and_resume(supernet_dir, lut, mid_target, t
 # ----------------------------------------------------------------------------- bad input
 def test_bad_targets(supernet_dir, lut, tmp_path):
     net, _ = load_supernet(supernet_dir)
-    lo, hi, _ = reachable_range(net, lut)
+    lo, hi, _ = reachable_range(net.config, lut)
     for target, match in [(0, "positive"), (-1.0, "positive"), ("fast", "number"), (lo * 0.5, "below"),
                           (hi * 1.5, "above")]:
         with pytest.raises(SlimError, match=match):

@@ -54,13 +54,10 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     LUTError when the LUT has no reference models or was measured on another device
     (re-time a phone's LUT with its own harness).
     """
-    from android_ios_bench.export import ManifestItem, export_items
+    from android_ios_bench.export import export_items, model_item
     from android_ios_bench.host.harness import host_device, summarize, time_interleaved
     from android_ios_bench.lut import load_lut
     from android_ios_bench.predictor import drift_scale
-    from ef_keras.config import EfficientFormerConfig
-    from ef_keras.model import EfficientFormer
-
     log = log or (lambda msg: None)
     doc = load_lut(lut_path)
     refs = doc.get("reference_models") or []
@@ -74,15 +71,10 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     space = doc["search_space"]
     size = space["input_size"]
 
-    def item(ref) -> ManifestItem:
-        cfg = EfficientFormerConfig.from_dict(ref["config"])
-        return ManifestItem(f"model_{ref['name']}", "model", {"name": ref["name"], "config": ref["config"]},
-                            (1, size, size, 3), lambda: EfficientFormer(cfg, input_shape=(size, size, 3),
-                                                                        classes=space["classes"]), group="reference")
     cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
     models_dir = models_dir or os.path.join(cache, "ef_keras", "lut_reference_models", f"s{size}")
     log(f"exporting {len(refs)} reference models into {models_dir} (cached)")
-    manifest = export_items([item(r) for r in refs], models_dir, search_space=space,
+    manifest = export_items([model_item(r["name"], r["config"], space) for r in refs], models_dir, search_space=space,
                             precision=doc["runtime"]["precision"])
     by_key = {e["key"]: e for e in manifest["entries"]}
     paths = [os.path.join(models_dir, by_key[f"model_{r['name']}"]["tflite"]) for r in refs]
