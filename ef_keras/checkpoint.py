@@ -20,11 +20,6 @@ import numpy as np
 from ef_keras import layers as ef_layers
 from ef_keras.errors import EfKerasError
 
-#: timm's published distilled ImageNet-1k weights (Hugging Face hub, safetensors).
-IMAGENET_URLS = {
-    v: f"https://huggingface.co/timm/efficientformer_{v}.snap_dist_in1k/resolve/main/model.safetensors"
-    for v in ("l1", "l3", "l7")
-}
 #: Buffers that carry no weights: checked or ignored, never assigned.
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
@@ -104,57 +99,65 @@ def _scale_targets(prefix, block):
             f"{prefix}.ls2.gamma": Target(block.ls2.layer_scale, _vector)}
 
 
-def _block_prefix(layer) -> str:
-    """timm prefix of a MetaBlock layer: "stage3_block4" -> "stages.3.blocks.4"."""
-    stage, block = re.fullmatch(r"stage(\d)_block(\d+)", layer.name).groups()
-    return f"stages.{stage}.blocks.{block}"
+def _stem_targets(prefix, stem):
+    targets = {}
+    for i in ("1", "2"):
+        targets.update(_conv_targets(f"{prefix}.conv{i}", getattr(stem, f"conv{i}")))
+        targets.update(_bn_targets(f"{prefix}.norm{i}", getattr(stem, f"norm{i}")))
+    return targets
+
+
+def _downsample_targets(prefix, down):
+    return {**_conv_targets(f"{prefix}.conv", down.conv), **_bn_targets(f"{prefix}.norm", down.norm)}
+
+
+def _meta4d_targets(prefix, block):
+    return {**_scale_targets(prefix, block),
+            **_conv_targets(f"{prefix}.mlp.fc1", block.fc1), **_bn_targets(f"{prefix}.mlp.norm1", block.norm1),
+            **_conv_targets(f"{prefix}.mlp.fc2", block.fc2), **_bn_targets(f"{prefix}.mlp.norm2", block.norm2)}
+
+
+def _meta3d_targets(prefix, block):
+    attn = block.token_mixer
+    return {**_scale_targets(prefix, block),
+            **_ln_targets(f"{prefix}.norm1", block.norm1), **_ln_targets(f"{prefix}.norm2", block.norm2),
+            **_linear_targets(f"{prefix}.token_mixer.qkv", attn.qkv),
+            **_linear_targets(f"{prefix}.token_mixer.proj", attn.proj),
+            f"{prefix}.token_mixer.attention_biases": Target(attn.attention_biases, _same),
+            **_linear_targets(f"{prefix}.mlp.fc1", block.fc1), **_linear_targets(f"{prefix}.mlp.fc2", block.fc2)}
+
+
+#: Block-plan unit kind -> (timm key prefix, its Keras layer) -> targets. Flat has no weights.
+_UNIT_TARGETS = {"stem": _stem_targets, "downsample": _downsample_targets, "meta4d": _meta4d_targets,
+                 "meta3d": _meta3d_targets, "head": lambda prefix, norm: _ln_targets("norm", norm)}
+
+
+def _plan(model):
+    """The block plan of a built model (its config at its input size)."""
+    return model.config.blocks(tuple(model.image_shape[:2]))
 
 
 def keras_targets(model, include_head: bool = True) -> dict[str, Target]:
-    """timm key -> Keras variable for every weight of an EfficientFormer model."""
+    """timm key -> Keras variable for every weight of an EfficientFormer model, along its block plan."""
     targets: dict[str, Target] = {}
-    for layer in model.layers:
-        name = layer.name
-        if isinstance(layer, ef_layers.Stem):
-            for part in ("conv1", "conv2"):
-                targets.update(_conv_targets(f"stem.{part}", getattr(layer, part)))
-            for part in ("norm1", "norm2"):
-                targets.update(_bn_targets(f"stem.{part}", getattr(layer, part)))
-        elif isinstance(layer, ef_layers.Downsample):
-            prefix = f"stages.{name.removeprefix('downsample')}.downsample"
-            targets.update(_conv_targets(f"{prefix}.conv", layer.conv))
-            targets.update(_bn_targets(f"{prefix}.norm", layer.norm))
-        elif isinstance(layer, (ef_layers.Meta4D, ef_layers.Meta3D)):
-            prefix = _block_prefix(layer)
-            targets.update(_scale_targets(prefix, layer))
-            if isinstance(layer, ef_layers.Meta4D):
-                targets.update(_conv_targets(f"{prefix}.mlp.fc1", layer.fc1))
-                targets.update(_bn_targets(f"{prefix}.mlp.norm1", layer.norm1))
-                targets.update(_conv_targets(f"{prefix}.mlp.fc2", layer.fc2))
-                targets.update(_bn_targets(f"{prefix}.mlp.norm2", layer.norm2))
-            else:
-                attn = layer.token_mixer
-                targets.update(_ln_targets(f"{prefix}.norm1", layer.norm1))
-                targets.update(_ln_targets(f"{prefix}.norm2", layer.norm2))
-                targets.update(_linear_targets(f"{prefix}.token_mixer.qkv", attn.qkv))
-                targets.update(_linear_targets(f"{prefix}.token_mixer.proj", attn.proj))
-                targets[f"{prefix}.token_mixer.attention_biases"] = Target(attn.attention_biases, _same)
-                targets.update(_linear_targets(f"{prefix}.mlp.fc1", layer.fc1))
-                targets.update(_linear_targets(f"{prefix}.mlp.fc2", layer.fc2))
-        elif name == "norm":
-            targets.update(_ln_targets("norm", layer))
-        elif name in ("head", "head_dist") and include_head:
-            targets.update(_linear_targets(name, layer))
+    for block in _plan(model):
+        if block.kind in _UNIT_TARGETS:
+            targets.update(_UNIT_TARGETS[block.kind](block.reference_prefix, model.get_layer(block.name)))
+    if include_head:
+        for name in ("head", "head_dist"):
+            targets.update(_linear_targets(name, model.get_layer(name)))
     return targets
+
+
+def _attention_blocks(model) -> dict[str, "ef_layers.Meta3D"]:
+    """timm prefix -> Keras layer of every 3D MetaBlock."""
+    return {b.reference_prefix: model.get_layer(b.name) for b in _plan(model) if b.kind == "meta3d"}
 
 
 def _bias_index_keys(model) -> dict[str, np.ndarray]:
     """timm key of each `attention_bias_idxs` buffer -> the index our layer rebuilt."""
-    out = {}
-    for layer in model.layers:
-        if isinstance(layer, ef_layers.Meta3D):
-            out[f"{_block_prefix(layer)}.token_mixer.attention_bias_idxs"] = layer.token_mixer.bias_index
-    return out
+    return {f"{prefix}.token_mixer.attention_bias_idxs": layer.token_mixer.bias_index
+            for prefix, layer in _attention_blocks(model).items()}
 
 
 # --------------------------------------------------------------------------- reading files
@@ -257,8 +260,8 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
 
 
 def _attention_grid(model, key):
-    stage, block = re.match(r"stages\.(\d)\.blocks\.(\d+)\.", key).groups()
-    return model.get_layer(f"stage{stage}_block{block}").token_mixer.resolution
+    """The token grid of the 3D MetaBlock a `...token_mixer.*` key belongs to."""
+    return _attention_blocks(model)[key.split(".token_mixer.")[0]].token_mixer.resolution
 
 
 def _resize_bias_table(table: np.ndarray, grid) -> np.ndarray:
@@ -294,14 +297,21 @@ def load_weights_from_checkpoint(model, path: str, skip_head: bool = False):
 
 
 def load_imagenet_weights(model):
-    """Downloads (once, into the Keras cache) and loads timm's ImageNet weights for l1/l3/l7."""
+    """Downloads (once, into the Keras cache) and loads the published weights of the model's preset.
+
+    Where and under which name come from `ef_keras.presets`; the file's sha256 is checked
+    when the preset records one.
+    """
     import keras
 
+    from ef_keras.presets import get_preset
+
     variant = model.config.name
-    url = IMAGENET_URLS[variant]
-    fname = f"efficientformer_{variant}.snap_dist_in1k.safetensors"
+    preset = get_preset(variant)
+    url = preset.weights_url
     try:
-        path = keras.utils.get_file(fname=fname, origin=url, cache_subdir="models/ef_keras")
+        path = keras.utils.get_file(fname=preset.weights_file, origin=url, file_hash=preset.weights_sha256,
+                                    hash_algorithm="sha256", cache_subdir="models/ef_keras")
     except Exception as e:  # get_file wraps network failures in plain Exceptions
         raise CheckpointError(
             f"could not download the ImageNet weights for {variant} ({str(e).splitlines()[0]}). Offline? Fetch "

@@ -19,6 +19,7 @@ from typing import Any
 from ef_keras.checks import check_int, check_number
 from ef_keras.errors import EfKerasError
 from ef_keras.output import write_text
+from ef_keras.plan import Block, plan
 
 #: Width granularity the search moves in is 16; any multiple of 8 is accepted.
 WIDTH_MULTIPLE = 8
@@ -107,6 +108,15 @@ class EfficientFormerConfig:
     @property
     def total_blocks(self) -> int:
         return sum(self.depths)
+
+    @property
+    def stage_blocks(self) -> tuple[tuple[str, ...], ...]:
+        """Per stage, its block types in order: 4D everywhere, the `num_vit` 3D blocks close stage 4."""
+        return tuple(("4d",) * d for d in self.depths[:3]) + (("4d",) * self.num_4d_last + ("3d",) * self.num_vit,)
+
+    def blocks(self, image_size=(224, 224), classes: int = 1000) -> list[Block]:
+        """The block plan (`ef_keras.plan`): every unit of this architecture, in order."""
+        return plan(self.widths, self.stage_blocks, image_size, classes)
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ef_keras.config import EfficientFormerConfig, get_config
+from ef_keras.plan import Block
 
 
 def count_params(model) -> dict[str, int]:
@@ -41,40 +42,38 @@ def _all_layers(layer):
 def gmacs(config, image_size=(224, 224), classes=1000, distillation=True) -> float:
     """Multiply-accumulates (×1e9) of one image, in the official toolbox's convention."""
     cfg = get_config(config)
-    h, w = image_size
-    macs = 0
+    return sum(block_macs(b, cfg, distillation) for b in cfg.blocks(tuple(image_size), classes)) / 1e9
 
-    def conv(hw, cin, cout, k):  # output grid hw = (h, w); bias counted as one op per output
-        return hw[0] * hw[1] * cout * (k * k * cin + 1)
 
-    grid = (h // 2, w // 2)
-    macs += conv(grid, 3, cfg.stem_widths[0], 3)
-    grid = (grid[0] // 2, grid[1] // 2)
-    macs += conv(grid, cfg.stem_widths[0], cfg.widths[0], 3)
-    for stage, (width, depth) in enumerate(zip(cfg.widths, cfg.depths)):
-        if stage:
-            grid = (grid[0] // 2, grid[1] // 2)
-            macs += conv(grid, cfg.widths[stage - 1], width, 3)
-        n = grid[0] * grid[1]
-        hidden = width * cfg.mlp_ratio
-        num_4d = depth - cfg.num_vit if stage == 3 else depth
-        per_4d = (conv(grid, width, hidden, 1) + n * hidden  # fc1 + GELU
-                  + conv(grid, hidden, width, 1))
-        macs += num_4d * per_4d
-    n, c = grid[0] * grid[1], cfg.widths[3]
-    qkv = cfg.num_heads * (2 * cfg.key_dim + cfg.attn_ratio * cfg.key_dim)
-    vals = cfg.num_heads * cfg.attn_ratio * cfg.key_dim
-    per_3d = (2 * n * c  # LayerNorm 1 and 2 (one op per element each)
-              + n * c * qkv  # qkv linear
-              + cfg.num_heads * n * n * (cfg.key_dim + cfg.attn_ratio * cfg.key_dim)  # q·kᵀ and attn·v
-              + n * vals * c  # proj
-              + n * c * c * cfg.mlp_ratio  # fc1
-              + n * c * cfg.mlp_ratio  # GELU
-              + n * c * cfg.mlp_ratio * c)  # fc2
-    macs += cfg.num_vit * per_3d
-    macs += n * c  # final LayerNorm
-    macs += (2 if distillation else 1) * c * classes
-    return macs / 1e9
+def _conv(hw, cin, cout, k):
+    """A k×k conv producing an hw grid; its bias counted as one op per output."""
+    return hw[0] * hw[1] * cout * (k * k * cin + 1)
+
+
+def block_macs(block: Block, cfg: EfficientFormerConfig, distillation: bool = True) -> int:
+    """Multiply-accumulates of one unit of the block plan (see the module docstring)."""
+    n, c = block.tokens, block.cout
+    if block.kind == "stem":
+        half = tuple(g // 2 for g in block.grid)
+        return _conv(half, 3, c // 2, 3) + _conv(block.out_grid, c // 2, c, 3)
+    if block.kind == "downsample":
+        return _conv(block.out_grid, block.cin, c, 3)
+    if block.kind == "meta4d":
+        hidden = c * cfg.mlp_ratio
+        return _conv(block.grid, c, hidden, 1) + n * hidden + _conv(block.grid, hidden, c, 1)  # fc1, GELU, fc2
+    if block.kind == "meta3d":
+        qkv = cfg.num_heads * (2 * cfg.key_dim + cfg.attn_ratio * cfg.key_dim)
+        vals = cfg.num_heads * cfg.attn_ratio * cfg.key_dim
+        return (2 * n * c  # LayerNorm 1 and 2 (one op per element each)
+                + n * c * qkv  # qkv linear
+                + cfg.num_heads * n * n * (cfg.key_dim + cfg.attn_ratio * cfg.key_dim)  # q·kᵀ and attn·v
+                + n * vals * c  # proj
+                + n * c * c * cfg.mlp_ratio  # fc1
+                + n * c * cfg.mlp_ratio  # GELU
+                + n * c * cfg.mlp_ratio * c)  # fc2
+    if block.kind == "head":  # final LayerNorm, then one or two linear heads
+        return n * block.cin + (2 if distillation else 1) * block.cin * block.cout
+    return 0  # flat: a reshape
 
 
 def model_info(model_or_config, image_size=(224, 224)) -> dict:

@@ -15,6 +15,7 @@ from ef_keras import layers as ef_layers
 from ef_keras.checks import check_int, check_number
 from ef_keras.config import EfficientFormerConfig, get_config
 from ef_keras.errors import EfKerasError
+from ef_keras.plan import Block, meta_blocks
 
 #: Every stride-2 step halves the grid; the last stage sits at input / 32.
 TOTAL_STRIDE = 32
@@ -89,7 +90,7 @@ class EfficientFormer(keras.Model):
         grid = _grid(input_shape, config)
 
         inputs = keras.Input(shape=input_shape, name="image") if input_tensor is None else input_tensor
-        x = _backbone(inputs, config, grid, drop_path_rate)
+        x = _backbone(inputs, config, input_shape[:2], drop_path_rate)
         if include_top:
             pooled = keras.layers.GlobalAveragePooling1D(name="pool")(x)
             head = keras.layers.Dense(classes, name="head")(pooled)
@@ -160,24 +161,37 @@ def _check_arguments(config, include_top, weights, pooling, classes, drop_path_r
     check_number("drop_path_rate", drop_path_rate, low=0, high=1, high_open=True, error=ModelArgumentError)
 
 
-def _backbone(x, config: EfficientFormerConfig, grid, drop_path_rate):
-    """Stem, four stages, the single Flat and the final LayerNorm; returns (B, N, C4) tokens."""
-    rates = iter(ef_layers.drop_path_rates(config.depths, drop_path_rate))
-    x = ef_layers.Stem(config.widths[0], name="stem")(x)
-    for stage, (width, depth) in enumerate(zip(config.widths, config.depths)):
-        if stage:
-            x = ef_layers.Downsample(width, name=f"downsample{stage}")(x)
-        num_4d = depth - config.num_vit if stage == 3 else depth
-        for k in range(num_4d):
-            x = ef_layers.Meta4D(width, config.mlp_ratio, config.pool_size, config.layer_scale_init,
-                                 drop_path=next(rates), name=f"stage{stage}_block{k}")(x)
-    x = ef_layers.Flat(name="flat")(x)
-    for k in range(config.num_vit):
-        # timm/official block indices count the Flat slot, so 3D blocks start at num_4d + 1.
-        x = ef_layers.Meta3D(config.widths[3], grid, config.mlp_ratio, config.key_dim, config.num_heads,
-                             config.attn_ratio, config.layer_scale_init, drop_path=next(rates),
-                             name=f"stage3_block{config.num_4d_last + 1 + k}")(x)
-    return keras.layers.LayerNormalization(epsilon=ef_layers.LN_EPSILON, name="norm")(x)
+def _backbone(x, config: EfficientFormerConfig, image_size, drop_path_rate):
+    """Stem, four stages, the single Flat and the final LayerNorm, from the block plan; (B, N, C4) tokens."""
+    blocks = config.blocks(image_size)
+    rates = dict(zip(meta_blocks(blocks), ef_layers.drop_path_rates(config.depths, drop_path_rate)))
+    for block in blocks:
+        if block.kind == "head":
+            return keras.layers.LayerNormalization(epsilon=ef_layers.LN_EPSILON, name=block.name)(x)
+        x = block_layer(block, config, rates.get(block, 0.0), name=block.name)(x)
+    raise AssertionError("a block plan always ends with its head")
+
+
+def block_layer(block: Block, config: EfficientFormerConfig, drop_path: float = 0.0, name: str | None = None):
+    """The Keras layer that runs `block` (any kind but the head), with the config's hyper-parameters.
+
+    The model, the supernet's MetaPaths and the latency table's micro-models all build their
+    units here, so what is timed and searched is what the model runs.
+    """
+    name = name or block.name
+    if block.kind == "stem":
+        return ef_layers.Stem(block.cout, name=name)
+    if block.kind == "downsample":
+        return ef_layers.Downsample(block.cout, name=name)
+    if block.kind == "meta4d":
+        return ef_layers.Meta4D(block.cout, config.mlp_ratio, config.pool_size, config.layer_scale_init,
+                                drop_path=drop_path, name=name)
+    if block.kind == "flat":
+        return ef_layers.Flat(name=name)
+    if block.kind == "meta3d":
+        return ef_layers.Meta3D(block.cout, block.grid, config.mlp_ratio, config.key_dim, config.num_heads,
+                                config.attn_ratio, config.layer_scale_init, drop_path=drop_path, name=name)
+    raise ValueError(f"no single layer runs a {block.kind!r} unit")
 
 
 def _variant(variant):

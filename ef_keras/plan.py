@@ -1,0 +1,163 @@
+"""The block plan: the one walk of an EfficientFormer network.
+
+Everything that needs to know "what runs, in which order, at which width and grid" reads
+this list instead of walking the network itself: the Keras model builder
+(`ef_keras.model`), the supernet (`search.supernet`), GMAC counting (`ef_keras.info`), the
+checkpoint key mapping (`ef_keras.checkpoint`) and the latency table's unit walk
+(`android_ios_bench.units` / `predictor`). Adding a block kind or a feature tap therefore
+means changing one list, not six walks.
+
+A plan is built from stage widths and, per stage, the block types in order ("4d"/"3d"). A
+named architecture has 3D blocks only at the end of the last stage (`EfficientFormerConfig
+.stage_blocks`); the supernet's sub-networks may also place them in stage 3. Every switch
+between a 4D feature map and 3D tokens is one `flat` unit (a reshape), and the network
+always ends on tokens: the reference's single `Flat` sits right before the first 3D block
+of the last stage, or closes it when it has none.
+
+Block indices follow the reference (timm `stages.{stage}.blocks.{index}`): the `Flat` takes
+a slot in its stage's numbering, so L1's only 3D block is `stages.3.blocks.4`, after 4D
+blocks 0-2 and the Flat at 3. The Keras layer names carry the same index
+(`stage3_block4`), which keeps `.keras` files of 0.1 loading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Sequence
+
+#: Unit kinds in a plan, in the order they first appear.
+KINDS = ("stem", "downsample", "meta4d", "flat", "meta3d", "head")
+#: The block types a stage list may hold.
+BLOCK_TYPES = ("4d", "3d")
+#: Stride of the stem, then of each downsampling: stages run at input/4, /8, /16, /32.
+STEM_STRIDE = 4
+NUM_STAGES = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One unit of the network.
+
+    Attributes:
+        kind: one of `KINDS`.
+        stage: stage 0-3 the unit belongs to (the stem is stage 0, the final norm and heads 3).
+        index: the unit's slot in the reference's numbering of its stage's blocks (meta4d,
+            flat and meta3d); None for the stem, the downsamplings and the head.
+        cin, cout: channels in and out (the head's `cout` is the number of classes).
+        grid: (H, W) of the unit's input (the image size for the stem); None entries for a
+            variable input size.
+    """
+
+    kind: str
+    stage: int
+    index: int | None
+    cin: int
+    cout: int
+    grid: tuple
+
+    @property
+    def name(self) -> str:
+        """The Keras layer name of this unit in `ef_keras.EfficientFormer` (the head: its norm)."""
+        if self.kind == "stem":
+            return "stem"
+        if self.kind == "downsample":
+            return f"downsample{self.stage}"
+        if self.kind == "head":
+            return "norm"
+        if self.kind == "flat" and self.stage == NUM_STAGES - 1:
+            return "flat"
+        return f"stage{self.stage}_block{self.index}"
+
+    @property
+    def reference_prefix(self) -> str:
+        """The unit's key prefix in timm's state dict."""
+        if self.kind == "stem":
+            return "stem"
+        if self.kind == "downsample":
+            return f"stages.{self.stage}.downsample"
+        if self.kind == "head":
+            return ""
+        return f"stages.{self.stage}.blocks.{self.index}"
+
+    @property
+    def out_grid(self) -> tuple:
+        """(H, W) of the unit's output."""
+        if self.kind == "stem":
+            return tuple(_down(n, STEM_STRIDE) for n in self.grid)
+        if self.kind == "downsample":
+            return tuple(_down(n, 2) for n in self.grid)
+        return self.grid
+
+    @property
+    def tokens(self) -> int | None:
+        """H·W at the unit's input (None for a variable size)."""
+        h, w = self.grid
+        return None if h is None or w is None else h * w
+
+
+def _down(n, stride):
+    """Grid side after `stride` worth of padded 3x3 stride-2 convs (None stays unknown)."""
+    if n is None:
+        return None
+    while stride > 1:
+        n, stride = (n + 1) // 2, stride // 2
+    return n
+
+
+def plan(widths: Sequence[int], stage_blocks: Sequence[Sequence[str]], image_size=(224, 224),
+         classes: int = 1000) -> list[Block]:
+    """Every unit of the network with these stage widths and per-stage block types, in order.
+
+    Args:
+        widths: channels of stages 1-4.
+        stage_blocks: per stage, its blocks in order, each "4d" or "3d".
+        image_size: (H, W) of the input (entries may be None).
+        classes: the head's output width.
+    """
+    return list(_walk(tuple(widths), tuple(tuple(s) for s in stage_blocks), tuple(image_size), classes))
+
+
+def _walk(widths, stage_blocks, image_size, classes) -> Iterator[Block]:
+    if len(widths) != NUM_STAGES or len(stage_blocks) != NUM_STAGES:
+        raise ValueError(f"a plan needs {NUM_STAGES} widths and {NUM_STAGES} block lists, "
+                         f"got {widths} and {len(stage_blocks)} lists")
+    stem = Block("stem", 0, None, 3, widths[0], image_size)
+    yield stem
+    grid, tokens = stem.out_grid, False
+    for stage, (width, blocks) in enumerate(zip(widths, stage_blocks)):
+        if stage:
+            down = Block("downsample", stage, None, widths[stage - 1], width, grid)
+            yield down
+            grid = down.out_grid
+        index = 0
+        for kind in blocks:
+            if kind not in BLOCK_TYPES:
+                raise ValueError(f"block types must be one of {BLOCK_TYPES}, got {kind!r}")
+            if (kind == "3d") != tokens:
+                yield Block("flat", stage, index, width, width, grid)
+                tokens, index = not tokens, index + 1
+            yield Block("meta4d" if kind == "4d" else "meta3d", stage, index, width, width, grid)
+            index += 1
+        # a stage hands a feature map to the next downsampling; the last one hands tokens to the head
+        if tokens != (stage == NUM_STAGES - 1):
+            yield Block("flat", stage, index, width, width, grid)
+            tokens = not tokens
+    yield Block("head", NUM_STAGES - 1, None, widths[-1], classes, grid)
+
+
+def meta_blocks(blocks: Sequence[Block]) -> list[Block]:
+    """The MetaBlocks (4D and 3D) of a plan, in order: what stochastic depth and the search count."""
+    return [b for b in blocks if b.kind in ("meta4d", "meta3d")]
+
+
+def stage_outputs(blocks: Sequence[Block]) -> dict[int, Block]:
+    """Stage -> the last unit that runs in that stage (where a feature pyramid taps it).
+
+    A stage's output is what the next downsampling reads; the last stage's output is the
+    unit just before the head.
+    """
+    last: dict[int, Block] = {}
+    for b in blocks:
+        if b.kind not in ("head", "downsample"):
+            last[b.stage] = b
+    return last
