@@ -33,7 +33,7 @@ setup(
     packages=find_packages(include=["ef_keras", "ef_keras.*", "deploy", "deploy.*", "search", "search.*",
                                     "android_ios_bench", "android_ios_bench.*"]),
     package_data={"android_ios_bench": ["schema/*.json", "luts/*.json"],
-                  "ef_keras": ["datasets/*.npz", "datasets/*_LICENSE"]},
+                  "ef_keras": ["datasets/*.npz", "datasets/*.tsv", "datasets/*_LICENSE"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "torch": ["torch>=2.1"],  # only to read .pth/.pt checkpoints

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from android_ios_bench.lut import LUTCoverageError, LUTError, load_default_lut, load_lut, unit_key
-
-BLOCK_TYPES = ("4d", "3d")
+from android_ios_bench.units import unit_of
+from ef_keras.plan import BLOCK_TYPES, plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +68,7 @@ class Layout:
     @classmethod
     def from_config(cls, config) -> "Layout":
         """The canonical layout of an EfficientFormerConfig: 3D blocks close stage 4."""
-        blocks = [("4d",) * d for d in config.depths[:3]]
-        blocks.append(("4d",) * config.num_4d_last + ("3d",) * config.num_vit)
-        return cls(config.widths, tuple(blocks))
+        return cls(config.widths, config.stage_blocks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,31 +225,10 @@ def _layout_and_params(config, space: dict) -> Layout:
 
 
 def layout_units(layout: Layout, space: dict) -> list[tuple[str, dict]]:
-    """The (kind, fields) of every unit along `layout`, in execution order."""
-    res, w = space["resolutions"], layout.widths
-    m4 = {"mlp_ratio": space["mlp_ratio"], "pool_size": space["pool_size"]}
-    m3 = {"mlp_ratio": space["mlp_ratio"], "key_dim": space["key_dim"], "num_heads": space["num_heads"],
-          "attn_ratio": space["attn_ratio"]}
-    units = [("stem", {"cin": 3, "cout": w[0], "res": space["input_size"]})]
-    tokens = False
-    for s in range(4):
-        if s:
-            if tokens:  # back to a feature map before the strided conv
-                units.append(("flat", {"cin": w[s - 1], "cout": w[s - 1], "res": res[s - 1]}))
-                tokens = False
-            units.append(("downsample", {"cin": w[s - 1], "cout": w[s], "res": res[s - 1]}))
-        for block in layout.blocks[s]:
-            if (block == "3d") != tokens:
-                units.append(("flat", {"cin": w[s], "cout": w[s], "res": res[s]}))
-                tokens = not tokens
-            if block == "4d":
-                units.append(("meta4d", {"cin": w[s], "cout": w[s], "res": res[s], **m4}))
-            else:
-                units.append(("meta3d", {"cin": w[s], "cout": w[s], "res": res[s], "tokens": res[s] ** 2, **m3}))
-    if not tokens:
-        units.append(("flat", {"cin": w[3], "cout": w[3], "res": res[3]}))
-    units.append(("head", {"cin": w[3], "cout": space["classes"], "res": res[3]}))
-    return units
+    """The (kind, fields) of every unit along `layout`, in execution order (its block plan)."""
+    size = space["input_size"]
+    blocks = plan(layout.widths, layout.blocks, (size, size), space["classes"])
+    return [(u.kind, u.unit) for u in (unit_of(b, space) for b in blocks)]
 
 
 def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,

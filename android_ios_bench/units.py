@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from android_ios_bench.lut import LUTError, unit_key
+from ef_keras.plan import Block
 
 #: L7's stage widths: the default supernet maximum, so L1/L3/L7 and all smaller models are covered.
 DEFAULT_MAX_WIDTHS = (96, 192, 384, 768)
@@ -111,50 +112,70 @@ class Unit:
             return (1, u["res"] * u["res"], u["cin"])
         return (1, u["res"], u["res"], u["cin"])
 
+    def block(self) -> Block:
+        """The unit as a block-plan record (stage and index play no part in its cost)."""
+        u = self.unit
+        return Block(self.kind, 0, 0, u["cin"], u["cout"], (u["res"], u["res"]))
+
+
+def unit_of(block: Block, space) -> Unit:
+    """The LUT unit of one block-plan record: the fields its cost depends on.
+
+    `space` is a `SearchSpace` or its `to_dict()` (the block hyper-parameters the LUT was
+    measured with). The resolution is the block's input grid (the image for the stem).
+    """
+    s = space.to_dict() if isinstance(space, SearchSpace) else space
+    fields = {"cin": block.cin, "cout": block.cout, "res": block.grid[0]}
+    if block.kind == "meta4d":
+        fields.update(mlp_ratio=s["mlp_ratio"], pool_size=s["pool_size"])
+    elif block.kind == "meta3d":
+        fields.update(tokens=block.tokens, mlp_ratio=s["mlp_ratio"], key_dim=s["key_dim"], num_heads=s["num_heads"],
+                      attn_ratio=s["attn_ratio"])
+    return Unit.make(block.kind, **fields)
+
 
 def search_space_units(space: SearchSpace) -> list[Unit]:
     """Every unit of the search space, in a stable order (stem, 4D, downsample, flat, 3D, head)."""
-    s, res = space, space.resolutions
-    units = [Unit.make("stem", cin=3, cout=w, res=s.input_size) for w in s.widths(0)]
+    res = space.resolutions
+
+    def units(kind, stage, widths, cin=None, grid_res=None, cout=None):
+        r = res[stage] if grid_res is None else grid_res
+        return [unit_of(Block(kind, stage, 0, cin or w, cout or w, (r, r)), space) for w in widths]
+
+    found = units("stem", 0, space.widths(0), cin=3, grid_res=space.input_size)
     for stage in range(4):
-        units += [Unit.make("meta4d", cin=w, cout=w, res=res[stage], mlp_ratio=s.mlp_ratio, pool_size=s.pool_size)
-                  for w in s.widths(stage)]
-    for grid in s.downsample_grids():
-        units += [Unit.make("downsample", cin=a, cout=b, res=grid["res"]) for a in grid["cin"] for b in grid["cout"]]
+        found += units("meta4d", stage, space.widths(stage))
+    for grid in space.downsample_grids():
+        found += [unit_of(Block("downsample", 1, None, a, b, (grid["res"], grid["res"])), space)
+                  for a in grid["cin"] for b in grid["cout"]]
     for stage in META3D_STAGES:
-        units += [Unit.make("flat", cin=w, cout=w, res=res[stage]) for w in s.widths(stage)]
-        units += [Unit.make("meta3d", cin=w, cout=w, res=res[stage], tokens=res[stage] ** 2, mlp_ratio=s.mlp_ratio,
-                            key_dim=s.key_dim, num_heads=s.num_heads, attn_ratio=s.attn_ratio)
-                  for w in s.widths(stage)]
-    units += [Unit.make("head", cin=w, cout=s.classes, res=res[3]) for w in s.widths(3)]
-    return units
+        found += units("flat", stage, space.widths(stage)) + units("meta3d", stage, space.widths(stage))
+    found += [unit_of(Block("head", 3, None, w, space.classes, (res[3], res[3])), space) for w in space.widths(3)]
+    return found
 
 
 def build_unit(unit: Unit):
-    """The unit as a batch-1 Keras model with the same layers and arguments EfficientFormer uses."""
+    """The unit as a batch-1 Keras model, built by the same factory `ef_keras.EfficientFormer` uses."""
     import keras
 
     from ef_keras import layers as L
+    from ef_keras.config import EfficientFormerConfig
+    from ef_keras.model import block_layer
 
     u = unit.unit
     inputs = keras.Input(batch_shape=unit.input_shape, name="x")
-    if unit.kind == "stem":
-        x = L.Stem(u["cout"], name="stem")(inputs)
-    elif unit.kind == "downsample":
-        x = L.Downsample(u["cout"], name="downsample")(inputs)
-    elif unit.kind == "meta4d":
-        x = L.Meta4D(u["cin"], u["mlp_ratio"], u["pool_size"], name="meta4d")(inputs)
-    elif unit.kind == "flat":
-        x = L.Flat(name="flat")(inputs)
-    elif unit.kind == "meta3d":
-        x = L.Meta3D(u["cin"], (u["res"], u["res"]), u["mlp_ratio"], u["key_dim"], u["num_heads"],
-                     u["attn_ratio"], name="meta3d")(inputs)
-    elif unit.kind == "head":
+    if unit.kind == "head":
         x = keras.layers.LayerNormalization(epsilon=L.LN_EPSILON, name="norm")(inputs)
         pooled = keras.layers.GlobalAveragePooling1D(name="pool")(x)
         head = keras.layers.Dense(u["cout"], name="head")(pooled)
         dist = keras.layers.Dense(u["cout"], name="head_dist")(pooled)
         x = keras.layers.Average(name="head_average")([head, dist])
     else:
-        raise LUTError(f"cannot build unit kind {unit.kind!r}")
+        hyper = {k: u[k] for k in ("mlp_ratio", "pool_size", "key_dim", "num_heads", "attn_ratio") if k in u}
+        config = EfficientFormerConfig(widths=(8, 8, 8, 8), depths=(0, 0, 0, 0), num_vit=0, **hyper)
+        try:
+            layer = block_layer(unit.block(), config, name=unit.kind)
+        except ValueError as e:
+            raise LUTError(f"cannot build unit kind {unit.kind!r}") from e
+        x = layer(inputs)
     return keras.Model(inputs, x, name=unit.key.replace("-", "_"))

@@ -5,8 +5,9 @@ none given the caller gets an error, never a silent calibration on random noise.
 
 Accepted sources:
 - a directory: every image file below it (a plain folder of images, or an ImageFolder tree
-  root/class/*.jpg or root/split/class/*.jpg), resized to the model input with a centre
-  crop and ImageNet-normalised like `ef_keras.preprocess_input`;
+  root/class/*.jpg or root/split/class/*.jpg), resized and centre-cropped to the model input
+  as in evaluation (`ef_keras.preprocessing.eval_transform`, the presets' crop and
+  interpolation) and normalised like `ef_keras.preprocess_input`;
 - one of ef_keras's in-memory datasets (`embedded`, `digits`, `fashion_mnist`; see
   `ef_keras.data.load_arrays`): images spread evenly over its *train* split, so held-out
   images stay unseen;
@@ -23,7 +24,7 @@ import os
 import numpy as np
 
 from deploy.common import DeployError, InputSpec
-from ef_keras.preprocessing import preprocess_input
+from ef_keras.preprocessing import eval_transform, preprocess_input
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DEFAULT_SAMPLES = 64
@@ -84,7 +85,7 @@ def _folder_samples(root: str, spec: InputSpec, max_samples: int) -> np.ndarray:
     for path in files[::step][:max_samples]:
         try:
             with Image.open(path) as img:
-                pixels.append(_center_crop(np.asarray(img.convert("RGB")), spec.shape[1], spec.shape[2]))
+                pixels.append(eval_transform(np.asarray(img.convert("RGB")), spec.shape[1:3]).numpy())
         except (UnidentifiedImageError, OSError) as e:
             raise DeployError(f"cannot read calibration image {path}: {e}") from e
     return preprocess_input(np.stack(pixels))
@@ -101,7 +102,7 @@ def _in_memory_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarr
 
     images, _ = load_arrays(name, "train")
     picks = images[:: max(1, len(images) // max_samples)][:max_samples]  # evenly spaced: all classes
-    return preprocess_input(np.stack([_center_crop(image, spec.shape[1], spec.shape[2]) for image in picks]))
+    return preprocess_input(np.stack([eval_transform(image, spec.shape[1:3]).numpy() for image in picks]))
 
 
 def _tfds_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:
@@ -129,19 +130,8 @@ def _tfds_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:
             raise DeployError(f"tfds dataset {name!r} has no 'image' feature")
         if image.ndim == 2 or image.shape[-1] == 1:
             image = np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=-1)
-        pixels.append(_center_crop(image[..., :3], spec.shape[1], spec.shape[2]))
+        pixels.append(eval_transform(image[..., :3], spec.shape[1:3]).numpy())
     if not pixels:
         raise DeployError(f"tfds dataset {name!r} split {split!r} is empty")
     return preprocess_input(np.stack(pixels))
 
-
-def _center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize the short side (bilinear) then centre-crop to (height, width), as in evaluation."""
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    scale = max(height / h, width / w)
-    new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-    resized = np.asarray(Image.fromarray(np.asarray(image, "uint8")).resize((new_w, new_h), Image.BILINEAR), "float32")
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    return resized[top:top + height, left:left + width]

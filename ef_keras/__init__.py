@@ -3,6 +3,7 @@
     import ef_keras
     model = ef_keras.EfficientFormerL1(weights="imagenet")
     logits = model.predict(ef_keras.preprocess_input(images))
+    print(ef_keras.decode_predictions(keras.ops.softmax(logits), top=3))
 """
 
 from ef_keras import layers
@@ -11,11 +12,13 @@ from ef_keras.config import VARIANTS, ConfigError, EfficientFormerConfig, get_co
 from ef_keras.info import model_info
 from ef_keras.model import (EfficientFormer, EfficientFormerL1, EfficientFormerL3, EfficientFormerL7,
                             ModelArgumentError)
-from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
+from ef_keras.presets import PRESETS, Preset, PresetError, decode_predictions, get_preset
+from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, eval_transform, preprocess_input
 
 __version__ = "0.1.0"
 
 __all__ = ["layers", "CheckpointError", "load_weights_from_checkpoint", "VARIANTS", "ConfigError",
            "EfficientFormerConfig", "get_config", "model_info", "EfficientFormer", "EfficientFormerL1",
            "EfficientFormerL3", "EfficientFormerL7", "ModelArgumentError", "IMAGENET_MEAN", "IMAGENET_STD",
-           "preprocess_input"]
+           "preprocess_input", "eval_transform", "PRESETS", "Preset", "PresetError", "decode_predictions",
+           "get_preset"]

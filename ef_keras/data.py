@@ -14,8 +14,9 @@ images float32 (B, S, S, 3) normalised with the ImageNet mean/std, labels float3
 Augmentation follows the recipe (facts file §4): random resized crop (area 0.08-1,
 aspect 3/4-4/3, bicubic) and horizontal flip, RandAugment, RandomErasing, and per batch
 either Mixup (alpha 0.8) or CutMix (alpha 1.0) with probability 0.5 each; the last three are
-Keras' own preprocessing layers. Evaluation resizes the short side to size / crop_pct
-(bicubic) and takes the centre crop (crop_pct 0.875: 256 -> 224).
+Keras' own preprocessing layers. Evaluation is `ef_keras.preprocessing.eval_transform`:
+the short side resized to size / crop_pct (bicubic), then the centre crop, with the
+presets' crop_pct 0.95 unless the recipe sets one (0.875: 256 -> 224).
 
 Determinism: with `deterministic=True` a training epoch is a pure function of
 (seed, epoch): shuffling and the crop/flip draws are keyed by (seed, epoch, example index)
@@ -35,7 +36,8 @@ import tensorflow as tf
 import keras
 
 from ef_keras.errors import EfKerasError
-from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from ef_keras.presets import DEFAULT
+from ef_keras.preprocessing import eval_transform
 
 #: In-memory datasets (`load_arrays`): the package's Fashion-MNIST subset, scikit-learn's digits
 #: and the full Fashion-MNIST read from disk.
@@ -318,19 +320,6 @@ def _resize(image, size):
     return tf.clip_by_value(out, 0.0, 255.0)
 
 
-def eval_transform(image, image_size: int, crop_pct: float = 0.875):
-    """Bicubic resize of the short side to image_size / crop_pct, then the centre crop (float 0-255)."""
-    image = _as_rgb(image)
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = (image_size / crop_pct) / tf.reduce_min(shape)
-    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), image_size)
-    image = _resize(image, new)
-    top = (new[0] - image_size) // 2
-    left = (new[1] - image_size) // 2
-    image = image[top:top + image_size, left:left + image_size]
-    return tf.ensure_shape(image, (image_size, image_size, 3))
-
-
 def train_transform(image, image_size: int, augment: Augment, seed):
     """Random resized crop (stateless, keyed by `seed` of shape (2,)) and flip (float 0-255)."""
     image = _as_rgb(image)
@@ -346,9 +335,9 @@ def train_transform(image, image_size: int, augment: Augment, seed):
 
 
 def normalize(images):
-    """Float images in [0, 255] -> ImageNet mean/std normalised (as `ef_keras.preprocess_input`)."""
-    mean = tf.constant(IMAGENET_MEAN, tf.float32) * 255.0
-    std = tf.constant(IMAGENET_STD, tf.float32) * 255.0
+    """Float images in [0, 255] -> normalised by the presets' mean/std (as `ef_keras.preprocess_input`)."""
+    mean = tf.constant(DEFAULT.mean, tf.float32) * 255.0
+    std = tf.constant(DEFAULT.std, tf.float32) * 255.0
     return (images - mean) / std
 
 
@@ -385,9 +374,9 @@ def _plain(fn):
 
 
 def make_dataset(name: str, split: str | None = None, *, data_dir=None, image_size: int = 224, batch_size: int = 32,
-                 training: bool = False, seed: int = 0, epoch: int = 0, augment="recipe", crop_pct: float = 0.875,
-                 num_classes: int | None = None, deterministic: bool = True, shuffle_buffer: int = 10_000,
-                 drop_remainder: bool | None = None, prepare: bool = False, cache: bool = False) -> tf.data.Dataset:
+                 training: bool = False, seed: int = 0, epoch: int = 0, augment="recipe",
+                 crop_pct: float | None = None, num_classes: int | None = None, deterministic: bool = True,
+                 shuffle_buffer: int = 10_000, drop_remainder: bool | None = None, prepare: bool = False, cache: bool = False) -> tf.data.Dataset:
     """One epoch of (images, one-hot labels) batches; see the module docstring.
 
     Args:
@@ -400,7 +389,8 @@ def make_dataset(name: str, split: str | None = None, *, data_dir=None, image_si
         training: random augmentation and shuffling, else the eval resize + centre crop.
         seed, epoch: a training epoch is a deterministic function of both.
         augment: an `Augment` or a preset name ("recipe", "light", "none").
-        crop_pct: eval centre-crop ratio (recipe 0.875).
+        crop_pct: eval centre-crop ratio (default: `presets.DEFAULT`'s, timm's 0.95; the
+            official eval script's is 0.875). Interpolation and mean/std are the preset's.
         num_classes: one-hot depth (default: the dataset's).
         deterministic: reproducible order and augmentation (slower: the Keras layers run
             sequentially); False lets tf.data run everything in parallel.
@@ -445,7 +435,7 @@ def make_dataset(name: str, split: str | None = None, *, data_dir=None, image_si
             ds = ds.map(_plain(lambda image, label: (pipeline(image, training=True), label)),
                         num_parallel_calls=parallel)
     else:
-        ds = ds.map(_plain(lambda image, label: (eval_transform(image, image_size, crop_pct), label)),
+        ds = ds.map(_plain(lambda image, label: (eval_transform(_as_rgb(image), image_size, crop_pct), label)),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     ds = ds.map(_plain(lambda image, label: (image, tf.one_hot(label, num_classes, dtype=tf.float32))),

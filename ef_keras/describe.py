@@ -43,23 +43,41 @@ def latency_ms(model, runs: int, warmup: int = 3) -> float:
     return float(np.median(times))
 
 
-def load_image(path: str, size: int = 224, crop_ratio: float = 0.875) -> np.ndarray:
-    """Decodes an image, resizes its short side to size/crop_ratio (bicubic) and centre-crops."""
+def read_image(path: str) -> np.ndarray:
+    """Decodes an image file into (H, W, 3) uint8 RGB; InputError when it is missing or not an image."""
     import tensorflow as tf
 
     if not os.path.isfile(path):
         raise InputError(f"--image {path} is not an image file; give the path of a .jpg or .png")
     try:
         data = tf.io.read_file(path)
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         raise InputError(f"cannot read image {path}: {e.message.splitlines()[0]}") from e
-    short = int(round(size / crop_ratio))
-    h, w = image.shape[:2]
-    scale = short / min(h, w)
-    image = tf.image.resize(image, (max(short, round(h * scale)), max(short, round(w * scale))), method="bicubic")
-    image = tf.image.resize_with_crop_or_pad(image, size, size)
-    return np.clip(image.numpy(), 0, 255)[None]
+
+
+def top5(model, image: np.ndarray) -> list[tuple]:
+    """The model's five most probable classes for a decoded image, evaluated as its preset says.
+
+    The image goes through the preset's eval transform (resize + centre crop) and
+    normalisation (`ef_keras.presets`); rows are (index, probability), plus the class id and
+    name when the model predicts the preset's classes.
+    """
+    from ef_keras.presets import decode_predictions, preset_for
+    from ef_keras.preprocessing import eval_transform, preprocess_input
+
+    preset = preset_for(model.config.name)
+    pixels = eval_transform(image, tuple(model.input_shape[1:3]), preset=preset).numpy()[None]
+    logits = model.predict(preprocess_input(pixels, preset), verbose=0)
+    if not np.isfinite(logits).all():
+        raise InputError(f"{model.config.name} gives NaN or Inf logits: its weights are not finite; "
+                         "use another checkpoint")
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    best = np.argsort(-probs[0], kind="stable")[:5]
+    if probs.shape[1] != preset.num_classes:
+        return [(int(i), float(probs[0, i])) for i in best]
+    return [(int(i), p, wnid, label) for i, (wnid, label, p) in zip(best, decode_predictions(probs, top=5)[0])]
 
 
 def describe(models, weights=None, image=None, runs=20) -> list[dict]:
@@ -67,19 +85,13 @@ def describe(models, weights=None, image=None, runs=20) -> list[dict]:
     import ef_keras
 
     check_int("--runs", runs, low=1)
-    pixels = None if image is None else load_image(image)  # a bad --image fails before any model is built
+    pixels = None if image is None else read_image(image)  # a bad --image fails before any model is built
     rows = []
     for name in models:
         model = ef_keras.EfficientFormer(name, weights=weights)
         row = {**ef_keras.model_info(model), "latency_ms": latency_ms(model, runs)}
         if pixels is not None:
-            logits = model.predict(ef_keras.preprocess_input(pixels), verbose=0)[0]
-            if not np.isfinite(logits).all():
-                raise InputError(f"{name} gives NaN or Inf logits for {image}; its weights ({weights}) are not "
-                                 "finite: use another checkpoint")
-            probs = np.exp(logits - logits.max())
-            probs /= probs.sum()
-            row["top5"] = [(int(i), float(probs[i])) for i in np.argsort(-probs)[:5]]
+            row["top5"] = top5(model, pixels)
         rows.append(row)
     return rows
 
@@ -95,8 +107,8 @@ def main(argv):
         print(f"{r['name']:<12}{r['params_all']:>15,}{r['params_paper']:>16,}{r['gmacs']:>8.3f}"
               f"{r['latency_ms']:>16.1f}")
         if "top5" in r:
-            print("  top-5 (class index: probability): "
-                  + ", ".join(f"{i}: {p:.3f}" for i, p in r["top5"]))
+            print("  top-5 (class index: probability[, name]): "
+                  + ", ".join(f"{t[0]}: {t[1]:.3f}" + (f" {t[3]}" if len(t) > 2 else "") for t in r["top5"]))
     print(f"(ef_keras {ef_keras.__version__}; latency = median of {FLAGS.runs} single-image runs on this machine)")
     return 0
 

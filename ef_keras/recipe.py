@@ -42,12 +42,14 @@ class Recipe:
     drop_path_rate: float = 0.0       # the official script passes none (facts §4)
     distill_alpha: float = 0.5
     augment: str = "recipe"           # a preset of ef_keras.data.AUGMENT_PRESETS
-    crop_pct: float = 0.875
+    crop_pct: float | None = None     # eval centre crop; None: the presets' (timm's 0.95; official script 0.875)
 
     def __post_init__(self):
         for field, (low, high) in _INT_RANGES.items():
             check_int(_name(field), getattr(self, field), low, high)
         for field, (low, high, low_open, high_open) in _FLOAT_RANGES.items():
+            if field == "crop_pct" and self.crop_pct is None:
+                continue
             check_number(_name(field), getattr(self, field), low=low, high=high, low_open=low_open,
                          high_open=high_open)
         if not isinstance(self.augment, str):

@@ -35,6 +35,7 @@ weights, so what slimming measured is exactly what it ships.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -46,7 +47,8 @@ from keras import ops
 from ef_keras import layers as ef_layers
 from ef_keras.config import ConfigError, EfficientFormerConfig
 from ef_keras.errors import EfKerasError
-from ef_keras.model import EfficientFormer
+from ef_keras.model import EfficientFormer, block_layer
+from ef_keras.plan import meta_blocks, plan
 from ef_keras.output import write_json, writing
 from search.arch import CANDIDATES, STAGES_WITH_3D, Arch
 
@@ -74,11 +76,6 @@ def gumbel_noise(seed: int, step: int, num_paths: int) -> tf.Tensor:
     return -tf.math.log(-tf.math.log(u))
 
 
-def stage_grids(image_size: int) -> list[tuple[int, int]]:
-    """Feature-map grid of stages 1-4 (strides 4, 8, 16, 32)."""
-    return [(image_size // s, image_size // s) for s in (4, 8, 16, 32)]
-
-
 class Supernet(keras.Model):
     """Single-width supernet with Gumbel-softmax MetaPaths.
 
@@ -103,20 +100,16 @@ class Supernet(keras.Model):
         if mixing not in MIXING_MODES:
             raise SupernetError(f"mixing must be one of {MIXING_MODES}, got {mixing!r}")
         self.config, self.image_size, self.classes, self.mixing = config, image_size, classes, mixing
-        grids = stage_grids(image_size)
-        c = config
-        self.stem = ef_layers.Stem(c.widths[0], name="stem")
-        self.downsamples = [ef_layers.Downsample(c.widths[s], name=f"downsample{s}") for s in (1, 2, 3)]
+        self._plan = plan(config.widths, [("4d",) * d for d in config.depths], (image_size, image_size), classes)
+        self.stem = block_layer(self._plan[0], config)
+        self.downsamples = [block_layer(b, config) for b in self._plan if b.kind == "downsample"]
         self.blocks_4d, self.blocks_3d, self.path_stage = [], [], []
-        for s, (w, d) in enumerate(zip(c.widths, c.depths)):
-            for k in range(d):
-                self.path_stage.append(s)
-                self.blocks_4d.append(ef_layers.Meta4D(w, c.mlp_ratio, c.pool_size, c.layer_scale_init,
-                                                       name=f"stage{s}_path{k}_4d"))
-                self.blocks_3d.append(
-                    ef_layers.Meta3D(w, grids[s], c.mlp_ratio, c.key_dim, c.num_heads, c.attn_ratio,
-                                     c.layer_scale_init, name=f"stage{s}_path{k}_3d")
-                    if s in STAGES_WITH_3D else None)
+        for b in meta_blocks(self._plan):
+            self.path_stage.append(b.stage)
+            self.blocks_4d.append(block_layer(b, config, name=f"stage{b.stage}_path{b.index}_4d"))
+            self.blocks_3d.append(
+                block_layer(dataclasses.replace(b, kind="meta3d"), config, name=f"stage{b.stage}_path{b.index}_3d")
+                if b.stage in STAGES_WITH_3D else None)
         self.num_paths = len(self.path_stage)
         self.norm = keras.layers.LayerNormalization(epsilon=ef_layers.LN_EPSILON, name="norm")
         self.head = keras.layers.Dense(classes, name="head")
@@ -149,12 +142,13 @@ class Supernet(keras.Model):
         if hard:
             chosen = ops.argmax(weights, axis=-1)
             weights = ops.one_hot(chosen, len(CANDIDATES)) + weights - ops.stop_gradient(weights)
-        x = self.stem(images, training=training)
-        p = 0
-        for s, depth in enumerate(self.config.depths):
-            if s:
-                x = self.downsamples[s - 1](x, training=training)
-            for _ in range(depth):
+        downsamples, p = iter(self.downsamples), 0
+        for block in self._plan:
+            if block.kind == "stem":
+                x = self.stem(images, training=training)
+            elif block.kind == "downsample":
+                x = next(downsamples)(x, training=training)
+            elif block.kind == "meta4d":  # MetaPath p
                 x = (self._sampled_path(p, x, weights, chosen[p], training) if hard
                      else self._mixed_path(p, x, weights, training))
                 p += 1
@@ -213,17 +207,20 @@ def child_model(supernet: Supernet, arch: Arch, name: str = "searched", calibrat
     config = arch.to_config(supernet.config, name=name)
     child = EfficientFormer(config, input_shape=(supernet.image_size, supernet.image_size, 3),
                             classes=supernet.classes, distillation=True)
-    pairs = [(supernet.stem, child.get_layer("stem"))]
-    pairs += [(supernet.downsamples[s - 1], child.get_layer(f"downsample{s}")) for s in (1, 2, 3)]
     by_stage = supernet.paths_by_stage()
-    for s in range(4):
-        active = arch.active(s)
-        for j, k in enumerate(active):
-            p = by_stage[s][k]
-            if arch.choices[s][k] == "4d":
-                pairs.append((supernet.blocks_4d[p], child.get_layer(f"stage{s}_block{j}")))
-            else:  # 3D blocks (a suffix of stage 4) come after the Flat slot in the block index
-                pairs.append((supernet.blocks_3d[p], child.get_layer(f"stage{s}_block{j + 1}")))
+    downsamples = iter(supernet.downsamples)
+    position = [0] * len(by_stage)  # the next active MetaPath of each stage
+    pairs = []
+    for block in config.blocks((supernet.image_size, supernet.image_size), supernet.classes):
+        if block.kind == "stem":
+            pairs.append((supernet.stem, child.get_layer(block.name)))
+        elif block.kind == "downsample":
+            pairs.append((next(downsamples), child.get_layer(block.name)))
+        elif block.kind in ("meta4d", "meta3d"):
+            p = by_stage[block.stage][arch.active(block.stage)[position[block.stage]]]
+            position[block.stage] += 1
+            source = supernet.blocks_4d[p] if block.kind == "meta4d" else supernet.blocks_3d[p]
+            pairs.append((source, child.get_layer(block.name)))
     pairs += [(supernet.norm, child.get_layer("norm")), (supernet.head, child.get_layer("head")),
               (supernet.head, child.get_layer("head_dist"))]
     for src, dst in pairs:

@@ -137,7 +137,9 @@ def test_imagenet_weights_from_the_keras_cache(l1_state, tmp_path):
 
 
 def test_imagenet_offline_error_says_what_to_do(tmp_path):
-    code = ("import ef_keras, ef_keras.checkpoint as c; c.IMAGENET_URLS['l1'] = 'file:///nonexistent/model.safetensors'\n"
+    code = ("import dataclasses, ef_keras, ef_keras.presets as p\n"
+            "p.PRESETS['l1'] = dataclasses.replace(p.PRESETS['l1'],\n"
+            "                                      weights_url='file:///nonexistent/model.safetensors')\n"
             "try:\n  ef_keras.EfficientFormerL1(weights='imagenet')\n"
             "except ef_keras.CheckpointError as e:\n  print('ERR', e)")
     out = _run(code, {"KERAS_HOME": str(tmp_path)})
