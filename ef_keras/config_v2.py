@@ -1,0 +1,301 @@
+"""Architecture configs and the block plan of EfficientFormerV2 (S0, S1, S2, L).
+
+A V2 architecture is data: per-stage widths and depths, how many attention blocks close
+stages 3 and 4 (`num_vit`), and the FFN expansion ratio of every block (V2 searched them
+per block). `EfficientFormerV2Config` round-trips through JSON like V1's config.
+
+`blocks()` is V2's block plan, the same pattern as `ef_keras.plan` for V1: one ordered
+list of units (kind, stage, reference index, channels, grid, Keras layer name) that the
+model builder, the checkpoint key mapping and the GMAC count all walk, instead of each
+walking the network by hand. Kinds: "v2_stem", "v2_downsample", "v2_attn_downsample"
+(stage 3 -> 4), "v2_ffn", "v2_attn_ffn" and "v2_head" (final BatchNorm and classifier).
+
+Variant table: Li et al., "Rethinking Vision Transformers for MobileNet Size and Speed",
+ICCV 2023; values as timm's `efficientformer_v2.py` (`EfficientFormer_width`,
+`EfficientFormer_depth`, `EfficientFormer_expansion_ratios`), identical to the official
+snap-research `models/efficientformer_v2.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+from ef_keras.checks import check_int, check_number
+from ef_keras.config import ConfigError
+from ef_keras.output import write_text
+
+NUM_STAGES = 4
+WIDTH_MULTIPLE = 8
+#: Stage 3 (index 2) attention runs at stride 2; only the downsampling into stage 4 has attention.
+STRIDED_ATTN_STAGE = 2
+ATTN_DOWNSAMPLE_STAGE = 3
+#: Unit kinds of a V2 plan, in the order they first appear.
+KINDS = ("v2_stem", "v2_downsample", "v2_ffn", "v2_attn_ffn", "v2_attn_downsample", "v2_head")
+
+
+@dataclasses.dataclass(frozen=True)
+class V2PlanBlock:
+    """One unit of a V2 network (V2's counterpart of `ef_keras.plan.Block`).
+
+    Attributes:
+        kind: one of `KINDS`.
+        stage: 0-3 (the stem is stage 0, the head 3).
+        index: the block's slot in timm's `stages.{stage}.blocks.{index}`; None otherwise.
+        cin, cout: channels in and out (the head's cout is the number of classes).
+        grid: (H, W) of the unit's input (the image size for the stem).
+        mlp_ratio: FFN expansion of a block (None for other units).
+        attn_stride: 2 for stage 3's strided attention, else None.
+    """
+
+    kind: str
+    stage: int
+    index: int | None
+    cin: int
+    cout: int
+    grid: tuple
+    mlp_ratio: float | None = None
+    attn_stride: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The Keras layer name of the unit in `EfficientFormerV2` (the head: its final norm)."""
+        if self.kind == "v2_stem":
+            return "stem"
+        if self.kind in ("v2_downsample", "v2_attn_downsample"):
+            return f"downsample{self.stage}"
+        if self.kind == "v2_head":
+            return "norm"
+        return f"stage{self.stage}_block{self.index}"
+
+    @property
+    def reference_prefix(self) -> str:
+        """The unit's key prefix in timm's state dict."""
+        if self.kind == "v2_stem":
+            return "stem"
+        if self.kind in ("v2_downsample", "v2_attn_downsample"):
+            return f"stages.{self.stage}.downsample"
+        if self.kind == "v2_head":
+            return ""
+        return f"stages.{self.stage}.blocks.{self.index}"
+
+    @property
+    def out_grid(self) -> tuple:
+        if self.kind == "v2_stem":
+            return tuple(_half(_half(n)) for n in self.grid)
+        if self.kind in ("v2_downsample", "v2_attn_downsample"):
+            return tuple(_half(n) for n in self.grid)
+        return self.grid
+
+    @property
+    def attn_grid(self) -> tuple:
+        """(H, W) the attention of a v2_attn_ffn block runs at (half the grid when strided)."""
+        return tuple(math.ceil(n / self.attn_stride) for n in self.grid) if self.attn_stride else self.grid
+
+
+def _half(n):
+    return None if n is None else (n + 1) // 2
+
+
+@dataclasses.dataclass(frozen=True)
+class EfficientFormerV2Config:
+    """One EfficientFormerV2 architecture.
+
+    Args:
+        widths: channels of stages 1-4 (the stem goes 3 -> widths[0] // 2 -> widths[0]).
+        depths: blocks per stage.
+        num_vit: attention (AttnFFN) blocks closing stage 3 **and** stage 4.
+        mlp_ratios: per stage, the FFN expansion ratio of each block (len = depth).
+        name: label carried into model names.
+        key_dim, num_heads, attn_ratio: block attention layout (q, k: key_dim per head; v: attn_ratio·key_dim).
+        downsample_key_dim: key_dim of the attention in the stage 3 -> 4 downsampling (16).
+        layer_scale_init: initial layer-scale value.
+
+    Example:
+        >>> cfg = V2_VARIANTS["s0"]
+        >>> EfficientFormerV2Config.from_json(cfg.to_json()) == cfg
+        True
+    """
+
+    widths: tuple
+    depths: tuple
+    num_vit: int
+    mlp_ratios: tuple
+    name: str = "custom"
+    key_dim: int = 32
+    num_heads: int = 8
+    attn_ratio: int = 4
+    downsample_key_dim: int = 16
+    layer_scale_init: float = 1e-5
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", _int_tuple("widths", self.widths))
+        object.__setattr__(self, "depths", _int_tuple("depths", self.depths))
+        object.__setattr__(self, "mlp_ratios", _ratios(self.mlp_ratios, self.depths))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ConfigError (one line, saying what to change) if unbuildable."""
+        for i, w in enumerate(self.widths):
+            if w <= 0 or w % WIDTH_MULTIPLE:
+                raise ConfigError(f"widths[{i}]={w}: every stage width must be a positive multiple of "
+                                  f"{WIDTH_MULTIPLE} (got widths={list(self.widths)})")
+        for i, d in enumerate(self.depths):
+            if d < 1:
+                raise ConfigError(f"depths[{i}]={d}: every V2 stage needs at least one block "
+                                  f"(got depths={list(self.depths)})")
+        if not isinstance(self.num_vit, int) or isinstance(self.num_vit, bool):
+            raise ConfigError(f"num_vit must be an integer, got {self.num_vit!r}")
+        if not 0 <= self.num_vit <= min(self.depths[2:]):
+            raise ConfigError(f"num_vit={self.num_vit} must be between 0 and the depths of stages 3 and 4 "
+                              f"(got depths={list(self.depths)})")
+        for field in ("key_dim", "num_heads", "attn_ratio", "downsample_key_dim"):
+            check_int(field, getattr(self, field), low=1, error=ConfigError)
+        if not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string, got {self.name!r}")
+        check_number("layer_scale_init", self.layer_scale_init, low=0, low_open=True, error=ConfigError)
+
+    def blocks(self, image_size=(224, 224), classes: int = 1000) -> list[V2PlanBlock]:
+        """The block plan: every unit of this architecture for `image_size` inputs, in order."""
+        units = [V2PlanBlock("v2_stem", 0, None, 3, self.widths[0], tuple(image_size))]
+        grid = units[0].out_grid
+        for stage, (width, depth) in enumerate(zip(self.widths, self.depths)):
+            if stage:
+                kind = "v2_attn_downsample" if stage == ATTN_DOWNSAMPLE_STAGE else "v2_downsample"
+                units.append(V2PlanBlock(kind, stage, None, self.widths[stage - 1], width, grid))
+                grid = units[-1].out_grid
+            for k in range(depth):
+                attn = stage >= STRIDED_ATTN_STAGE and k >= depth - self.num_vit
+                units.append(V2PlanBlock(
+                    "v2_attn_ffn" if attn else "v2_ffn", stage, k, width, width, grid, self.mlp_ratios[stage][k],
+                    2 if attn and stage == STRIDED_ATTN_STAGE else None))
+        units.append(V2PlanBlock("v2_head", NUM_STAGES - 1, None, self.widths[-1], classes, grid))
+        return units
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["widths"], d["depths"] = list(self.widths), list(self.depths)
+        d["mlp_ratios"] = [list(r) for r in self.mlp_ratios]
+        return {"family": "efficientformer_v2", **d}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EfficientFormerV2Config":
+        if not isinstance(data, dict):
+            raise ConfigError(f"an architecture config must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        family = data.pop("family", "efficientformer_v2")
+        if family != "efficientformer_v2":
+            raise ConfigError(f"this is a {family!r} architecture, not EfficientFormerV2; "
+                              "load it with the matching config class")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown V2 architecture field(s) {unknown}; known fields: {sorted(known)}")
+        missing = sorted({"widths", "depths", "num_vit", "mlp_ratios"} - set(data))
+        if missing:
+            raise ConfigError(f"V2 architecture config is missing required field(s) {missing}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EfficientFormerV2Config":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"architecture config is not valid JSON: {e}") from e
+        return cls.from_dict(data)
+
+    def save(self, path: str) -> None:
+        """Writes the JSON atomically (temp file + rename)."""
+        write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str) -> "EfficientFormerV2Config":
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(f"cannot read architecture file {path}: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"architecture file {path} is not UTF-8 text (byte {e.start}); give a JSON file") from e
+        try:
+            return cls.from_json(text)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
+
+
+def _int_tuple(field, value):
+    try:
+        items = tuple(value)
+    except TypeError as e:
+        raise ConfigError(f"{field} must be a list of {NUM_STAGES} integers, got {value!r}") from e
+    if len(items) != NUM_STAGES or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ConfigError(f"{field} must be a list of {NUM_STAGES} integers, got {list(items)!r}")
+    return items
+
+
+def _ratios(value, depths):
+    """Per-stage tuples of positive numbers, one per block; a bare number per stage is repeated."""
+    try:
+        stages = tuple(value)
+    except TypeError as e:
+        raise ConfigError(f"mlp_ratios must be {NUM_STAGES} lists (one ratio per block), got {value!r}") from e
+    if len(stages) != NUM_STAGES:
+        raise ConfigError(f"mlp_ratios must be {NUM_STAGES} lists (one ratio per block), got {len(stages)}")
+    out = []
+    for i, (ratios, depth) in enumerate(zip(stages, depths)):
+        if isinstance(ratios, (int, float)) and not isinstance(ratios, bool):
+            ratios = (ratios,) * depth
+        try:
+            ratios = tuple(ratios)
+        except TypeError as e:
+            raise ConfigError(f"mlp_ratios[{i}] must be a list of numbers, got {ratios!r}") from e
+        if len(ratios) != depth:
+            raise ConfigError(f"mlp_ratios[{i}] has {len(ratios)} ratio(s) but stage {i} has depth {depth}; "
+                              "give one expansion ratio per block")
+        for r in ratios:
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not r > 0:
+                raise ConfigError(f"mlp_ratios[{i}] holds {r!r}; expansion ratios must be positive numbers")
+        out.append(ratios)
+    return tuple(out)
+
+
+#: The published family (timm / official tables). Top-1 (450 epochs) and iPhone 12 latency in comments.
+V2_VARIANTS: dict[str, EfficientFormerV2Config] = {
+    "s0": EfficientFormerV2Config(widths=(32, 48, 96, 176), depths=(2, 2, 6, 4), num_vit=2, name="s0",
+                                  mlp_ratios=(4, 4, (4, 3, 3, 3, 4, 4), (4, 3, 3, 4))),  # 76.2 %, 0.9 ms
+    "s1": EfficientFormerV2Config(widths=(32, 48, 120, 224), depths=(3, 3, 9, 6), num_vit=2, name="s1",
+                                  mlp_ratios=(4, 4, (4, 4, 3, 3, 3, 3, 4, 4, 4), (4, 4, 3, 3, 4, 4))),  # 79.7, 1.1
+    "s2": EfficientFormerV2Config(widths=(32, 64, 144, 288), depths=(4, 4, 12, 8), num_vit=4, name="s2",
+                                  mlp_ratios=(4, 4, (4, 4, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4),
+                                              (4, 4, 3, 3, 3, 3, 4, 4))),  # 82.0, 1.6
+    "l": EfficientFormerV2Config(widths=(40, 80, 192, 384), depths=(5, 5, 15, 10), num_vit=6, name="l",
+                                 mlp_ratios=(4, 4, (4, 4, 4, 4, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4),
+                                             (4, 4, 4, 3, 3, 3, 3, 4, 4, 4))),  # 83.5, 2.7
+}
+#: The official drop_path_rate of each variant's training recipe (the model default stays 0).
+V2_DROP_PATH = {"s0": 0.0, "s1": 0.0, "s2": 0.02, "l": 0.1}
+
+
+def get_v2_config(name_or_path) -> EfficientFormerV2Config:
+    """Resolves "s0" / "S2" / "efficientformerv2_l", a V2 architecture JSON path, or a config."""
+    if isinstance(name_or_path, EfficientFormerV2Config):
+        return name_or_path
+    if isinstance(name_or_path, dict):
+        return EfficientFormerV2Config.from_dict(name_or_path)
+    if not isinstance(name_or_path, str):
+        raise ConfigError(f"expected a V2 variant name, a JSON path or an EfficientFormerV2Config, "
+                          f"got {name_or_path!r}")
+    key = name_or_path.lower().removeprefix("efficientformer").strip("_-").removeprefix("v2").strip("_-")
+    if key in V2_VARIANTS:
+        return V2_VARIANTS[key]
+    if name_or_path.endswith(".json") or os.path.sep in name_or_path:
+        return EfficientFormerV2Config.load(name_or_path)
+    raise ConfigError(f"unknown EfficientFormerV2 variant {name_or_path!r}; choose one of "
+                      f"{sorted(V2_VARIANTS)} or pass a V2 architecture .json file")
