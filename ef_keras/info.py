@@ -77,8 +77,16 @@ def block_macs(block: Block, cfg: EfficientFormerConfig, distillation: bool = Tr
 
 
 def model_info(model_or_config, image_size=(224, 224)) -> dict:
-    """Parameters (both conventions) and GMACs of a model, or of a config/variant name (builds it)."""
+    """Parameters (both conventions) and GMACs of a model, or of a config/variant name (builds it).
+
+    EfficientFormerV2 models, configs and names ("s0", "s1", "s2", "l") are counted by
+    `ef_keras.info_v2.model_info_v2` (its own conventions: `params_all`, `params_no_bn`).
+    """
+    from ef_keras.info_v2 import is_v2, model_info_v2
     from ef_keras.model import EfficientFormer
+
+    if is_v2(model_or_config):
+        return model_info_v2(model_or_config, image_size)
 
     if isinstance(model_or_config, (str, EfficientFormerConfig)):
         model = EfficientFormer(model_or_config, input_shape=(*image_size, 3))
