@@ -69,6 +69,10 @@ def _same(w):
     return w
 
 
+#: Each Keras-layout transform's inverse, for writing a checkpoint back in timm's layout.
+_INVERSE = {_conv: lambda w: np.transpose(w, (3, 2, 0, 1)), _linear: _linear, _vector: _same, _same: _same}
+
+
 @dataclasses.dataclass
 class Target:
     """One Keras variable filled from one checkpoint tensor."""
@@ -210,7 +214,7 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
         skip_head: ignore the checkpoint's `head`/`head_dist` (fine-tuning to new classes).
     """
     state = {official_to_timm_key(k): np.asarray(v) for k, v in state_dict.items()}
-    has_head = any(layer.name == "head" for layer in model.layers)
+    has_head = _has_head(model)
     targets = keras_targets(model, include_head=has_head and not skip_head)
     index_keys = _bias_index_keys(model)
 
@@ -294,6 +298,28 @@ def load_weights_from_checkpoint(model, path: str, skip_head: bool = False):
         >>> ef_keras.load_weights_from_checkpoint(model, "efficientformer_l1.safetensors")
     """
     return load_state_dict(model, read_state_dict(path), skip_head=skip_head, source=path)
+
+
+def save_checkpoint(model, path: str) -> None:
+    """Writes `model`'s weights as a `.safetensors` state dict in timm's key layout.
+
+    What `load_weights_from_checkpoint` reads back (and what timm's `efficientformer_*`
+    loads with `strict=True`): every weight under its timm key in PyTorch layout, plus the
+    attention blocks' `attention_bias_idxs` buffers. The write is atomic.
+    """
+    from safetensors.numpy import save_file
+
+    from ef_keras.output import writing
+
+    state = {key: np.ascontiguousarray(_INVERSE[t.transform](np.asarray(t.variable.numpy())))
+             for key, t in keras_targets(model, include_head=_has_head(model)).items()}
+    state.update({key: index.astype(np.int64) for key, index in _bias_index_keys(model).items()})
+    with writing(os.fspath(path)) as tmp:
+        save_file(state, tmp)
+
+
+def _has_head(model) -> bool:
+    return any(layer.name == "head" for layer in model.layers)
 
 
 def load_imagenet_weights(model):

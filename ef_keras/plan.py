@@ -46,6 +46,12 @@ class Block:
         cin, cout: channels in and out (the head's `cout` is the number of classes).
         grid: (H, W) of the unit's input (the image size for the stem); None entries for a
             variable input size.
+        mlp_ratio: a block's own MLP expansion where the family searches it per block
+            (EfficientFormerV2); None where the config's single ratio applies.
+        attn_stride: 2 for EfficientFormerV2's strided attention (stage 3), else None.
+
+    Other families (EfficientFormerV2, `ef_keras.config_v2`) use the same record with their
+    own kinds; a kind ending in "stem", "downsample" or "head" names the unit like V1's.
     """
 
     kind: str
@@ -54,15 +60,17 @@ class Block:
     cin: int
     cout: int
     grid: tuple
+    mlp_ratio: float | None = None
+    attn_stride: int | None = None
 
     @property
     def name(self) -> str:
-        """The Keras layer name of this unit in `ef_keras.EfficientFormer` (the head: its norm)."""
-        if self.kind == "stem":
+        """The Keras layer name of this unit in the model (the head: its final norm)."""
+        if self.kind.endswith("stem"):
             return "stem"
-        if self.kind == "downsample":
+        if self.kind.endswith("downsample"):
             return f"downsample{self.stage}"
-        if self.kind == "head":
+        if self.kind.endswith("head"):
             return "norm"
         if self.kind == "flat" and self.stage == NUM_STAGES - 1:
             return "flat"
@@ -71,22 +79,27 @@ class Block:
     @property
     def reference_prefix(self) -> str:
         """The unit's key prefix in timm's state dict."""
-        if self.kind == "stem":
+        if self.kind.endswith("stem"):
             return "stem"
-        if self.kind == "downsample":
+        if self.kind.endswith("downsample"):
             return f"stages.{self.stage}.downsample"
-        if self.kind == "head":
+        if self.kind.endswith("head"):
             return ""
         return f"stages.{self.stage}.blocks.{self.index}"
 
     @property
     def out_grid(self) -> tuple:
         """(H, W) of the unit's output."""
-        if self.kind == "stem":
+        if self.kind.endswith("stem"):
             return tuple(_down(n, STEM_STRIDE) for n in self.grid)
-        if self.kind == "downsample":
+        if self.kind.endswith("downsample"):
             return tuple(_down(n, 2) for n in self.grid)
         return self.grid
+
+    @property
+    def attn_grid(self) -> tuple:
+        """(H, W) the block's attention runs at: its grid, halved (rounding up) when strided."""
+        return tuple(_down(n, self.attn_stride) for n in self.grid) if self.attn_stride else self.grid
 
     @property
     def tokens(self) -> int | None:

@@ -1,5 +1,7 @@
 """Block-level numerics that parity alone would not localise: GELU, pooling borders, padding."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -80,8 +82,12 @@ def test_drop_path_rates_rise_linearly():
     L.Stem(16), L.Downsample(24), L.Meta4D(16, drop_path=0.1), L.Flat(), L.LayerScale(0.5), L.DropPath(0.2),
     L.Attention(32, (2, 2)), L.Meta3D(32, (2, 2), drop_path=0.1)])
 def test_layers_serialize(layer):
-    clone = layer.__class__.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+    """`from_config(get_config())` rebuilds the same layer: every constructor argument is in the config."""
+    config = layer.get_config()
+    arguments = set(inspect.signature(layer.__class__.__init__).parameters) - {"self", "kwargs"}
+    assert arguments <= set(config), f"get_config lacks {sorted(arguments - set(config))}"
+    clone = layer.__class__.from_config(config)
+    assert all(getattr(clone, a) == getattr(layer, a) for a in arguments if hasattr(layer, a))
     assert keras.saving.get_registered_name(layer.__class__).startswith("ef_keras>")
 
 

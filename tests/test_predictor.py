@@ -55,10 +55,21 @@ def test_unit_walk_reproduces_the_full_model_numerically():
     np.testing.assert_allclose(np.asarray(y), np.asarray(model(x)), atol=1e-4, rtol=1e-4)
 
 
+#: CONFIG's units at 64 px (stage grids 16/8/4/2) as (kind, cin, cout, res), written out from the
+#: architecture: stem, per stage its downsampling and blocks, the Flat before the one 3D block, the head.
+CONFIG_UNITS = [("stem", 3, 16, 64), ("meta4d", 16, 16, 16), ("downsample", 16, 32, 16), ("meta4d", 32, 32, 8),
+                ("meta4d", 32, 32, 8), ("downsample", 32, 48, 8), ("meta4d", 48, 48, 4), ("downsample", 48, 64, 4),
+                ("meta4d", 64, 64, 2), ("flat", 64, 64, 2), ("meta3d", 64, 64, 2), ("head", 64, 1000, 2)]
+
+
+def total_cost(units):
+    return sum(cost(kind, {"cin": cin, "cout": cout, "res": res}) for kind, cin, cout, res in units)
+
+
 def test_predict_sums_every_unit_with_its_count():
     doc = make_lut()
     p = predict(CONFIG, doc, input_size=64)
-    expected = sum(cost(k, f) for k, f in layout_units(Layout.from_config(CONFIG), SPACE.to_dict()))
+    expected = total_cost(CONFIG_UNITS)
     assert p.ms == pytest.approx(expected) and p.sum_ms == p.ms and p.correction_ms == 0
     assert not p.interpolated and not any(u.interpolated for u in p.per_unit)
     assert sum(u.count for u in p.per_unit) == 12
@@ -70,7 +81,10 @@ def test_missing_widths_are_interpolated_and_reported():
     full = predict(config, make_lut(), input_size=64)  # 24/40/56 are not multiples of 16: interpolated
     kinds = {note.split()[0] for note in full.interpolated}
     assert kinds == {"stem", "meta4d", "downsample", "meta3d", "flat", "head"}
-    exact = sum(cost(k, f) for k, f in layout_units(Layout.from_config(config), SPACE.to_dict()))
+    units = [("stem", 3, 24, 64), ("meta4d", 24, 24, 16), ("downsample", 24, 32, 16), ("meta4d", 32, 32, 8),
+             ("downsample", 32, 40, 8), ("meta4d", 40, 40, 4), ("downsample", 40, 56, 4), ("flat", 56, 56, 2),
+             ("meta3d", 56, 56, 2), ("head", 56, 1000, 2)]
+    exact = total_cost(units)
     assert full.ms == pytest.approx(exact)  # the synthetic costs are linear/bilinear, so interpolation is exact
     assert any("bilinear on grid" in n for n in full.interpolated)
 

@@ -1,6 +1,8 @@
 """Tests for tools/timm_reference.py and the torchvision stub (skipped where torch/timm are not installed)."""
 
 import importlib.util
+import json
+import os
 import sys
 
 import pytest
@@ -17,8 +19,10 @@ def test_import_timm_and_build_l1():
     assert "torchvision" in sys.modules
     model = timm_reference.create_reference_model("l1")
     assert not model.training
-    assert sum(p.numel() for p in model.parameters()) == 12_289_928
-    assert len(model.state_dict()) == 281
+    with open(os.path.join(os.path.dirname(__file__), "fixtures", "parity_fixtures.json")) as f:
+        record = json.load(f)["variants"]["l1"]  # what the fixture generator recorded from timm
+    assert sum(p.numel() for p in model.parameters()) == record["params_all"]
+    assert len(model.state_dict()) == record["num_keys"]
     assert timm.__version__
 
 
