@@ -222,6 +222,9 @@ class Flat(keras.layers.Layer):
 
     def call(self, x):
         _, h, w, c = x.shape
+        if h is None or w is None:  # a variable input size (attention-free configs): fold at run time
+            shape = ops.shape(x)
+            return ops.reshape(x, (-1, shape[1] * shape[2], c))
         return ops.reshape(x, (-1, h * w, c))
 
     def compute_output_shape(self, input_shape):

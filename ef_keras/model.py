@@ -281,14 +281,19 @@ def resize_bias_table(table, old_grid, new_grid):
     """(heads, oh·ow) relative-position bias table of an oh x ow token grid -> (heads, nh·nw), bicubic.
 
     Entry (dy, dx) of the table is the bias for a row/column offset (dy, dx); seen as a
-    (heads, oh, ow) image it is resized bicubically (align_corners=False, as the reference's
-    det/seg backbones and `ef_keras.checkpoint` at import do).
+    (heads, oh, ow) image it is resized with Keys' cubic kernel (a = -0.5), half-pixel centres
+    and the weights renormalised at the borders: `tf.image.resize(..., "bicubic",
+    antialias=True)`, which computes that formula exactly (antialias=False uses TF's legacy
+    kernel table, quantised to 1/1024 px, up to 3e-3 off the formula; when shrinking, the
+    antialiased kernel also widens as it should). This is the table resize of kecam and
+    `ef_keras.checkpoint`; the official det/seg code instead resizes the gathered (N, N) bias
+    matrix at run time with PyTorch's a = -0.75 kernel, which no per-offset table reproduces.
     """
     import tensorflow as tf
 
     heads = table.shape[0]
     image = tf.convert_to_tensor(keras.ops.convert_to_numpy(table).reshape(heads, *old_grid, 1), tf.float32)
-    return tf.image.resize(image, tuple(new_grid), method="bicubic").numpy().reshape(heads, -1)
+    return tf.image.resize(image, tuple(new_grid), method="bicubic", antialias=True).numpy().reshape(heads, -1)
 
 
 @keras.saving.register_keras_serializable(package="ef_keras")
