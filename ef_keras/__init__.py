@@ -12,6 +12,9 @@ from ef_keras.config import VARIANTS, ConfigError, EfficientFormerConfig, get_co
 from ef_keras.info import model_info
 from ef_keras.model import (EfficientFormer, EfficientFormerL1, EfficientFormerL3, EfficientFormerL7,
                             ModelArgumentError)
+from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config
+from ef_keras.model_v2 import (EfficientFormerV2, EfficientFormerV2L, EfficientFormerV2S0, EfficientFormerV2S1,
+                               EfficientFormerV2S2)
 from ef_keras.presets import PRESETS, Preset, PresetError, decode_predictions, get_preset
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, eval_transform, preprocess_input
 
@@ -22,3 +25,6 @@ __all__ = ["layers", "CheckpointError", "load_weights_from_checkpoint", "VARIANT
            "EfficientFormerL3", "EfficientFormerL7", "ModelArgumentError", "IMAGENET_MEAN", "IMAGENET_STD",
            "preprocess_input", "eval_transform", "PRESETS", "Preset", "PresetError", "decode_predictions",
            "get_preset"]
+
+__all__ += ["V2_VARIANTS", "EfficientFormerV2Config", "EfficientFormerV2", "EfficientFormerV2S0", "EfficientFormerV2S1",
+            "EfficientFormerV2S2", "EfficientFormerV2L"]

@@ -213,6 +213,14 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
     Args:
         skip_head: ignore the checkpoint's `head`/`head_dist` (fine-tuning to new classes).
     """
+    from ef_keras import checkpoint_v2  # V2 models have their own key mapping; each family refuses the other's
+
+    if checkpoint_v2.is_v2_model(model):
+        return checkpoint_v2.load_v2_state_dict(model, state_dict, skip_head=skip_head, source=source)
+    if checkpoint_v2.detect_family(state_dict) == checkpoint_v2.FAMILY_V2:
+        raise CheckpointError(
+            f"{source} is an EfficientFormerV2 checkpoint (its keys have V2's depthwise FFN / talking heads), but "
+            f"{model.name} is an EfficientFormer (V1); load it into ef_keras.EfficientFormerV2S0/S1/S2/L instead")
     state = {official_to_timm_key(k): np.asarray(v) for k, v in state_dict.items()}
     has_head = _has_head(model)
     targets = keras_targets(model, include_head=has_head and not skip_head)
@@ -309,8 +317,11 @@ def save_checkpoint(model, path: str) -> None:
     """
     from safetensors.numpy import save_file
 
+    from ef_keras import checkpoint_v2
     from ef_keras.output import writing
 
+    if checkpoint_v2.is_v2_model(model):
+        return checkpoint_v2.save_v2_checkpoint(model, path)
     state = {key: np.ascontiguousarray(_INVERSE[t.transform](np.asarray(t.variable.numpy())))
              for key, t in keras_targets(model, include_head=_has_head(model)).items()}
     state.update({key: index.astype(np.int64) for key, index in _bias_index_keys(model).items()})

@@ -16,17 +16,9 @@ import re
 
 import numpy as np
 
-from ef_keras.checkpoint import (CheckpointError, Target, _conv, _linear, _same, _vector, read_state_dict)
+from ef_keras.checkpoint import CheckpointError, Target, _conv, _linear, _same, _vector, read_state_dict
 from ef_keras.config_v2 import V2PlanBlock
 
-#: timm's published distilled ImageNet-1k weights (Hugging Face hub, safetensors).
-V2_IMAGENET_URLS = {
-    v: f"https://huggingface.co/timm/efficientformerv2_{v}.snap_dist_in1k/resolve/main/model.safetensors"
-    for v in ("s0", "s1", "s2", "l")
-}
-#: Preprocessing of those weights (timm's pretrained cfg): crop 0.95, bicubic, ImageNet mean/std.
-V2_PRESETS = {v: {"crop_pct": 0.95, "interpolation": "bicubic", "input_size": (224, 224, 3)}
-              for v in V2_IMAGENET_URLS}
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 _INDEX_SUFFIX = "attention_bias_idxs"
 
@@ -253,16 +245,39 @@ def load_v2_weights_from_checkpoint(model, path, skip_head: bool = False):
 
 
 def load_v2_imagenet_weights(model):
-    """Downloads (once, into the Keras cache) and loads timm's ImageNet weights for s0/s1/s2/l."""
-    import keras
+    """Downloads (once, into the Keras cache) and loads timm's ImageNet weights of s0/s1/s2/l.
 
-    variant = model.config.name
-    url = V2_IMAGENET_URLS[variant]
-    fname = f"efficientformerv2_{variant}.snap_dist_in1k.safetensors"
-    try:
-        path = keras.utils.get_file(fname=fname, origin=url, cache_subdir="models/ef_keras")
-    except Exception as e:  # get_file wraps network failures in plain Exceptions
-        raise CheckpointError(
-            f"could not download the ImageNet weights for V2 {variant} ({str(e).splitlines()[0]}). Offline? Fetch "
-            f"{url} on a connected machine and pass weights='/path/to/model.safetensors' instead") from e
-    return load_v2_state_dict(model, read_state_dict(path), source=path)
+    The URL, file name and evaluation settings are the variant's row in `ef_keras.presets`
+    (timm's `efficientformerv2_*.snap_dist_in1k`); the download is V1's downloader.
+    """
+    from ef_keras.checkpoint import load_imagenet_weights
+
+    return load_imagenet_weights(model)
+
+
+def is_v2_model(model) -> bool:
+    """True for an `EfficientFormerV2` model (what `ef_keras.checkpoint` dispatches on)."""
+    from ef_keras.config_v2 import EfficientFormerV2Config
+
+    return isinstance(getattr(model, "config", None), EfficientFormerV2Config)
+
+
+def save_v2_checkpoint(model, path) -> None:
+    """Writes a V2 model's weights as `.safetensors` in timm's key layout and PyTorch tensor layout.
+
+    timm's `efficientformerv2_*` loads the file with `strict=True` (its bias indices are
+    non-persistent buffers, so none are written). The write is atomic.
+    """
+    import os
+
+    from safetensors.numpy import save_file
+
+    from ef_keras.output import writing
+
+    inverse = {_conv: lambda w: np.transpose(w, (3, 2, 0, 1)), _dw: _dw, _linear: _linear, _vector: _same,
+               _same: _same}
+    has_head = any(layer.name == "head" for layer in model.layers)
+    state = {key: np.ascontiguousarray(inverse[t.transform](np.asarray(t.variable.numpy())))
+             for key, t in keras_targets_v2(model, include_head=has_head).items()}
+    with writing(os.fspath(path)) as tmp:
+        save_file(state, tmp)

@@ -15,6 +15,7 @@ from ef_keras import layers_v2
 from ef_keras.checks import check_int, check_number
 from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config, V2PlanBlock, get_v2_config
 from ef_keras.model import ModelArgumentError
+from ef_keras.registry import register_model
 
 TOTAL_STRIDE = 32
 DEFAULT_SIZE = 224
@@ -187,7 +188,5 @@ def _variant(variant):
     return build
 
 
-EfficientFormerV2S0 = _variant("s0")
-EfficientFormerV2S1 = _variant("s1")
-EfficientFormerV2S2 = _variant("s2")
-EfficientFormerV2L = _variant("l")
+EfficientFormerV2S0, EfficientFormerV2S1, EfficientFormerV2S2, EfficientFormerV2L = (
+    register_model(v, "v2", _variant(v), V2_VARIANTS[v]) for v in ("s0", "s1", "s2", "l"))

@@ -102,6 +102,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     timm_imagenet("l1", "efficientformer_l1.snap_dist_in1k"),
     timm_imagenet("l3", "efficientformer_l3.snap_dist_in1k"),
     timm_imagenet("l7", "efficientformer_l7.snap_dist_in1k"),
+    timm_imagenet("s0", "efficientformerv2_s0.snap_dist_in1k"),
+    timm_imagenet("s1", "efficientformerv2_s1.snap_dist_in1k"),
+    timm_imagenet("s2", "efficientformerv2_s2.snap_dist_in1k"),
+    timm_imagenet("l", "efficientformerv2_l.snap_dist_in1k"),
 )}
 #: Evaluation and normalisation for architectures without a preset (searched or custom
 #: configs, models trained here): the family's settings, no weights.

@@ -1,0 +1,97 @@
+"""EfficientFormerV2 checkpoint import: key layouts, family detection, all-or-nothing checks.
+
+Parity through the importer is in test_v2_parity.py; here the importer's refusals. The key lists
+come from the committed fixtures: the timm keys were read from timm's own state dicts and the
+official names were checked by loading them into the official model code with strict=True (see
+tests/fixtures/make_parity_fixtures_v2.py).
+"""
+
+import os
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from conftest import FIXTURES
+from ef_keras.checkpoint import CheckpointError
+from ef_keras.checkpoint_v2 import (FAMILY_V1, FAMILY_V2, detect_family, load_v2_state_dict,
+                                    load_v2_weights_from_checkpoint, official_v2_to_timm_key)
+from ef_keras.model_v2 import EfficientFormerV2S0
+from fixtures.random_weights import load_parity_fixture
+from fixtures.random_weights_v2 import v2_state_dict
+
+
+def _fixture(variant):
+    return load_parity_fixture(os.path.join(FIXTURES, f"parity_{variant}.npz"))
+
+
+@pytest.fixture(scope="module")
+def s0():
+    return _fixture("v2_s0"), EfficientFormerV2S0()
+
+
+@pytest.mark.parametrize("variant", ["v2_s0", "v2_s1", "v2_s2", "v2_l"])
+def test_every_official_key_maps_to_its_timm_key(variant):
+    fixture = _fixture(variant)
+    assert [official_v2_to_timm_key(k) for k in fixture.official_keys] == list(fixture.keys)
+    assert [official_v2_to_timm_key(k) for k in fixture.keys] == list(fixture.keys)
+
+
+@pytest.mark.parametrize("variant, family", [("v2_s0", FAMILY_V2), ("l1", FAMILY_V1), ("l7", FAMILY_V1)])
+def test_family_is_detected_from_the_keys_in_both_layouts(variant, family):
+    fixture = _fixture(variant)
+    assert detect_family(fixture.keys) == family
+    assert detect_family(fixture.official_keys) == family
+
+
+def test_v1_checkpoint_into_v2_model_names_the_family(s0, tmp_path, parity_fixture):
+    _, model = s0
+    path = tmp_path / "l1.safetensors"
+    save_file(parity_fixture("l1").state_dict("timm"), str(path))
+    with pytest.raises(CheckpointError, match=r"is an EfficientFormer \(V1\) checkpoint .* ef_keras.EfficientFormer"):
+        load_v2_weights_from_checkpoint(model, str(path))
+
+
+def test_a_missing_key_assigns_nothing(s0):
+    fixture, model = s0
+    state = v2_state_dict(fixture)
+    before = [w.copy() for w in model.get_weights()]
+    del state["stages.2.blocks.5.token_mixer.talking_head1.weight"]
+    with pytest.raises(CheckpointError, match=r"1 missing key\(s\), e.g. \['stages.2.blocks.5.token_mixer.talking_"):
+        load_v2_state_dict(model, state)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_another_variant_is_refused_by_shape_or_keys(s0):
+    _, model = s0
+    with pytest.raises(CheckpointError, match="another V2 variant"):
+        load_v2_state_dict(model, v2_state_dict(_fixture("v2_s1")))
+
+
+def test_nan_weights_are_refused(s0):
+    fixture, model = s0
+    state = v2_state_dict(fixture)
+    state["norm.running_var"] = np.full_like(state["norm.running_var"], np.nan)
+    with pytest.raises(CheckpointError, match="NaN or Inf"):
+        load_v2_state_dict(model, state)
+
+
+def test_skip_head_loads_the_backbone_into_a_new_head(tmp_path):
+    fixture = _fixture("v2_s0")
+    path = tmp_path / "s0.safetensors"
+    save_file(v2_state_dict(fixture), str(path))
+    model = EfficientFormerV2S0(classes=10)
+    load_v2_weights_from_checkpoint(model, str(path), skip_head=True)
+    np.testing.assert_array_equal(model.get_layer("norm").moving_variance.numpy(),
+                                  v2_state_dict(fixture)["norm.running_var"])
+
+
+def test_pth_official_checkpoint(s0, tmp_path):
+    fixture, model = s0
+    torch = pytest.importorskip("torch", reason="torch not installed: .pth V2 import needs it")
+    path = tmp_path / "s0.pth"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in v2_state_dict(fixture, "official").items()}}, str(path))
+    load_v2_weights_from_checkpoint(model, str(path))
+    assert np.max(np.abs(model.predict(np.transpose(fixture.inputs(), (0, 2, 3, 1)), verbose=0)
+                         - fixture.logits)) <= 1e-4

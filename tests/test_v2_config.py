@@ -1,0 +1,86 @@
+"""EfficientFormerV2 configs, block plan and constructor arguments.
+
+The variant table is checked against timm's tables as the fixture generator recorded them
+(key counts) and against the V2 facts (widths, depths, vit_num, expansion ratios).
+"""
+
+import numpy as np
+import pytest
+
+import ef_keras
+from ef_keras.config import ConfigError
+from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config, get_v2_config
+from ef_keras.model import ModelArgumentError
+from ef_keras.model_v2 import EfficientFormerV2
+
+
+@pytest.mark.parametrize("name", sorted(V2_VARIANTS))
+def test_config_round_trips_through_json(name, tmp_path):
+    cfg = V2_VARIANTS[name]
+    assert EfficientFormerV2Config.from_json(cfg.to_json()) == cfg
+    path = tmp_path / f"{name}.json"
+    cfg.save(str(path))
+    assert get_v2_config(str(path)) == cfg
+
+
+def test_variant_table_is_the_published_one():
+    s0 = V2_VARIANTS["s0"]
+    assert s0.widths == (32, 48, 96, 176) and s0.depths == (2, 2, 6, 4) and s0.num_vit == 2
+    assert s0.mlp_ratios == ((4, 4), (4, 4), (4, 3, 3, 3, 4, 4), (4, 3, 3, 4))
+    assert [V2_VARIANTS[v].num_vit for v in ("s1", "s2", "l")] == [2, 4, 6]
+    assert V2_VARIANTS["l"].widths == (40, 80, 192, 384) and V2_VARIANTS["l"].depths == (5, 5, 15, 10)
+
+
+def test_s0_block_plan():
+    blocks = V2_VARIANTS["s0"].blocks((224, 224))
+    kinds = [b.kind for b in blocks]
+    assert kinds.count("v2_ffn") == 10 and kinds.count("v2_attn_ffn") == 4
+    assert kinds.count("v2_downsample") == 2 and kinds.count("v2_attn_downsample") == 1
+    attn = [b for b in blocks if b.kind == "v2_attn_ffn"]
+    assert [(b.stage, b.index, b.attn_stride, b.attn_grid) for b in attn] == [
+        (2, 4, 2, (7, 7)), (2, 5, 2, (7, 7)), (3, 2, None, (7, 7)), (3, 3, None, (7, 7))]
+    down = next(b for b in blocks if b.kind == "v2_attn_downsample")
+    assert (down.grid, down.out_grid, down.name, down.reference_prefix) == (
+        (14, 14), (7, 7), "downsample3", "stages.3.downsample")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(mlp_ratios=(4, 4, (4, 3), (4, 3, 3, 4))), r"mlp_ratios\[2\] has 2 ratio\(s\) but stage 2 has depth 6"),
+    (dict(num_vit=5), "num_vit=5 must be between 0 and the depths of stages 3 and 4"),
+    (dict(widths=(32, 48, 96, 170)), r"widths\[3\]=170"),
+    (dict(mlp_ratios=(4, 4, (4, 3, 3, 3, 4, -1), (4, 3, 3, 4))), "must be positive numbers"),
+])
+def test_bad_config_says_what_to_change(bad, message):
+    data = {**V2_VARIANTS["s0"].to_dict(), **bad}
+    with pytest.raises(ConfigError, match=message):
+        EfficientFormerV2Config.from_dict(data)
+
+
+def test_v1_config_json_is_refused():
+    with pytest.raises(ConfigError, match="not EfficientFormerV2"):
+        EfficientFormerV2Config.from_dict({"family": "efficientformer_v1", "widths": [48, 96, 224, 448]})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(input_shape=(None, None, 3)), "fixed input size"),
+    (dict(input_shape=(200, 224, 3)), "multiples of 32"),
+    (dict(weights="imagenet", classes=10), "1000-class heads"),
+    (dict(include_top=True, pooling="avg"), "pooling applies only with include_top=False"),
+])
+def test_bad_constructor_arguments(kwargs, message):
+    with pytest.raises(ModelArgumentError, match=message):
+        EfficientFormerV2("s0", **kwargs)
+
+
+def test_backbone_outputs_and_keras_file_round_trip(tmp_path):
+    model = ef_keras.EfficientFormerV2S0(include_top=False, input_shape=(64, 64, 3))
+    x = np.random.default_rng(0).standard_normal((1, 64, 64, 3)).astype("float32")
+    y = model.predict(x, verbose=0)
+    assert y.shape == (1, 2, 2, 176)
+    path = tmp_path / "s0.keras"
+    model.save(str(path))
+    import keras
+
+    again = keras.saving.load_model(str(path))
+    np.testing.assert_allclose(again.predict(x, verbose=0), y, atol=1e-6)
+    assert again.config == model.config
