@@ -3,23 +3,37 @@
 from setuptools import find_packages, setup
 
 # Pins known to work together on Python 3.11 (facts file §8.1); `pip check` is clean with them.
+# The core is what `import ef_keras` needs for models, layers, configs and checkpoint import;
+# everything else is an extra, and a tool that needs a missing one says which to install
+# (`ef_keras.errors.require`).
 INSTALL_REQUIRES = [
     "tensorflow-cpu==2.21.0",  # or tensorflow==2.21.0 (same import); list only one
     "keras==3.15.1",
+    "numpy>=1.26",
+    "absl-py==2.5.1",  # the CLIs' flags (tensorflow requires it too)
+    "safetensors>=0.4",
+]
+DATA = [  # ef_keras.data / ef_keras.train: tfds and ImageFolder pipelines, the digits set, image files
     "tensorflow-datasets==4.9.10",
     "importlib_resources==7.1.0",  # imported by tfds 4.9.10 but not declared for Python >= 3.9
+    "scikit-learn>=1.4",  # ships the embedded digits dataset
+    "pillow>=10",
+]
+DEPLOY = [  # deploy/: converters, their runtimes for verification, and the verification photos
     "coremltools==9.0",
     "tf2onnx==1.17.0",
     "onnx==1.23.2",
     "onnxruntime==1.32.0",
     "ai-edge-litert==2.3.0",
-    "absl-py==2.5.1",
-    "safetensors>=0.4",
-    "jsonschema>=4.0",
-    "matplotlib>=3.8",
-    "scikit-learn>=1.4",  # ships the embedded digits dataset
     "scipy>=1.11",  # deploy.mil_eval (CoreML numerics on Linux)
+    "scikit-learn>=1.4",  # deploy.verify's sample photos
     "pillow>=10",
+]
+SEARCH = DATA + [  # search/ and android_ios_bench/: training data, the LUT schema, charts, TFLite timing
+    "ai-edge-litert==2.3.0",
+    "jsonschema>=4.18",
+    "referencing>=0.28",  # imported with jsonschema for the schemas' cross-references
+    "matplotlib>=3.8",
 ]
 
 setup(
@@ -36,10 +50,24 @@ setup(
                   "ef_keras": ["datasets/*.npz", "datasets/*.tsv", "datasets/*_LICENSE"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
+        "data": DATA,
+        "deploy": DEPLOY,
+        "search": SEARCH,
+        "all": sorted(set(DATA + DEPLOY + SEARCH)),
         "torch": ["torch>=2.1"],  # only to read .pth/.pt checkpoints
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },
-    entry_points={"console_scripts": ["ef-keras-describe=ef_keras.describe:run", "ef-keras-train=ef_keras.train:run",
-                                      "ef-slim=search.slim:run", "ef-train-supernet=search.train_supernet:run"]},
+    # One console script per tool; ef-keras-describe / ef-keras-train are the 0.1 names, kept as aliases.
+    entry_points={"console_scripts": [
+        "ef-convert=deploy.convert:run",
+        "ef-train=ef_keras.train:run",
+        "ef-train-supernet=search.train_supernet:run",
+        "ef-slim=search.slim:run",
+        "ef-lut=android_ios_bench.host.cli:run",
+        "ef-analysis=android_ios_bench.analysis.cli:run",
+        "ef-describe=ef_keras.describe:run",
+        "ef-keras-describe=ef_keras.describe:run",
+        "ef-keras-train=ef_keras.train:run",
+    ]},
     license="Apache-2.0",
 )

@@ -18,8 +18,6 @@ import os
 from importlib import resources
 from typing import Any, Iterable
 
-import jsonschema
-import referencing
 
 LUT_FORMAT = "ef-keras-latency-lut"
 MANIFEST_FORMAT = "ef-keras-latency-manifest"
@@ -69,7 +67,7 @@ def unit_key(kind: str, /, **f: Any) -> str:
         if kind == "head":
             return f"head_c{f['cin']}_r{f['res']}_n{f['cout']}"
     except KeyError as e:
-        raise LUTError(f"unit_key({kind!r}) needs field {e.args[0]!r}; got {sorted(f)}") from None
+        raise LUTError(f"unit_key({kind!r}) needs field {e.args[0]!r}; got {sorted(f)}") from e
     raise LUTError(f"unknown unit kind {kind!r}; known kinds: {', '.join(CORE_KINDS)}")
 
 
@@ -86,6 +84,14 @@ def _schema(name: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _validator(name: str):
+    try:  # imported here, not at the top: the core install has no jsonschema (it is in the search extra)
+        import jsonschema
+        import referencing
+    except ModuleNotFoundError as e:
+        from ef_keras.errors import require  # ef_keras (TensorFlow) only on this error path
+
+        require(e.name, "search", "checking a LUT or manifest against its schema")  # raises MissingExtraError
+        raise
     lut, manifest = _schema("lut.schema.json"), _schema("manifest.schema.json")
     registry = referencing.Registry().with_resources(
         [(s["$id"], referencing.Resource.from_contents(s)) for s in (lut, manifest)])
@@ -96,7 +102,10 @@ def _validator(name: str):
 def _check(doc: Any, name: str, where: str) -> None:
     if not isinstance(doc, dict):
         raise LUTSchemaError(f"{where}: expected a JSON object, got {type(doc).__name__}")
-    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(doc))
+    validator = _validator(name)
+    from jsonschema.exceptions import best_match  # importable: _validator imported jsonschema
+
+    error = best_match(validator.iter_errors(doc))
     if error is not None:
         path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         what = "LUT" if name == "lut" else "manifest"

@@ -125,18 +125,19 @@ def main(argv):
     uniform, factor = uniform_l1(target, lut)
     # every architecture trains with the supernet's LayerScale init (0.1 for a short run), not L1's 1e-5
     uniform = dataclasses.replace(uniform, layer_scale_init=supernet_config.layer_scale_init)
-    randoms = random_archs(supernet_config, target, lut, FLAGS.random, FLAGS.tolerance, seed=FLAGS.arch_seed)
+    randoms = random_archs(supernet_config, target, lut, FLAGS.random, FLAGS.tolerance,
+                           seed=FLAGS["arch-seed"].value)
     archs = [("slimmed", slimmed), (f"uniform L1 x{factor:.2f}", uniform)] + [
         (f"random {i}", cfg) for i, cfg in enumerate(randoms)]
     seeds = [int(s) for s in FLAGS.seeds.split(",")]
     recipe = EMBEDDED.replace(epochs=FLAGS.epochs, image_size=meta["image_size"], batch_size=32)
-    work = os.path.join(FLAGS.work_dir)
+    work = os.path.join(FLAGS["work-dir"].value)
     runs = {name: [] for name, _ in archs}
     for seed in seeds:  # interleaved: every architecture once per seed
         for i, (name, cfg) in enumerate(archs):
             t0 = time.time()
             result = train(cfg, "embedded", out_dir=os.path.join(work, f"arch{i}_seed{seed}"), recipe=recipe,
-                           seed=seed, steps_per_epoch=FLAGS.steps_per_epoch, verbose=0, log=lambda *_: None)
+                           seed=seed, steps_per_epoch=FLAGS["steps-per-epoch"].value, verbose=0, log=lambda *_: None)
             runs[name].append(100.0 * result["eval_top1"])
             print(f"seed {seed}  {name:18s} top-1 {runs[name][-1]:6.2f} %  ({time.time() - t0:.0f} s)", flush=True)
     one_shot = inherited_top1(trajectory["supernet"], [cfg for _, cfg in archs])
@@ -171,7 +172,7 @@ def main(argv):
     os.makedirs(RESULTS, exist_ok=True)
     write_json(os.path.join(RESULTS, "search_quality.json"), summary)
     md = (f"# Search quality (embedded Fashion-MNIST subset, {recipe.image_size} px, {FLAGS.epochs} x "
-          f"{FLAGS.steps_per_epoch} steps of {recipe.batch_size} from scratch, "
+          f"{FLAGS['steps-per-epoch'].value} steps of {recipe.batch_size} from scratch, "
           f"seeds {seeds}; latency from LUT `{summary['lut_device']}`)\n\n`{summary['command']}`\n\n{text}\n")
     write_text(os.path.join(RESULTS, "search_quality.md"), md)
     print(text)
@@ -180,15 +181,15 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app, flags
 
-    from search._cli import dashed_flags
+    from ef_keras.errors import dashed_argv
 
     flags.DEFINE_string("slim", "runs/slim", "output directory of `python -m search.slim`")
     flags.DEFINE_string("lut", None, "LUT (default: the embedded host LUT, as the search used)")
     flags.DEFINE_integer("epochs", 2, "training epochs per architecture (the fixed budget)")
-    flags.DEFINE_integer("steps_per_epoch", 150, "batches per epoch (the fixed budget)")
+    flags.DEFINE_integer("steps-per-epoch", 150, "batches per epoch (the fixed budget)")
     flags.DEFINE_string("seeds", "0,1", "comma-separated training seeds")
     flags.DEFINE_integer("random", 3, "number of random architectures")
     flags.DEFINE_float("tolerance", 0.05, "random architectures' latency within this fraction of the target")
-    flags.DEFINE_integer("arch_seed", 0, "seed of the random architecture sampler")
-    flags.DEFINE_string("work_dir", "runs/search_quality", "training run directories (resumable)")
-    app.run(main, argv=dashed_flags())
+    flags.DEFINE_integer("arch-seed", 0, "seed of the random architecture sampler")
+    flags.DEFINE_string("work-dir", "runs/search_quality", "training run directories (resumable)")
+    app.run(main, argv=dashed_argv(sys.argv))

@@ -13,7 +13,7 @@ and writes a JSON report next to it (`<out>.report.json`). Errors are `DeployErr
 
 from deploy.common import DeployError
 from deploy.coreml import to_coreml
-from deploy.onnx import to_onnx
+from deploy.onnx_export import to_onnx
 from deploy.tflite import to_tflite
 
 __all__ = ["DeployError", "to_tflite", "to_coreml", "to_onnx"]

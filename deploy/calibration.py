@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from deploy.common import DeployError, InputSpec
+from ef_keras.errors import require
 from ef_keras.preprocessing import eval_transform, preprocess_input
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -74,7 +75,8 @@ def _array_samples(source, spec: InputSpec, max_samples: int) -> np.ndarray:
 
 
 def _folder_samples(root: str, spec: InputSpec, max_samples: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    Image = require("PIL.Image", "deploy", "calibration from an image folder")
+    UnidentifiedImageError = Image.UnidentifiedImageError
 
     files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names
                    if f.lower().endswith(IMAGE_EXTENSIONS))
@@ -106,7 +108,7 @@ def _in_memory_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarr
 
 
 def _tfds_samples(name: str, spec: InputSpec, max_samples: int) -> np.ndarray:
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", "data", "calibration from a tfds dataset")
 
     dataset, _, split = name.partition(":")
     try:

@@ -13,12 +13,17 @@ import os
 
 import numpy as np
 
-from ef_keras.errors import EfKerasError
+from ef_keras.errors import EfKerasError, require
 from ef_keras.output import check_output, is_mlpackage
 
 
 class DeployError(EfKerasError):
     """A conversion that cannot run or did not verify; the message says what to do."""
+
+
+def litert_interpreter():
+    """LiteRT's `Interpreter` class (runs .tflite files for verification and timing; an extra's package)."""
+    return require("ai_edge_litert.interpreter", "deploy", "running a .tflite model").Interpreter
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,11 +17,6 @@ from __future__ import annotations
 import os
 import sys
 
-if __name__ == "__main__" and not __package__:
-    # Run as `python deploy/convert.py`: import from the repository root, not from deploy/
-    # (whose onnx.py would otherwise shadow the real `onnx` package).
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
@@ -125,22 +120,26 @@ def convert(to: str, model: str, *, weights=None, precision=None, calibration_da
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("to", None, f"target format: {', '.join(TARGETS)}")
-flags.DEFINE_string("model", None, "l1 | l3 | l7 | PATH.keras | ARCH.json")
-flags.DEFINE_string("weights", None, "checkpoint to load (.safetensors / .pth, official or timm layout)")
-flags.DEFINE_string("precision", None, "fp32 | fp16 | int8 (default: fp32 for tflite/onnx, fp16 for coreml); "
-                                       "tflite also takes int8-dynamic (int8 weights, float activations)")
-flags.DEFINE_string("calibration-data", None, "int8 TFLite: image folder, ImageFolder root, embedded / digits / "
-                                              "fashion_mnist (train split) or a tfds dataset name")
-flags.DEFINE_string("out", None, "output path (default: <model>_<precision>.<ext> in the current directory)")
-flags.DEFINE_boolean("overwrite", False, "replace an existing output")
-flags.DEFINE_integer("image-size", 224, "input height and width for l1/l3/l7/ARCH.json (multiple of 32)")
-flags.DEFINE_boolean("image-input", False, "coreml: RGB image input (0..255) with ImageNet normalisation folded in")
-flags.DEFINE_string("class-labels", None, "coreml: text file with one class label per line")
-flags.DEFINE_integer("opset", 17, "onnx: opset (>= 17)")
-flags.DEFINE_enum("int8-gelu", "exact", ["exact", "tanh", "sigmoid"],
-                  "tflite int8: GELU exact (float island, default) or an approximation that runs in int8 "
-                  "(changes the float model; the report gives the difference)")
+
+
+def define_flags():
+    """Defines this tool's flags (called by `run`, so importing the module defines none)."""
+    flags.DEFINE_string("to", None, f"target format: {', '.join(TARGETS)}")
+    flags.DEFINE_string("model", None, "l1 | l3 | l7 | PATH.keras | ARCH.json")
+    flags.DEFINE_string("weights", None, "checkpoint to load (.safetensors / .pth, official or timm layout)")
+    flags.DEFINE_string("precision", None, "fp32 | fp16 | int8 (default: fp32 for tflite/onnx, fp16 for coreml); "
+                                           "tflite also takes int8-dynamic (int8 weights, float activations)")
+    flags.DEFINE_string("calibration-data", None, "int8 TFLite: image folder, ImageFolder root, embedded / digits / "
+                                                  "fashion_mnist (train split) or a tfds dataset name")
+    flags.DEFINE_string("out", None, "output path (default: <model>_<precision>.<ext> in the current directory)")
+    flags.DEFINE_boolean("overwrite", False, "replace an existing output")
+    flags.DEFINE_integer("image-size", 224, "input height and width for l1/l3/l7/ARCH.json (multiple of 32)")
+    flags.DEFINE_boolean("image-input", False, "coreml: RGB image input (0..255) with ImageNet normalisation folded in")
+    flags.DEFINE_string("class-labels", None, "coreml: text file with one class label per line")
+    flags.DEFINE_integer("opset", 17, "onnx: opset (>= 17)")
+    flags.DEFINE_enum("int8-gelu", "exact", ["exact", "tanh", "sigmoid"],
+                      "tflite int8: GELU exact (float island, default) or an approximation that runs in int8 "
+                      "(changes the float model; the report gives the difference)")
 
 
 def main(argv):
@@ -168,6 +167,8 @@ def main(argv):
 
 
 def run():
+    """Console entry point (`ef-convert`, `python deploy/convert.py`, `python -m deploy.convert`)."""
+    define_flags()
     run_cli(main)
 
 

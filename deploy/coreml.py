@@ -25,6 +25,7 @@ import numpy as np
 
 from deploy import report as report_lib, verify as verification
 from deploy.common import DeployError, check_output_path, check_precision, input_spec, size_bytes
+from ef_keras.errors import require
 from ef_keras.output import commit, remove, temp_path
 from deploy.mil_eval import MilProgram
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
@@ -90,7 +91,7 @@ def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_lab
 
 def convert(model, spec, precision: str, image_input: bool = False, labels=None):
     """Runs coremltools on one traced concrete function; returns the in-memory MLModel."""
-    import coremltools as ct
+    ct = require("coremltools", "deploy", "Core ML conversion")
     import tensorflow as tf
 
     if image_input:

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from deploy.common import litert_interpreter
 from ef_keras import layers as ef_layers
 
 #: GELU forms of the export graph: "exact" is the model's own (erf) GELU; the others approximate it.
@@ -159,7 +160,7 @@ def quantize(converter, float_ops=FLOAT_ISLAND_OPS) -> bytes:
 
 def _epsilon_adds(flatbuffer: bytes) -> list:
     """Output tensor names of the ADD ops that feed an RSQRT (LayerNorm's variance + epsilon)."""
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = litert_interpreter()
 
     interpreter = Interpreter(model_content=flatbuffer)
     nodes = interpreter._get_ops_details()  # no public API lists the ops

@@ -23,9 +23,9 @@ import math
 import os
 
 import numpy as np
-from scipy import special
 
 from deploy.common import DeployError
+from ef_keras.errors import require
 
 
 class MilEvalError(DeployError):
@@ -44,7 +44,7 @@ class MilProgram:
     """The `main` function of a saved `.mlpackage`, ready to evaluate with `run`."""
 
     def __init__(self, package_path: str):
-        import coremltools as ct
+        ct = require("coremltools", "deploy", "Core ML verification")
 
         self.path = package_path
         spec = ct.utils.load_spec(package_path)
@@ -171,7 +171,7 @@ def _reduce(fn):
 def _gelu(x, mode="EXACT"):
     x = _f32(x).astype(np.float64)
     if mode == "EXACT":
-        return 0.5 * x * (1.0 + special.erf(x / math.sqrt(2.0)))
+        return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
     if mode == "TANH_APPROXIMATION":
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
     if mode == "SIGMOID_APPROXIMATION":
@@ -180,6 +180,7 @@ def _gelu(x, mode="EXACT"):
 
 
 def _erf(x):
+    special = require("scipy.special", "deploy", "Core ML verification on Linux (deploy.mil_eval)")
     return special.erf(_f32(x).astype(np.float64))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from deploy import report as report_lib, verify as verification
 from deploy.common import DeployError, check_output_path, input_spec
+from ef_keras.errors import require
 from ef_keras.output import commit, remove, temp_path
 
 MIN_OPSET = 17
@@ -66,7 +67,8 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False) -
 def convert(model, spec, opset: int):
     """Runs tf2onnx on a traced batch-1 function; returns the ModelProto."""
     import tensorflow as tf
-    import tf2onnx
+
+    tf2onnx = require("tf2onnx", "deploy", "ONNX conversion")
 
     forward = tf.function(lambda x: model(x, training=False))
     try:
@@ -79,7 +81,7 @@ def convert(model, spec, opset: int):
 
 
 def _session(path: str):
-    import onnxruntime as ort
+    ort = require("onnxruntime", "deploy", "ONNX verification")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = NUM_THREADS

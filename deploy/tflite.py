@@ -18,7 +18,7 @@ import tempfile
 import numpy as np
 
 from deploy import calibration, int8_graph, report as report_lib, verify as verification
-from deploy.common import DeployError, check_output_path, check_precision, input_spec
+from deploy.common import DeployError, check_output_path, check_precision, input_spec, litert_interpreter
 from ef_keras.output import commit, remove, temp_path
 
 NUM_THREADS = 2
@@ -149,7 +149,7 @@ def convert(model, spec, precision: str, calibration_samples=None,
 
 
 def _interpreter(path: str, num_threads: int = NUM_THREADS):
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = litert_interpreter()
 
     interpreter = Interpreter(model_path=path, num_threads=num_threads)
     interpreter.allocate_tensors()
@@ -171,7 +171,7 @@ def run(path: str, inputs: np.ndarray) -> np.ndarray:
 
 def op_census(path: str) -> dict:
     """{op name: count} over the model's primary subgraph, before any delegate is applied."""
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = litert_interpreter()
 
     ops = Interpreter(model_path=path)._get_ops_details()  # no public API lists the ops
     return dict(sorted(collections.Counter(op["op_name"] for op in ops).items()))
@@ -231,7 +231,7 @@ def reference_ops(path: str) -> dict:
 
 def dtype_census(path: str) -> dict:
     """{output dtype: {op: count}}: which ops compute in int8 and which stayed float (QUANTIZE counts as int8)."""
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = litert_interpreter()
 
     interpreter = Interpreter(model_path=path)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}

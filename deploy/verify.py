@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploy.common import DeployError, InputSpec, keras_predict
+from ef_keras.errors import require
 from ef_keras.preprocessing import preprocess_input
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
@@ -35,8 +36,8 @@ def photo_pixels(height: int, width: int, count: int = NUM_SAMPLES) -> np.ndarra
     Real photographs (not zeros, not noise), available offline; crops differ in position,
     zoom and mirroring so the samples are not trivially alike.
     """
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
+    Image = require("PIL.Image", "deploy", "verification")
+    load_sample_images = require("sklearn.datasets", "deploy", "verification").load_sample_images
 
     photos = load_sample_images().images  # two (427, 640, 3) uint8 images
     out = []

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from ef_keras.errors import EfKerasError
+from ef_keras.errors import EfKerasError, require
 from ef_keras.presets import DEFAULT
 from ef_keras.preprocessing import eval_transform
 
@@ -179,7 +179,7 @@ def load_arrays(name: str, split: str):
 
 
 def _digits(split: str):
-    from sklearn.datasets import load_digits
+    load_digits = require("sklearn.datasets", "data", "the digits dataset").load_digits
 
     digits = load_digits()
     order = np.random.default_rng(0).permutation(len(digits.target))
@@ -206,7 +206,7 @@ def _is_folder(name: str) -> bool:
 def _folder_builder(root: str):
     if not os.path.isdir(root):
         raise DatasetError(f"ImageFolder directory {root!r} does not exist")
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", "data", "tfds and ImageFolder datasets")
 
     builder = tfds.folder_dataset.ImageFolder(root)
     if not builder.info.splits or not any(builder.info.splits[s].num_examples for s in builder.info.splits):
@@ -216,13 +216,13 @@ def _folder_builder(root: str):
 
 
 def _tfds_builder(name: str, data_dir):
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", "data", "tfds and ImageFolder datasets")
 
     try:
         return tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
+    except tfds.core.registered.DatasetNotFoundError as e:
         raise DatasetError(f"unknown dataset {name!r}: use 'embedded', 'imagenet2012', a prepared tfds dataset name "
-                           "(tfds.list_builders()) or an ImageFolder directory root/<split>/<class>/<image>") from None
+                           "(tfds.list_builders()) or an ImageFolder directory root/<split>/<class>/<image>") from e
 
 
 def _builder(name: str, data_dir):
@@ -273,7 +273,7 @@ def _raw_dataset(name, split, data_dir, prepare, shuffle_files, seed):
         images, labels = load_arrays(name, split)
         return tf.data.Dataset.from_tensor_slices((images, labels)), len(labels)
 
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", "data", "tfds and ImageFolder datasets")
 
     builder = _builder(name, data_dir)
     if prepare and not _is_folder(name):
@@ -286,17 +286,17 @@ def _raw_dataset(name, split, data_dir, prepare, shuffle_files, seed):
                 manual_dir=os.path.join(data_dir or os.path.expanduser("~/tensorflow_datasets"), "downloads",
                                         "manual")))
         except AssertionError as e:
-            raise DatasetError(f"{_missing_message(name, data_dir)} ({str(e).splitlines()[0]})") from None
+            raise DatasetError(f"{_missing_message(name, data_dir)} ({str(e).splitlines()[0]})") from e
     read_config = tfds.ReadConfig(shuffle_seed=seed)
     try:
         # Images stay encoded until after the shuffle buffer (decoded ImageNet images would need GBs there).
         ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config,
                                 decoders={"image": tfds.decode.SkipDecoding()})
-    except AssertionError:
-        raise DatasetError(_missing_message(name, data_dir)) from None
+    except AssertionError as e:
+        raise DatasetError(_missing_message(name, data_dir)) from e
     except ValueError as e:
         raise DatasetError(f"dataset {name!r} has no split {split!r} "
-                           f"(splits: {list(builder.info.splits)}): {str(e).splitlines()[0]}") from None
+                           f"(splits: {list(builder.info.splits)}): {str(e).splitlines()[0]}") from e
     try:
         count = builder.info.splits[split].num_examples or None
     except (KeyError, ValueError):

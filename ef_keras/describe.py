@@ -21,10 +21,14 @@ from ef_keras.checks import check_int  # noqa: E402
 from ef_keras.errors import InputError, run as run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model", ["l1"], "Variants (l1, l3, l7) or architecture JSON paths, comma-separated.")
-flags.DEFINE_string("weights", None, "Checkpoint (.safetensors/.pth, official or timm layout) or 'imagenet'.")
-flags.DEFINE_string("image", None, "An image file to classify (resized to 256, centre-cropped to 224).")
-flags.DEFINE_integer("runs", 20, "Timed single-image runs for the latency median.", lower_bound=1)
+
+
+def define_flags():
+    """Defines this tool's flags (called by `run`, so importing the module defines none)."""
+    flags.DEFINE_list("model", ["l1"], "Variants (l1, l3, l7) or architecture JSON paths, comma-separated.")
+    flags.DEFINE_string("weights", None, "Checkpoint (.safetensors/.pth, official or timm layout) or 'imagenet'.")
+    flags.DEFINE_string("image", None, "An image file to classify (resized to 256, centre-cropped to 224).")
+    flags.DEFINE_integer("runs", 20, "Timed single-image runs for the latency median.", lower_bound=1)
 
 
 def latency_ms(model, runs: int, warmup: int = 3) -> float:
@@ -114,6 +118,8 @@ def main(argv):
 
 
 def run():
+    """Console entry point (`ef-describe`, `python -m ef_keras.describe`)."""
+    define_flags()
     run_cli(main)
 
 

@@ -27,39 +27,44 @@ from ef_keras.errors import InputError, run as run_cli
 USER_ERRORS = (DatasetError,)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "l1", "Variant name (l1, l3, l7) or an architecture JSON (e.g. from the search).")
-flags.DEFINE_string("data", "embedded", "'embedded', 'imagenet2012', a prepared tfds name, or an ImageFolder dir.")
-flags.DEFINE_string("data-dir", None, "tfds data directory (default ~/tensorflow_datasets). Never downloads.")
-flags.DEFINE_bool("prepare", False, "Prepare imagenet2012 from the tars in <data-dir>/downloads/manual first.")
-flags.DEFINE_string("out", None, "Run directory: checkpoints, history.csv, tensorboard/, model.keras.")
-flags.DEFINE_enum("recipe", None, ["paper", "embedded"],
-                  "Base recipe (default: 'embedded' for --data embedded, else 'paper'); flags below override it.")
-flags.DEFINE_integer("epochs", None, "Epochs.")
-flags.DEFINE_integer("batch-size", None, "Global batch size (over all replicas).")
-flags.DEFINE_integer("image-size", None, "Training/eval resolution (multiple of 32).")
-flags.DEFINE_float("base-lr", None, "lr = base-lr x batch-size / 1024.")
-flags.DEFINE_float("weight-decay", None, "AdamW decoupled weight decay.")
-flags.DEFINE_float("warmup-epochs", None, "Linear warm-up epochs.")
-flags.DEFINE_float("ema", None, "EMA decay of the weights (0 = off).")
-flags.DEFINE_float("agc", None, "Adaptive gradient clipping factor (0 = off).")
-flags.DEFINE_float("drop-path", None, "Stochastic depth rate at the last block.")
-flags.DEFINE_float("label-smoothing", None, "Label smoothing.")
-flags.DEFINE_string("augment", None, "Augmentation preset: recipe, light or none.")
-flags.DEFINE_string("teacher", None, "Hard-distillation teacher (.keras) predicting the same classes.")
-flags.DEFINE_float("distill-alpha", None, "Weight of the distillation head's loss.")
-flags.DEFINE_string("init-checkpoint", None, "Start from these weights (.keras, or official/timm .pth/.safetensors).")
-flags.DEFINE_integer("num-classes", None, "Classifier size (default: the dataset's).")
-flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
-                  "tf.distribute strategy.")
-flags.DEFINE_string("tpu", None, "TPU address for --strategy tpu.")
-flags.DEFINE_enum("mixed-precision", None, ["mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
-flags.DEFINE_bool("xla", False, "Compile the train step with XLA (jit_compile).")
-flags.DEFINE_integer("checkpoint-every", 500, "Steps between checkpoints (0: only at epoch ends).")
-flags.DEFINE_integer("steps-per-epoch", None, "Cap on training batches per epoch.")
-flags.DEFINE_integer("eval-steps", None, "Cap on eval batches.")
-flags.DEFINE_integer("seed", 0, "Random seed (weights, data order, augmentation).")
-flags.DEFINE_bool("deterministic", True, "Reproducible input pipeline (needed for exact resume).")
-flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
+
+
+def define_flags():
+    """Defines this tool's flags (called by `run`, so importing the module defines none)."""
+    flags.DEFINE_string("model", "l1", "Variant name (l1, l3, l7) or an architecture JSON (e.g. from the search).")
+    flags.DEFINE_string("data", "embedded", "'embedded', 'imagenet2012', a prepared tfds name, or an ImageFolder dir.")
+    flags.DEFINE_string("data-dir", None, "tfds data directory (default ~/tensorflow_datasets). Never downloads.")
+    flags.DEFINE_bool("prepare", False, "Prepare imagenet2012 from the tars in <data-dir>/downloads/manual first.")
+    flags.DEFINE_string("out", None, "Run directory: checkpoints, history.csv, tensorboard/, model.keras.")
+    flags.DEFINE_enum("recipe", None, ["paper", "embedded"],
+                      "Base recipe (default: 'embedded' for --data embedded, else 'paper'); flags below override it.")
+    flags.DEFINE_integer("epochs", None, "Epochs.")
+    flags.DEFINE_integer("batch-size", None, "Global batch size (over all replicas).")
+    flags.DEFINE_integer("image-size", None, "Training/eval resolution (multiple of 32).")
+    flags.DEFINE_float("base-lr", None, "lr = base-lr x batch-size / 1024.")
+    flags.DEFINE_float("weight-decay", None, "AdamW decoupled weight decay.")
+    flags.DEFINE_float("warmup-epochs", None, "Linear warm-up epochs.")
+    flags.DEFINE_float("ema", None, "EMA decay of the weights (0 = off).")
+    flags.DEFINE_float("agc", None, "Adaptive gradient clipping factor (0 = off).")
+    flags.DEFINE_float("drop-path", None, "Stochastic depth rate at the last block.")
+    flags.DEFINE_float("label-smoothing", None, "Label smoothing.")
+    flags.DEFINE_string("augment", None, "Augmentation preset: recipe, light or none.")
+    flags.DEFINE_string("teacher", None, "Hard-distillation teacher (.keras) predicting the same classes.")
+    flags.DEFINE_float("distill-alpha", None, "Weight of the distillation head's loss.")
+    flags.DEFINE_string("init-checkpoint", None,
+                        "Start from these weights (.keras, or official/timm .pth/.safetensors).")
+    flags.DEFINE_integer("num-classes", None, "Classifier size (default: the dataset's).")
+    flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
+                      "tf.distribute strategy.")
+    flags.DEFINE_string("tpu", None, "TPU address for --strategy tpu.")
+    flags.DEFINE_enum("mixed-precision", None, ["mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
+    flags.DEFINE_bool("xla", False, "Compile the train step with XLA (jit_compile).")
+    flags.DEFINE_integer("checkpoint-every", 500, "Steps between checkpoints (0: only at epoch ends).")
+    flags.DEFINE_integer("steps-per-epoch", None, "Cap on training batches per epoch.")
+    flags.DEFINE_integer("eval-steps", None, "Cap on eval batches.")
+    flags.DEFINE_integer("seed", 0, "Random seed (weights, data order, augmentation).")
+    flags.DEFINE_bool("deterministic", True, "Reproducible input pipeline (needed for exact resume).")
+    flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
 
 
 def _recipe():
@@ -97,6 +102,8 @@ def main(argv):
 
 
 def run():
+    """Console entry point (`ef-train`, `python -m ef_keras.train`)."""
+    define_flags()
     run_cli(main, user_errors=USER_ERRORS)
 
 

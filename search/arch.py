@@ -95,7 +95,7 @@ class Arch:
         try:
             return cls(widths=data["widths"], choices=data["choices"])
         except (KeyError, TypeError) as e:
-            raise ArchError(f"malformed architecture record {data!r}: {e}") from None
+            raise ArchError(f"malformed architecture record {data!r}: {e}") from e
 
     def describe(self) -> str:
         """Compact one-line form, e.g. 'w=64,128,256,512 d=3,3,6,4 vit=2'."""

@@ -45,7 +45,7 @@ from search.arch import Arch, full_arch, smallest_arch
 from search import actions as actions_lib
 from search.scoring import path_scores
 from search.supernet import (SUPERNET_JSON, WEIGHTS_FILE, SupernetError, child_model, load_supernet)
-from ef_keras.errors import EfKerasError
+from ef_keras.errors import EfKerasError, require
 from ef_keras.output import check_run_directory, write_json, writing
 
 TRAJECTORY = "trajectory.json"
@@ -73,9 +73,9 @@ def load_lut(path=None) -> dict:
     try:
         return L.load_default_lut() if path is None else L.load_lut(path)
     except L.LUTError as e:
-        raise SlimError(str(e)) from None
+        raise SlimError(str(e)) from e
     except OSError as e:
-        raise SlimError(f"cannot read LUT {path}: {e.strerror or e}") from None
+        raise SlimError(f"cannot read LUT {path}: {e.strerror or e}") from e
 
 
 def predict_ms(config, lut: dict) -> float:
@@ -86,7 +86,7 @@ def predict_ms(config, lut: dict) -> float:
     try:
         return float(predict(config, lut).ms)
     except LUTError as e:
-        raise SlimError(f"the LUT does not cover architecture {config.widths}/{config.depths}: {e}") from None
+        raise SlimError(f"the LUT does not cover architecture {config.widths}/{config.depths}: {e}") from e
 
 
 def check_lut_covers(lut: dict, supernet_config) -> None:
@@ -97,7 +97,7 @@ def check_lut_covers(lut: dict, supernet_config) -> None:
         check_search_space(lut, input_size=224, max_widths=tuple(supernet_config.widths))
     except LUTError as e:
         raise SlimError(f"the LUT does not cover the supernet (widths {list(supernet_config.widths)} at 224): "
-                        f"{e}") from None
+                        f"{e}") from e
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -254,8 +254,8 @@ def resolve_target(target, target_like, lut: dict) -> float:
         return predict_ms(VARIANTS[target_like.lower()], lut)
     try:
         target = float(target)
-    except (TypeError, ValueError):
-        raise SlimError(f"--target must be a number of milliseconds, got {target!r}") from None
+    except (TypeError, ValueError) as e:
+        raise SlimError(f"--target must be a number of milliseconds, got {target!r}") from e
     if not np.isfinite(target) or target <= 0:
         raise SlimError(f"--target must be a positive number of milliseconds, got {target}")
     return target
@@ -442,8 +442,7 @@ def _finish(supernet, arch: Arch, state: dict, out_dir: str, target_ms: float, c
 
 def plot_trajectory(state: dict, path: str) -> None:
     """PNG: predicted latency and proxy top-1 per step, with the target line."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "search", "the trajectory chart")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -497,19 +496,20 @@ def main(argv):
     started = time.time()
     check_run_directory(FLAGS.out)
     lut_doc = load_lut(FLAGS.lut)
-    target_ms = resolve_target(FLAGS.target, FLAGS.target_like, lut_doc)  # fail fast, before training
-    if FLAGS.check_drift:
-        target_ms = _target_in_lut_ms(target_ms, FLAGS.target_like, FLAGS.lut, lut_doc)
+    target_ms = resolve_target(FLAGS.target, FLAGS["target-like"].value, lut_doc)  # fail fast, before training
+    if FLAGS["check-drift"].value:
+        target_ms = _target_in_lut_ms(target_ms, FLAGS["target-like"].value, FLAGS.lut, lut_doc)
     supernet_dir = FLAGS.supernet
     if supernet_dir is None:
-        _check_default_supernet_reaches(target_ms, lut_doc, FLAGS.allow_empty_stages)
+        _check_default_supernet_reaches(target_ms, lut_doc, FLAGS["allow-empty-stages"].value)
         supernet_dir = os.path.join(FLAGS.out, "supernet")
         print(f"no --supernet: training a short one on {FLAGS.data!r} into {supernet_dir} (resumable)")
-        ts.train_supernet(supernet_dir, data=FLAGS.data, data_dir=FLAGS.data_dir, seed=FLAGS.seed,
+        ts.train_supernet(supernet_dir, data=FLAGS.data, data_dir=FLAGS["data-dir"].value, seed=FLAGS.seed,
                           **ts.QUICK_SETTINGS)
     result = slim(supernet_dir, FLAGS.out, target=target_ms, lut=lut_doc, data=FLAGS.data,
-                  data_dir=FLAGS.data_dir, seed=FLAGS.seed, eval_images=FLAGS.eval_images,
-                  calibration_images=FLAGS.calibration_images, allow_empty_stages=FLAGS.allow_empty_stages)
+                  data_dir=FLAGS["data-dir"].value, seed=FLAGS.seed, eval_images=FLAGS["eval-images"].value,
+                  calibration_images=FLAGS["calibration-images"].value,
+                  allow_empty_stages=FLAGS["allow-empty-stages"].value)
     with open(result["files"]["trajectory"]) as f:
         print(summary_table(json.load(f)))
     c = result["config"]
@@ -546,34 +546,34 @@ def _check_default_supernet_reaches(target_ms: float, lut: dict, allow_empty_sta
     check_target_reachable(target_ms, lo, hi, lut)
 
 
-def _define_flags():
+def define_flags():
+    """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
 
     flags.DEFINE_string("target", None, "latency target in ms on the LUT's device")
-    flags.DEFINE_string("target_like", None, "use the LUT latency of l1, l3 or l7 as the target")
+    flags.DEFINE_string("target-like", None, "use the LUT latency of l1, l3 or l7 as the target")
     flags.DEFINE_string("lut", None, "LUT JSON (default: the embedded host LUT)")
     flags.DEFINE_string("supernet", None, "trained supernet directory (default: train a short one into OUT/supernet)")
     flags.DEFINE_string("data", "embedded", "dataset: embedded (Fashion-MNIST subset), digits, fashion_mnist, "
                                             "a tfds name or an ImageFolder directory")
-    flags.DEFINE_string("data_dir", None, "tfds data directory")
+    flags.DEFINE_string("data-dir", None, "tfds data directory")
     flags.DEFINE_string("out", "runs/slim", "output directory")
     flags.DEFINE_integer("seed", 0, "random seed")
-    flags.DEFINE_integer("eval_images", DEFAULT_EVAL_IMAGES, "held-out images used to score candidates")
-    flags.DEFINE_boolean("check_drift", False, "re-time the LUT's reference models on this host first and read "
+    flags.DEFINE_integer("eval-images", DEFAULT_EVAL_IMAGES, "held-out images used to score candidates")
+    flags.DEFINE_boolean("check-drift", False, "re-time the LUT's reference models on this host first and read "
                          "--target in today's milliseconds (host LUTs only)")
-    flags.DEFINE_boolean("allow_empty_stages", False, "let slimming remove every block of a stage (default: each "
+    flags.DEFINE_boolean("allow-empty-stages", False, "let slimming remove every block of a stage (default: each "
                          "stage keeps at least one MetaBlock)")
-    flags.DEFINE_integer("calibration_images", DEFAULT_CALIBRATION_IMAGES,
+    flags.DEFINE_integer("calibration-images", DEFAULT_CALIBRATION_IMAGES,
                          "training images for BatchNorm re-estimation of each candidate (0: off)")
 
 
 def run():
     """Console entry point (`ef-slim`): flags, then `main` with one-line errors for bad input."""
     from ef_keras.errors import run as run_cli
-    from search._cli import dashed_flags
 
-    _define_flags()
-    run_cli(main, argv=dashed_flags())
+    define_flags()
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -352,19 +352,22 @@ def main(argv):
     FLAGS = flags.FLAGS
     t0 = time.time()
     config = dataclasses.replace(DEFAULT_SUPERNET, widths=_ints(FLAGS.widths, "widths"),
-                                 depths=_ints(FLAGS.depths, "depths"), layer_scale_init=FLAGS.layer_scale_init)
-    _, importance = train_supernet(FLAGS.out, config=config, data=FLAGS.data, data_dir=FLAGS.data_dir,
-                                   image_size=FLAGS.image_size, epochs=FLAGS.epochs,
-                                   warmup_epochs=FLAGS.warmup_epochs, steps_per_epoch=FLAGS.steps_per_epoch or None,
-                                   batch_size=FLAGS.batch_size, lr=FLAGS.lr, alpha_lr=FLAGS.alpha_lr,
+                                 depths=_ints(FLAGS.depths, "depths"),
+                                 layer_scale_init=FLAGS["layer-scale-init"].value)
+    _, importance = train_supernet(FLAGS.out, config=config, data=FLAGS.data, data_dir=FLAGS["data-dir"].value,
+                                   image_size=FLAGS["image-size"].value, epochs=FLAGS.epochs,
+                                   warmup_epochs=FLAGS["warmup-epochs"].value,
+                                   steps_per_epoch=FLAGS["steps-per-epoch"].value or None,
+                                   batch_size=FLAGS["batch-size"].value, lr=FLAGS.lr, alpha_lr=FLAGS["alpha-lr"].value,
                                    mixing=FLAGS.mixing, seed=FLAGS.seed, strategy=FLAGS.strategy,
-                                   checkpoint_every=FLAGS.checkpoint_every)
+                                   checkpoint_every=FLAGS["checkpoint-every"].value)
     print(f"supernet trained in {time.time() - t0:.0f} s -> {FLAGS.out}")
     print("stage scores:", ", ".join(f"{s:.3f}" for s in importance["stage_scores"]),
           f"| initial num_vit {importance['initial_num_vit']}")
 
 
-def _define_flags():
+def define_flags():
+    """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
 
     d = DEFAULT_SUPERNET
@@ -372,34 +375,33 @@ def _define_flags():
 
     flags.DEFINE_string("data", "embedded", "dataset: embedded (Fashion-MNIST subset), digits, fashion_mnist, "
                                             "a tfds name or an ImageFolder directory")
-    flags.DEFINE_string("data_dir", None, "tfds data directory")
+    flags.DEFINE_string("data-dir", None, "tfds data directory")
     flags.DEFINE_string("out", "runs/supernet", "output directory (resumes if it holds a checkpoint)")
     flags.DEFINE_string("widths", ",".join(map(str, d.widths)), "supernet stage widths (multiples of 16)")
     flags.DEFINE_string("depths", ",".join(map(str, d.depths)), "supernet stage depths")
-    flags.DEFINE_integer("image_size", QUICK_SETTINGS["image_size"], "proxy input size (multiple of 32)")
+    flags.DEFINE_integer("image-size", QUICK_SETTINGS["image_size"], "proxy input size (multiple of 32)")
     flags.DEFINE_integer("epochs", QUICK_SETTINGS["epochs"], "training epochs")
-    flags.DEFINE_integer("warmup_epochs", QUICK_SETTINGS["warmup_epochs"], "epochs of weight-only training")
-    flags.DEFINE_integer("steps_per_epoch", QUICK_SETTINGS["steps_per_epoch"],
+    flags.DEFINE_integer("warmup-epochs", QUICK_SETTINGS["warmup_epochs"], "epochs of weight-only training")
+    flags.DEFINE_integer("steps-per-epoch", QUICK_SETTINGS["steps_per_epoch"],
                          "cap on batches per epoch (0: the whole split)")
     flags.DEFINE_enum("mixing", QUICK_SETTINGS["mixing"], list(MIXING_MODES),
                       "soft: every candidate computed (the paper); hard: only the sampled one (GDAS)")
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy (as ef_keras.train)")
-    flags.DEFINE_integer("batch_size", QUICK_SETTINGS["batch_size"], "batch size")
+    flags.DEFINE_integer("batch-size", QUICK_SETTINGS["batch_size"], "batch size")
     flags.DEFINE_float("lr", 1e-3, "peak learning rate of the weights (AdamW)")
-    flags.DEFINE_float("alpha_lr", QUICK_SETTINGS["alpha_lr"], "learning rate of alpha (Adam)")
-    flags.DEFINE_float("layer_scale_init", DEFAULT_SUPERNET.layer_scale_init,
+    flags.DEFINE_float("alpha-lr", QUICK_SETTINGS["alpha_lr"], "learning rate of alpha (Adam)")
+    flags.DEFINE_float("layer-scale-init", DEFAULT_SUPERNET.layer_scale_init,
                        "initial LayerScale (the paper's 1e-5 suits long runs; short proxy runs need more)")
     flags.DEFINE_integer("seed", 0, "random seed")
-    flags.DEFINE_integer("checkpoint_every", 50, "steps between checkpoints")
+    flags.DEFINE_integer("checkpoint-every", 50, "steps between checkpoints")
 
 
 def run():
     """Console entry point (`ef-train-supernet`): flags, then `main` with one-line errors for bad input."""
     from ef_keras.errors import run as run_cli
-    from search._cli import dashed_flags
 
-    _define_flags()
-    run_cli(main, argv=dashed_flags())
+    define_flags()
+    run_cli(main)
 
 
 if __name__ == "__main__":

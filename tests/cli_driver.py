@@ -2,8 +2,9 @@
 
     python tests/cli_driver.py MODULE CASES.json RESULTS.json
 
-CASES.json is a list of {"id", "cwd", "argv"}. Each case goes through what the module's
-`run()` does (`ef_keras.errors.parse_flags`, then `cli_main(main, USER_ERRORS)`), with
+CASES.json is a list of {"id", "cwd", "argv"}. The module's flags are defined once
+(`define_flags()`); each case then goes through what the module's `run()` does
+(`ef_keras.errors.dashed_argv` and `parse_flags`, then `cli_main(main, USER_ERRORS)`), with
 absl's flags reset to their defaults, the working directory set to "cwd" and file
 descriptor 2 redirected, so C++ log lines are captured too. RESULTS.json maps each id
 to {"rc", "stderr"}. Used by tests/test_bad_input.py.
@@ -22,10 +23,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def run_case(module, argv):
     """Exit code of one CLI invocation (flag parsing included)."""
-    from ef_keras.errors import cli_main, parse_flags
+    from ef_keras.errors import cli_main, dashed_argv, parse_flags
 
     try:
-        return cli_main(module.main, getattr(module, "USER_ERRORS", ()))(parse_flags([module.__name__, *argv]))
+        return cli_main(module.main, getattr(module, "USER_ERRORS", ()))(
+            parse_flags(dashed_argv([module.__name__, *argv])))
     except SystemExit as e:
         return e.code
     except Exception:  # a bug: what Python itself would do, a traceback and exit code 1
@@ -37,6 +39,7 @@ def main(module_name, cases_path, results_path):
     from absl import flags
 
     module = importlib.import_module(module_name)
+    module.define_flags()
     with open(cases_path, encoding="utf-8") as f:
         cases = json.load(f)
     results = {}

@@ -1,4 +1,5 @@
-"""`python -m android_ios_bench.analysis`: absl flags -> `run_analysis` / `export_analysis`."""
+"""The latency-analysis CLI (`ef-analysis`, `python -m android_ios_bench.analysis`): flags -> `run_analysis` /
+`export_analysis`."""
 
 from __future__ import annotations
 
@@ -10,25 +11,12 @@ from absl import flags
 
 MIN_RUNS = 50
 
-flags.DEFINE_string("out", None, "output directory for latency_analysis.{csv,md,png,json} (and the host LUT)")
-flags.DEFINE_enum("backend", "tflite-host", ["tflite-host"], "where to measure when no --lut-from is given")
-flags.DEFINE_string("lut-from", None, "report a LUT measured by the host/Android/iOS harness on the analysis "
-                                      "manifest instead of measuring here")
-flags.DEFINE_bool("export-only", False, "only export the micro-models + manifest into --models-dir (for a "
-                                        "device harness)")
-flags.DEFINE_string("models-dir", None, "where exported micro-models live (default ~/.cache/ef_keras/analysis_models)")
-flags.DEFINE_bool("coreml", False, "with --export-only: also export .mlpackage files for the iOS harness")
-flags.DEFINE_bool("reduced", False, "tiny shapes (a fast smoke run; stored under their own keys)")
-flags.DEFINE_integer("threads", 2, "LiteRT CPU threads", lower_bound=1)
-flags.DEFINE_integer("warmup", 20, "untimed invocations per micro-model", lower_bound=0)
-flags.DEFINE_integer("runs", 200, f"timed invocations per micro-model (>= {MIN_RUNS})")
-
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _main(argv):
+def main(argv):
     del argv
     F = flags.FLAGS
     from ef_keras.errors import InputError
@@ -52,12 +40,27 @@ def _main(argv):
     print("wrote " + ", ".join(os.path.relpath(p) for p in result["paths"].values()))
 
 
-def main():
+def define_flags():
+    """Defines this tool's flags (called by `run`, so importing the module defines none)."""
+    flags.DEFINE_string("out", None, "output directory for latency_analysis.{csv,md,png,json} (and the host LUT)")
+    flags.DEFINE_enum("backend", "tflite-host", ["tflite-host"], "where to measure when no --lut-from is given")
+    flags.DEFINE_string("lut-from", None, "report a LUT measured by the host/Android/iOS harness on the analysis "
+                                          "manifest instead of measuring here")
+    flags.DEFINE_bool("export-only", False, "only export the micro-models + manifest into --models-dir (for a "
+                                            "device harness)")
+    flags.DEFINE_string("models-dir", None,
+                        "where exported micro-models live (default ~/.cache/ef_keras/analysis_models)")
+    flags.DEFINE_bool("coreml", False, "with --export-only: also export .mlpackage files for the iOS harness")
+    flags.DEFINE_bool("reduced", False, "tiny shapes (a fast smoke run; stored under their own keys)")
+    flags.DEFINE_integer("threads", 2, "LiteRT CPU threads", lower_bound=1)
+    flags.DEFINE_integer("warmup", 20, "untimed invocations per micro-model", lower_bound=0)
+    flags.DEFINE_integer("runs", 200, f"timed invocations per micro-model (>= {MIN_RUNS})")
+
+
+def run():
+    """Console entry point (`ef-analysis`, `python -m android_ios_bench.analysis`)."""
     from android_ios_bench.lut import LUTError
     from ef_keras.errors import run as run_cli
 
-    run_cli(_main, user_errors=(LUTError,))
-
-
-if __name__ == "__main__":
-    main()
+    define_flags()
+    run_cli(main, user_errors=(LUTError,))

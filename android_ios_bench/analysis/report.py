@@ -13,6 +13,7 @@ import io
 import os
 
 from android_ios_bench.analysis.tflite_stats import ops_to_text
+from ef_keras.errors import require
 from ef_keras.output import check_run_directory, write_json, write_text, writing
 
 __all__ = ["MARGIN", "COLUMNS", "verdicts", "write_csv", "markdown", "write_chart", "write_outputs"]
@@ -131,8 +132,7 @@ def markdown(rows, observations, verdict, meta) -> str:
 
 def write_chart(rows, observations, verdict, backend, path):
     """A 2×2 grid of horizontal bar charts (median, p10–p90 whiskers), one panel per observation."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "search", "the latency-analysis chart")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections
 import math
 
+from ef_keras.errors import require
+
 __all__ = ["describe_tflite", "ops_to_text", "ops_from_text"]
 
 
@@ -20,7 +22,8 @@ def describe_tflite(path: str) -> dict:
     MACs count CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and BATCH_MATMUL from the tensor
     shapes of the flatbuffer; element-wise ops, norms and pooling count 0.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    litert = require("ai_edge_litert.interpreter", "search", "the latency analysis")
+    Interpreter, OpResolverType = litert.Interpreter, litert.OpResolverType
 
     # without the default XNNPACK delegate, so the op list is the flatbuffer's, not one DELEGATE node
     interpreter = Interpreter(model_path=path,

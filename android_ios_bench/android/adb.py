@@ -37,9 +37,9 @@ class Adb:
         try:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   errors="replace", timeout=self.timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:
             raise AndroidError(f"`{' '.join(cmd)}` did not finish in {self.timeout:.0f}s; check the device "
-                               "(screen on, not throttled) or raise --timeout") from None
+                               "(screen on, not throttled) or raise --timeout") from e
         if check and proc.returncode != 0:
             last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
             raise AndroidError(f"`adb {' '.join(args)}` failed (exit {proc.returncode}): {last}")

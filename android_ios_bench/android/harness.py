@@ -132,7 +132,7 @@ def _run_one(device: Adb, settings: AndroidSettings, remote_bin: str, manifest: 
         with open(failed, "w") as f:
             f.write(output)
         raise AndroidError(f"{e} (exit status {status}; raw output kept in {failed}; "
-                           f"{saved} entries already saved in {lut_out})") from None
+                           f"{saved} entries already saved in {lut_out})") from e
     write_text(record, output)
     return result
 

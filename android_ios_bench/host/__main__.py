@@ -1,5 +1,5 @@
 """Entry point of `python -m android_ios_bench.host` (see android_ios_bench.host.cli)."""
 
-from android_ios_bench.host.cli import main
+from android_ios_bench.host.cli import run
 
-main()
+run()

@@ -95,11 +95,10 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     return result
 
 
-def main():
+def define_flags():
+    """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
 
-    from ef_keras.checks import parse_int_list
-    from ef_keras.errors import InputError, run as run_cli
     flags.DEFINE_string("lut-out", None, "LUT JSON to write (resumed if it exists)")
     flags.DEFINE_string("check-lut", None, "re-time this LUT's reference models now and print how far this host "
                                            "is from the LUT's session (drift scale); measures no units")
@@ -116,30 +115,42 @@ def main():
                       "search-space max width per stage (without --manifest)")
     flags.DEFINE_integer("downsample-points", SearchSpace().downsample_points,
                          "measured widths per axis of each downsample grid (without --manifest)", lower_bound=1)
+
+
+def main(argv):
+    """Measures a LUT (--lut-out) or re-times a LUT's reference models (--check-lut)."""
+    from absl import flags
+
+    from ef_keras.checks import parse_int_list
+    from ef_keras.errors import InputError
+
     F = flags.FLAGS
+    if F["check-lut"].value:
+        print_drift(check_lut(F["check-lut"].value, models_dir=F["models-dir"].value, warmup=F.warmup,
+                              runs=F.runs, log=lambda m: print(m, file=sys.stderr, flush=True)))
+        return
+    if not F["lut-out"].value:
+        raise InputError("give --lut-out LUT (measure a LUT) or --check-lut LUT (measure its drift)")
+    if F.runs < MIN_RUNS:
+        raise InputError(f"--runs must be >= {MIN_RUNS} (got {F.runs})")
+    space = SearchSpace(input_size=F["input-size"].value,
+                        max_widths=parse_int_list("--max-widths", F["max-widths"].value),
+                        downsample_points=F["downsample-points"].value)
+    out = F["lut-out"].value
+    doc = build_lut(out, manifest=F.manifest, space=space, models_dir=F["models-dir"].value,
+                    threads=F.threads, precision=F.precision, warmup=F.warmup, runs=F.runs,
+                    group_size=F["group-size"].value, command=" ".join(["python -m android_ios_bench.host"]
+                                                                      + sys.argv[1:]),
+                    log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"wrote {out} ({len(doc['entries'])} entries)")
 
-    def measure(argv):
-        del argv
-        if F["check-lut"].value:
-            print_drift(check_lut(F["check-lut"].value, models_dir=F["models-dir"].value, warmup=F.warmup,
-                                  runs=F.runs, log=lambda m: print(m, file=sys.stderr, flush=True)))
-            return
-        if not F["lut-out"].value:
-            raise InputError("give --lut-out LUT (measure a LUT) or --check-lut LUT (measure its drift)")
-        if F.runs < MIN_RUNS:
-            raise InputError(f"--runs must be >= {MIN_RUNS} (got {F.runs})")
-        space = SearchSpace(input_size=F["input-size"].value,
-                            max_widths=parse_int_list("--max-widths", F["max-widths"].value),
-                            downsample_points=F["downsample-points"].value)
-        out = F["lut-out"].value
-        doc = build_lut(out, manifest=F.manifest, space=space, models_dir=F["models-dir"].value,
-                        threads=F.threads, precision=F.precision, warmup=F.warmup, runs=F.runs,
-                        group_size=F["group-size"].value, command=" ".join(["python -m android_ios_bench.host"]
-                                                                          + sys.argv[1:]),
-                        log=lambda m: print(m, file=sys.stderr, flush=True))
-        print(f"wrote {out} ({len(doc['entries'])} entries)")
-    run_cli(measure, user_errors=(LUTError,))
 
+def run():
+    """Console entry point (`ef-lut`, `python -m android_ios_bench.host`)."""
+    from ef_keras.errors import run as run_cli
+
+    define_flags()
+    run_cli(main, user_errors=(LUTError,))
 
 def print_drift(result: dict) -> None:
     """The drift table of `check_lut` and its one-line verdict."""

@@ -24,6 +24,7 @@ import numpy as np
 from android_ios_bench import __version__
 from android_ios_bench.lut import (LUTError, load_lut, load_manifest, make_entry, new_lut, now_iso, save_lut)
 from android_ios_bench.predictor import refit_correction
+from deploy.common import litert_interpreter
 from ef_keras.checks import check_int
 from ef_keras.output import check_output
 
@@ -53,7 +54,7 @@ def host_device() -> dict:
 
 def load_interpreter(path: str, threads: int, seed: int = 0):
     """A LiteRT interpreter (default op resolver = XNNPACK on) with random float inputs set."""
-    from ai_edge_litert.interpreter import Interpreter
+    Interpreter = litert_interpreter()
 
     interpreter = Interpreter(model_path=path, num_threads=threads)
     interpreter.allocate_tensors()
