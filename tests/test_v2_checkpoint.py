@@ -95,3 +95,30 @@ def test_pth_official_checkpoint(s0, tmp_path):
     load_v2_weights_from_checkpoint(model, str(path))
     assert np.max(np.abs(model.predict(np.transpose(fixture.inputs(), (0, 2, 3, 1)), verbose=0)
                          - fixture.logits)) <= 1e-4
+
+
+def test_v2_checkpoint_into_v1_model_names_the_family(tmp_path):
+    import ef_keras
+
+    path = tmp_path / "s0.safetensors"
+    save_file(v2_state_dict(_fixture("v2_s0")), str(path))
+    model = ef_keras.EfficientFormer(ef_keras.EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 2),
+                                                                    num_vit=1), input_shape=(64, 64, 3))
+    with pytest.raises(CheckpointError, match=r"is an EfficientFormerV2 checkpoint .*ef_keras.EfficientFormerV2S0"):
+        ef_keras.load_weights_from_checkpoint(model, str(path))
+
+
+def test_save_checkpoint_writes_timm_layout_that_loads_back(s0, tmp_path):
+    import ef_keras
+    from safetensors.numpy import load_file
+
+    fixture, model = s0
+    state = v2_state_dict(fixture)
+    load_v2_state_dict(model, state)
+    path = tmp_path / "out.safetensors"
+    ef_keras.save_checkpoint(model, str(path))
+    written = load_file(str(path))
+    floats = {k for k in fixture.keys if not k.endswith("num_batches_tracked")}
+    assert set(written) == floats  # exactly timm's float keys: timm loads it with strict=True bar the counters
+    for key in floats:
+        np.testing.assert_array_equal(written[key], state[key])
