@@ -265,8 +265,9 @@ def is_v2_model(model) -> bool:
 def save_v2_checkpoint(model, path) -> None:
     """Writes a V2 model's weights as `.safetensors` in timm's key layout and PyTorch tensor layout.
 
-    timm's `efficientformerv2_*` loads the file with `strict=True` (its bias indices are
-    non-persistent buffers, so none are written). The write is atomic.
+    timm's `efficientformerv2_*` loads the file with `strict=True` (BatchNorm step counters
+    are written as 0; the bias indices are non-persistent buffers in timm, so none are
+    written). The write is atomic.
     """
     import os
 
@@ -279,5 +280,8 @@ def save_v2_checkpoint(model, path) -> None:
     has_head = any(layer.name == "head" for layer in model.layers)
     state = {key: np.ascontiguousarray(inverse[t.transform](np.asarray(t.variable.numpy())))
              for key, t in keras_targets_v2(model, include_head=has_head).items()}
+    # BatchNorm's step counters: not weights, but timm's strict load expects them (eval ignores them).
+    state.update({key.removesuffix("running_var") + "num_batches_tracked": np.array(0, np.int64)
+                  for key in list(state) if key.endswith(".running_var")})
     with writing(os.fspath(path)) as tmp:
         save_file(state, tmp)
