@@ -17,7 +17,7 @@ import re
 import numpy as np
 
 from ef_keras.checkpoint import CheckpointError, Target, _conv, _linear, _same, _vector, read_state_dict
-from ef_keras.config_v2 import V2PlanBlock
+from ef_keras.plan import Block
 
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 _INDEX_SUFFIX = "attention_bias_idxs"
@@ -111,7 +111,7 @@ def _conv_bn_t(prefix, layer, name, depthwise=False):
             **_bn_t(f"{prefix}.bn", getattr(layer, f"{name}_bn"))}
 
 
-def _unit_targets(block: V2PlanBlock, layer) -> dict[str, Target]:
+def _unit_targets(block: Block, layer) -> dict[str, Target]:
     p = block.reference_prefix
     t: dict[str, Target] = {}
     if block.kind == "v2_stem":

@@ -4,8 +4,8 @@ A V2 architecture is data: per-stage widths and depths, how many attention block
 stages 3 and 4 (`num_vit`), and the FFN expansion ratio of every block (V2 searched them
 per block). `EfficientFormerV2Config` round-trips through JSON like V1's config.
 
-`blocks()` is V2's block plan, the same pattern as `ef_keras.plan` for V1: one ordered
-list of units (kind, stage, reference index, channels, grid, Keras layer name) that the
+`blocks()` is V2's block plan: `ef_keras.plan.Block` records like V1's, one ordered list
+of units (kind, stage, reference index, channels, grid, Keras layer name) that the
 model builder, the checkpoint key mapping and the GMAC count all walk, instead of each
 walking the network by hand. Kinds: "v2_stem", "v2_downsample", "v2_attn_downsample"
 (stage 3 -> 4), "v2_ffn", "v2_attn_ffn" and "v2_head" (final BatchNorm and classifier).
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Any
 
 from ef_keras.checks import check_int, check_number
 from ef_keras.config import ConfigError
 from ef_keras.output import write_text
+from ef_keras.plan import Block
 
 NUM_STAGES = 4
 WIDTH_MULTIPLE = 8
@@ -35,69 +35,6 @@ STRIDED_ATTN_STAGE = 2
 ATTN_DOWNSAMPLE_STAGE = 3
 #: Unit kinds of a V2 plan, in the order they first appear.
 KINDS = ("v2_stem", "v2_downsample", "v2_ffn", "v2_attn_ffn", "v2_attn_downsample", "v2_head")
-
-
-@dataclasses.dataclass(frozen=True)
-class V2PlanBlock:
-    """One unit of a V2 network (V2's counterpart of `ef_keras.plan.Block`).
-
-    Attributes:
-        kind: one of `KINDS`.
-        stage: 0-3 (the stem is stage 0, the head 3).
-        index: the block's slot in timm's `stages.{stage}.blocks.{index}`; None otherwise.
-        cin, cout: channels in and out (the head's cout is the number of classes).
-        grid: (H, W) of the unit's input (the image size for the stem).
-        mlp_ratio: FFN expansion of a block (None for other units).
-        attn_stride: 2 for stage 3's strided attention, else None.
-    """
-
-    kind: str
-    stage: int
-    index: int | None
-    cin: int
-    cout: int
-    grid: tuple
-    mlp_ratio: float | None = None
-    attn_stride: int | None = None
-
-    @property
-    def name(self) -> str:
-        """The Keras layer name of the unit in `EfficientFormerV2` (the head: its final norm)."""
-        if self.kind == "v2_stem":
-            return "stem"
-        if self.kind in ("v2_downsample", "v2_attn_downsample"):
-            return f"downsample{self.stage}"
-        if self.kind == "v2_head":
-            return "norm"
-        return f"stage{self.stage}_block{self.index}"
-
-    @property
-    def reference_prefix(self) -> str:
-        """The unit's key prefix in timm's state dict."""
-        if self.kind == "v2_stem":
-            return "stem"
-        if self.kind in ("v2_downsample", "v2_attn_downsample"):
-            return f"stages.{self.stage}.downsample"
-        if self.kind == "v2_head":
-            return ""
-        return f"stages.{self.stage}.blocks.{self.index}"
-
-    @property
-    def out_grid(self) -> tuple:
-        if self.kind == "v2_stem":
-            return tuple(_half(_half(n)) for n in self.grid)
-        if self.kind in ("v2_downsample", "v2_attn_downsample"):
-            return tuple(_half(n) for n in self.grid)
-        return self.grid
-
-    @property
-    def attn_grid(self) -> tuple:
-        """(H, W) the attention of a v2_attn_ffn block runs at (half the grid when strided)."""
-        return tuple(math.ceil(n / self.attn_stride) for n in self.grid) if self.attn_stride else self.grid
-
-
-def _half(n):
-    return None if n is None else (n + 1) // 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,21 +95,21 @@ class EfficientFormerV2Config:
             raise ConfigError(f"name must be a string, got {self.name!r}")
         check_number("layer_scale_init", self.layer_scale_init, low=0, low_open=True, error=ConfigError)
 
-    def blocks(self, image_size=(224, 224), classes: int = 1000) -> list[V2PlanBlock]:
+    def blocks(self, image_size=(224, 224), classes: int = 1000) -> list[Block]:
         """The block plan: every unit of this architecture for `image_size` inputs, in order."""
-        units = [V2PlanBlock("v2_stem", 0, None, 3, self.widths[0], tuple(image_size))]
+        units = [Block("v2_stem", 0, None, 3, self.widths[0], tuple(image_size))]
         grid = units[0].out_grid
         for stage, (width, depth) in enumerate(zip(self.widths, self.depths)):
             if stage:
                 kind = "v2_attn_downsample" if stage == ATTN_DOWNSAMPLE_STAGE else "v2_downsample"
-                units.append(V2PlanBlock(kind, stage, None, self.widths[stage - 1], width, grid))
+                units.append(Block(kind, stage, None, self.widths[stage - 1], width, grid))
                 grid = units[-1].out_grid
             for k in range(depth):
                 attn = stage >= STRIDED_ATTN_STAGE and k >= depth - self.num_vit
-                units.append(V2PlanBlock(
+                units.append(Block(
                     "v2_attn_ffn" if attn else "v2_ffn", stage, k, width, width, grid, self.mlp_ratios[stage][k],
                     2 if attn and stage == STRIDED_ATTN_STAGE else None))
-        units.append(V2PlanBlock("v2_head", NUM_STAGES - 1, None, self.widths[-1], classes, grid))
+        units.append(Block("v2_head", NUM_STAGES - 1, None, self.widths[-1], classes, grid))
         return units
 
     # ------------------------------------------------------------------ JSON

@@ -28,28 +28,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from ef_keras.layers import BN_EPSILON, BN_MOMENTUM, DropPath, LayerScale, attention_bias_index, gelu
+from ef_keras.layers import (BN_EPSILON, BN_MOMENTUM, DropPath, LayerScale, _half, _pad1, _padded_shape,
+                             attention_bias_index, gelu)
 
 _register = keras.saving.register_keras_serializable(package="ef_keras")
 
 
 def _bn(name):
     return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
-
-
-def _pad1(x):
-    """PyTorch padding=1 for a 3x3 stride-2 conv (TF "same" pads 0 before and 1 after on even sizes)."""
-    return ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-
-
-def _half(n):
-    """Grid side after a padded 3x3 stride-2 conv (None stays unknown)."""
-    return None if n is None else (n + 1) // 2
-
-
-def _padded(shape):
-    b, h, w, c = shape
-    return (b, None if h is None else h + 2, None if w is None else w + 2, c)
 
 
 def _with_channels(shape, c):
@@ -110,10 +96,10 @@ class V2Stem(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        self.conv1.build(_padded(shape))
+        self.conv1.build(_padded_shape(shape))
         mid = _halved(shape, self.out_channels // 2)
         self.norm1.build(mid)
-        self.conv2.build(_padded(mid))
+        self.conv2.build(_padded_shape(mid))
         self.norm2.build(_halved(mid, self.out_channels))
 
     def call(self, x, training=None):
@@ -230,7 +216,7 @@ class Attention4D(keras.layers.Layer):
     def build(self, input_shape):
         shape = tuple(input_shape)
         if self.stride:
-            self.stride_conv.build(_padded(shape))
+            self.stride_conv.build(_padded_shape(shape))
             shape = _halved(shape)
             self.stride_bn.build(shape)
         attn_shape = (shape[0], *self.attn_grid, self.dim)
@@ -322,25 +308,38 @@ class Attention4DDownsample(keras.layers.Layer):
         shape = tuple(input_shape)
         half = _halved(shape)
         kh = self.key_dim * self.num_heads
-        self.q_local.build(_padded(shape))
+        self.q_local.build(_padded_shape(shape))
         self.q_proj_conv.build(half)
         self.q_proj_bn.build(_with_channels(half, kh))
         self.k_conv.build(shape)
         self.k_bn.build(_with_channels(shape, kh))
         self.v_conv.build(shape)
         self.v_bn.build(_with_channels(shape, self.dh))
-        self.v_local_conv.build(_padded(_with_channels(shape, self.dh)))
+        self.v_local_conv.build(_padded_shape(_with_channels(shape, self.dh)))
         self.v_local_bn.build(_with_channels(half, self.dh))
         self.proj_conv.build(_with_channels(half, self.dh))
         self.proj_bn.build(_with_channels(half, self.out_dim))
         self.attention_biases = self.add_weight(
             name="attention_biases", shape=(self.num_heads, self.num_keys), initializer="zeros")
 
+    def _local_global_query(self, x):
+        """DW3x3_s2(x) + x[:, ::2, ::2] as one depthwise conv whose centre tap is raised by 1.
+
+        With padding 1 the centre tap of output (i, j) reads x[2i, 2j], so the stride-2
+        subsampling (timm's `AvgPool2d(1, 2)`) is exactly +1 on that tap. Written this way the
+        converters fold it into the conv's weights: a strided slice would leave TFLite's
+        XNNPACK delegate (it takes stride-1 slices only) and split the graph in two.
+        """
+        centre = np.zeros((3, 3, 1, 1), "float32")
+        centre[1, 1] = 1.0
+        kernel = self.q_local.kernel + ops.convert_to_tensor(centre, dtype=self.q_local.kernel.dtype)
+        return ops.depthwise_conv(_pad1(x), kernel, strides=2, padding="valid") + self.q_local.bias
+
     def call(self, x, training=None):
         _, h, w, _ = x.shape
         if (h, w) != self.resolution:
             raise ValueError(f"Attention4DDownsample built for a {self.resolution} grid got {(h, w)}")
-        q = self.q_local(_pad1(x)) + x[:, ::2, ::2, :]
+        q = self._local_global_query(x)
         q = _heads_first(self.q_proj_bn(self.q_proj_conv(q), training=training), self.num_heads, self.num_queries)
         k = _heads_first(self.k_bn(self.k_conv(x), training=training), self.num_heads, self.num_keys)
         v_map = self.v_bn(self.v_conv(x), training=training)
@@ -383,7 +382,7 @@ class V2Downsample(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        self.conv.build(_padded(shape))
+        self.conv.build(_padded_shape(shape))
         self.norm.build(_halved(shape, self.out_channels))
         if self.use_attn:
             self.attn.build(shape)

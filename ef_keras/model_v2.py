@@ -13,7 +13,8 @@ import keras
 from ef_keras import layers as ef_layers
 from ef_keras import layers_v2
 from ef_keras.checks import check_int, check_number
-from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config, V2PlanBlock, get_v2_config
+from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config, get_v2_config
+from ef_keras.plan import Block
 from ef_keras.model import ModelArgumentError
 from ef_keras.registry import register_model
 
@@ -157,7 +158,7 @@ def backbone_v2(x, config: EfficientFormerV2Config, image_size, drop_path_rate=0
     raise AssertionError("a V2 block plan always ends with its head")
 
 
-def block_layer_v2(block: V2PlanBlock, config: EfficientFormerV2Config, drop_path: float = 0.0, name=None):
+def block_layer_v2(block: Block, config: EfficientFormerV2Config, drop_path: float = 0.0, name=None):
     """The Keras layer that runs one V2 plan unit (any kind but the head)."""
     name = name or block.name
     if block.kind == "v2_stem":
