@@ -63,8 +63,27 @@ def _backbone(case):
     return model, data, x
 
 
-def _max_diffs(outputs, data):
-    return {level: float(np.abs(_sampled(outputs[level], level) - data[level]).max()) for level in LEVELS}
+def _allowed(case):
+    """Per level: 1e-4 plus twice timm's own float32 rounding error there (its distance from the
+    same computation in float64, recorded by the generator).
+
+    That second term is ~1e-5 everywhere except L3's and L7's P4, where values reach |41| after
+    10-18 un-normalised Meta4D blocks and timm's float32 is itself 5e-5 / 9e-5 from exact; there
+    Keras differs from timm by up to 1.0e-4 / 1.8e-4 (oneDNN on; 1.4e-4 for L7 with
+    TF_ENABLE_ONEDNN_OPTS=0), i.e. about twice timm's own error. Every other level is within 1e-4.
+    """
+    import json
+
+    with open(os.path.join(FIXTURES, "pyramid_fixtures.json")) as f:
+        noise = json.load(f)["cases"][case]["timm_fp32_vs_fp64"]
+    return {level: TOLERANCE + 2 * noise[level] for level in LEVELS}
+
+
+def _max_diffs(outputs, data, case):
+    """Per level, max |Keras - timm| divided by the allowed error (so <= 1 passes)."""
+    allowed = _allowed(case)
+    return {level: float(np.abs(_sampled(outputs[level], level) - data[level]).max()) / allowed[level]
+            for level in LEVELS}
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +97,16 @@ def test_l1_rectangular_matches_timm(l1_rect):
     model, data, _, outputs = l1_rect
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
         "P2": (2, 64, 80, 48), "P3": (2, 32, 40, 96), "P4": (2, 16, 20, 224), "P5": (2, 8, 10, 448)}
-    diffs = _max_diffs(outputs, data)
-    assert max(diffs.values()) <= TOLERANCE, diffs
+    diffs = _max_diffs(outputs, data, "l1_256x320")
+    assert max(diffs.values()) <= 1, diffs
 
 
 @pytest.mark.parametrize("case", ["l1", pytest.param("l3", marks=pytest.mark.slow),
                                   pytest.param("l7", marks=pytest.mark.slow)])
 def test_matches_timm_forward_intermediates(case):
     model, data, x = _backbone(case)
-    diffs = _max_diffs(model.predict(x, verbose=0), data)
-    assert max(diffs.values()) <= TOLERANCE, diffs
+    diffs = _max_diffs(model.predict(x, verbose=0), data, case)
+    assert max(diffs.values()) <= 1, diffs
 
 
 def test_parity_breaks_when_the_pyramid_is_wired_wrong(l1_rect):
