@@ -149,7 +149,8 @@ def print_progress(done: int, total: int, key: str, seconds: float) -> None:
         print(f"[export {done}/{total}] {key} ({seconds:.1f}s)", file=sys.stderr, flush=True)
 
 
-def _main(argv):
+def main(argv):
+    """Exports the search space's micro-models and writes their manifest."""
     from absl import flags
 
     from ef_keras.checks import parse_int_list
@@ -163,11 +164,9 @@ def _main(argv):
     print(f"wrote {os.path.join(F.out, MANIFEST_NAME)} ({len(manifest['entries'])} micro-models)")
 
 
-def main():
-    """CLI entry: absl flags -> export_search_space; one-line `error: ...` on bad input."""
+def define_flags():
+    """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
-
-    from ef_keras.errors import run as run_cli
 
     flags.DEFINE_string("out", None, "output directory (manifest.json, tflite/, coreml/)", required=True)
     flags.DEFINE_bool("tflite", True, "export .tflite files")
@@ -180,8 +179,14 @@ def main():
                          "measured widths per axis of each downsample (Cin, Cout) grid", lower_bound=1)
     flags.DEFINE_bool("verify", False, "let deploy compare every micro-model's outputs with Keras (slower)")
 
-    run_cli(_main, user_errors=(LUTError,))
+
+def run():
+    """CLI entry (`python -m android_ios_bench.export`): flags -> export_search_space, one-line errors."""
+    from ef_keras.errors import run as run_cli
+
+    define_flags()
+    run_cli(main, user_errors=(LUTError,))
 
 
 if __name__ == "__main__":
-    main()
+    run()
