@@ -77,7 +77,15 @@ class EfficientFormerV2(keras.Model):
         distillation: add the distillation head; the output is then the heads' average
             (`heads_model()` gives both logits for distillation training).
         drop_path_rate: stochastic depth at the last block (linear in the global block index).
+        features_only: with `include_top=False` and `pooling=None`: the outputs are the
+            feature pyramid dict {"P2": ..., "P5": ...} (see `pyramid_outputs`).
         name: model name (default "efficientformerv2_<config.name>").
+
+    Feature pyramid: a model built with `include_top=False` has `pyramid_outputs`, the four
+    stage outputs {"P2": (B, H/4, W/4, C1), "P3": /8, "P4": /16, "P5": (B, H/32, W/32, C4)},
+    as V1's (keras-hub's `FeaturePyramidBackbone` convention) and as timm's
+    `forward_intermediates(x, norm=True)`: P2-P4 the raw stage outputs, P5 after the final
+    BatchNorm.
 
     Example:
         >>> import numpy as np, ef_keras
@@ -88,16 +96,22 @@ class EfficientFormerV2(keras.Model):
 
     def __init__(self, config="s0", include_top=True, weights=None, input_shape=None, input_tensor=None,
                  pooling=None, classes=1000, classifier_activation=None, distillation=True,
-                 drop_path_rate=0.0, name=None, **kwargs):
+                 drop_path_rate=0.0, features_only=False, name=None, **kwargs):
         config = get_v2_config(config)
         _check_arguments(config, include_top, weights, pooling, classes, drop_path_rate, distillation)
+        if not isinstance(features_only, bool):
+            raise ModelArgumentError(f"features_only must be True or False, got {features_only!r}")
+        if features_only and (include_top or pooling is not None):
+            raise ModelArgumentError("features_only=True returns the feature pyramid: build it with include_top=False "
+                                     "and pooling=None")
         if input_shape is None:
             input_shape = (DEFAULT_SIZE, DEFAULT_SIZE, 3) if input_tensor is None else tuple(input_tensor.shape[1:])
         input_shape = tuple(input_shape)
         _check_input_shape(input_shape)
 
         inputs = keras.Input(shape=input_shape, name="image") if input_tensor is None else input_tensor
-        x = backbone_v2(inputs, config, input_shape[:2], drop_path_rate)
+        x, stage_maps = backbone_v2(inputs, config, input_shape[:2], drop_path_rate, return_stages=True)
+        pyramid = None if include_top else {**{f"P{s + 2}": stage_maps[s] for s in range(3)}, "P5": x}
         if include_top:
             pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
             head = keras.layers.Dense(classes, name="head")(pooled)
@@ -111,6 +125,8 @@ class EfficientFormerV2(keras.Model):
             outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         elif pooling == "max":
             outputs = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        elif features_only:
+            outputs = pyramid
         else:
             outputs = x
 
@@ -119,7 +135,9 @@ class EfficientFormerV2(keras.Model):
         self.include_top, self.pooling, self.classes = include_top, pooling, classes
         self.classifier_activation, self.distillation = classifier_activation, distillation
         self.drop_path_rate = drop_path_rate
+        self.features_only = features_only
         self.image_shape = input_shape
+        self._pyramid = pyramid
         if weights == "imagenet":
             from ef_keras.checkpoint_v2 import load_v2_imagenet_weights
             load_v2_imagenet_weights(self)
@@ -134,8 +152,17 @@ class EfficientFormerV2(keras.Model):
         return keras.Model(self.input, [self.get_layer("head").output, self.get_layer("head_dist").output],
                            name=f"{self.name}_heads")
 
+    @property
+    def pyramid_outputs(self) -> dict:
+        """{"P2": ..., "P5": ...}: the stage outputs at strides 4-32 (see the class docstring)."""
+        if self._pyramid is None:
+            raise ModelArgumentError(
+                f"{self.name} was built with include_top=True: pyramid_outputs belong to a backbone; build it with "
+                "include_top=False (and features_only=True to get them as the outputs)")
+        return dict(self._pyramid)
+
     def get_config(self):
-        return {"config": self.config.to_dict(), "include_top": self.include_top,
+        return {"config": self.config.to_dict(), "include_top": self.include_top, "features_only": self.features_only,
                 "input_shape": list(self.image_shape), "pooling": self.pooling, "classes": self.classes,
                 "classifier_activation": self.classifier_activation, "distillation": self.distillation,
                 "drop_path_rate": self.drop_path_rate, "name": self.name, "trainable": self.trainable}
@@ -145,15 +172,23 @@ class EfficientFormerV2(keras.Model):
         return cls(**config)
 
 
-def backbone_v2(x, config: EfficientFormerV2Config, image_size, drop_path_rate=0.0):
-    """Stem, four stages and the final BatchNorm, walked from the block plan; returns the (B, h, w, C4) map."""
+def backbone_v2(x, config: EfficientFormerV2Config, image_size, drop_path_rate=0.0, return_stages=False):
+    """Stem, four stages and the final BatchNorm, walked from the block plan; returns the (B, h, w, C4) map.
+
+    With `return_stages`, also {stage: its raw output} (what the next downsampling reads; stage 3's
+    before the final norm), the feature-pyramid taps.
+    """
     blocks = config.blocks(image_size)
     ffn_blocks = [b for b in blocks if b.kind in ("v2_ffn", "v2_attn_ffn")]
     rates = dict(zip(ffn_blocks, ef_layers.drop_path_rates(config.depths, drop_path_rate)))
+    stage_maps = {}
     for block in blocks:
+        if block.kind in ("v2_downsample", "v2_attn_downsample", "v2_head"):
+            stage_maps[block.stage - 1 if block.kind != "v2_head" else block.stage] = x
         if block.kind == "v2_head":
-            return keras.layers.BatchNormalization(epsilon=ef_layers.BN_EPSILON, momentum=ef_layers.BN_MOMENTUM,
-                                                   name=block.name)(x)
+            x = keras.layers.BatchNormalization(epsilon=ef_layers.BN_EPSILON, momentum=ef_layers.BN_MOMENTUM,
+                                                name=block.name)(x)
+            return (x, stage_maps) if return_stages else x
         x = block_layer_v2(block, config, rates.get(block, 0.0))(x)
     raise AssertionError("a V2 block plan always ends with its head")
 

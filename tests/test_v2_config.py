@@ -84,3 +84,10 @@ def test_backbone_outputs_and_keras_file_round_trip(tmp_path):
     again = keras.saving.load_model(str(path))
     np.testing.assert_allclose(again.predict(x, verbose=0), y, atol=1e-6)
     assert again.config == model.config
+
+
+def test_features_only_needs_a_backbone():
+    with pytest.raises(ModelArgumentError, match="features_only=True returns the feature pyramid"):
+        EfficientFormerV2("s0", features_only=True)
+    with pytest.raises(ModelArgumentError, match="pyramid_outputs belong to a backbone"):
+        EfficientFormerV2("s0", input_shape=(64, 64, 3)).pyramid_outputs

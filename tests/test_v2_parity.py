@@ -102,3 +102,18 @@ def test_parity_breaks_with_nearest_upsampling(s0, monkeypatch):
 
     monkeypatch.setattr(layers_v2, "upsample_bilinear_2x", nearest)
     assert _max_diff_eager(model, fixture) > 10 * TOLERANCE
+
+
+def test_pyramid_outputs_match_timm_stage_outputs(tmp_path):
+    """P2-P4 against timm's stage outputs (spatial means recorded by the generator); P5 feeds the heads."""
+    fixture = load_parity_fixture(os.path.join(FIXTURES, "parity_v2_s0.npz"))
+    path = tmp_path / "s0.safetensors"
+    save_file(v2_state_dict(fixture), str(path))
+    backbone = EfficientFormerV2("s0", include_top=False, features_only=True, weights=str(path))
+    pyramid = backbone.predict(_nhwc(fixture), verbose=0)
+    assert {k: v.shape[1:] for k, v in pyramid.items()} == {
+        "P2": (56, 56, 32), "P3": (28, 28, 48), "P4": (14, 14, 96), "P5": (7, 7, 176)}
+    for stage, level in enumerate(("P2", "P3", "P4")):
+        np.testing.assert_allclose(pyramid[level].mean(axis=(1, 2)), fixture.stage_means[stage], atol=TOLERANCE)
+    head = backbone.get_layer("norm")  # P5 is the final BatchNorm's output, what the classifier pools
+    assert backbone.pyramid_outputs["P5"] is head.output
