@@ -9,7 +9,8 @@ Parameters, two conventions:
     README's 3.535 / 6.092 / 12.551 / 26.069 M are 16-57 k lower; no combination of
     parameter kinds found so far (BN, layer scales, bias tables, conv or depthwise biases,
     talking heads, the distillation head) reproduces all four, so this module does not
-    claim to reproduce them.
+    claim to reproduce them. `model_info` also returns it as `params_paper`, the key V1's
+    consumers read.
 
 GMACs (`gmacs_v2`), counted over the block plan: every convolution (depthwise included) and
 every linear as weights × output positions, bias not counted; the talking heads as the 1×1
@@ -99,7 +100,10 @@ def model_info_v2(model_or_config, image_size=(224, 224)) -> dict:
         model = EfficientFormerV2(model_or_config, input_shape=(*image_size, 3))
     else:
         model = model_or_config
-    return {"name": model.config.name, **count_params_v2(model),
+    params = count_params_v2(model)
+    # `params_paper`: the key V1's consumers (describe, reports) read; for V2 it is the README's
+    # no-BN convention, whose published figures this count does not reproduce (module docstring).
+    return {"name": model.config.name, **params, "params_paper": params["params_no_bn"],
             "gmacs": gmacs_v2(model.config, tuple(model.image_shape[:2]), getattr(model, "classes", 1000),
                               getattr(model, "distillation", True))}
 
