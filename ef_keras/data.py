@@ -206,7 +206,7 @@ def _is_folder(name: str) -> bool:
 def _folder_builder(root: str):
     if not os.path.isdir(root):
         raise DatasetError(f"ImageFolder directory {root!r} does not exist")
-    tfds = require("tensorflow_datasets", "data", "tfds and ImageFolder datasets")
+    tfds = require("tensorflow_datasets", "data", "reading a tfds or ImageFolder dataset")
 
     builder = tfds.folder_dataset.ImageFolder(root)
     if not builder.info.splits or not any(builder.info.splits[s].num_examples for s in builder.info.splits):
@@ -216,7 +216,7 @@ def _folder_builder(root: str):
 
 
 def _tfds_builder(name: str, data_dir):
-    tfds = require("tensorflow_datasets", "data", "tfds and ImageFolder datasets")
+    tfds = require("tensorflow_datasets", "data", "reading a tfds or ImageFolder dataset")
 
     try:
         return tfds.builder(name, data_dir=data_dir)
@@ -273,7 +273,7 @@ def _raw_dataset(name, split, data_dir, prepare, shuffle_files, seed):
         images, labels = load_arrays(name, split)
         return tf.data.Dataset.from_tensor_slices((images, labels)), len(labels)
 
-    tfds = require("tensorflow_datasets", "data", "tfds and ImageFolder datasets")
+    tfds = require("tensorflow_datasets", "data", "reading a tfds or ImageFolder dataset")
 
     builder = _builder(name, data_dir)
     if prepare and not _is_folder(name):
