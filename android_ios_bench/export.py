@@ -39,7 +39,7 @@ class ManifestItem:
     group: str = "lut"
 
 
-def lut_items(space: SearchSpace) -> list[ManifestItem]:
+def lut_items(space) -> list[ManifestItem]:
     """The search space's units as manifest items."""
     def item(u: Unit) -> ManifestItem:
         return ManifestItem(u.key, u.kind, u.unit, u.input_shape, lambda: build_unit(u))
@@ -47,18 +47,17 @@ def lut_items(space: SearchSpace) -> list[ManifestItem]:
 
 
 def model_item(name: str, config, space: dict, group: str = "reference") -> ManifestItem:
-    """A whole model (an EfficientFormerConfig or its dict) as a manifest item of kind "model"."""
-    from ef_keras.config import EfficientFormerConfig
-    from ef_keras.model import EfficientFormer
+    """A whole model (an architecture config of either family, or its dict) as a manifest item of kind "model"."""
+    from ef_keras.registry import architecture, build_model
 
-    cfg = config if isinstance(config, EfficientFormerConfig) else EfficientFormerConfig.from_dict(config)
+    cfg = architecture(config)
     size = space["input_size"]
     return ManifestItem(f"model_{name}", "model", {"name": name, "config": cfg.to_dict()}, (1, size, size, 3),
-                        lambda: EfficientFormer(cfg, input_shape=(size, size, 3), classes=space["classes"]),
+                        lambda: build_model(cfg, input_shape=(size, size, 3), classes=space["classes"]),
                         group=group)
 
 
-def reference_items(space: SearchSpace) -> list[ManifestItem]:
+def reference_items(space) -> list[ManifestItem]:
     """The search space's reference models (`predictor.reference_configs`) as whole-model items.
 
     Harnesses time them with the units, so the LUT carries whole-model latencies from the

@@ -24,7 +24,11 @@ MANIFEST_FORMAT = "ef-keras-latency-manifest"
 FORMAT_VERSION = 1
 #: The six unit kinds the predictor sums (other kinds, e.g. the analysis tool's, may coexist).
 CORE_KINDS = ("stem", "downsample", "meta4d", "flat", "meta3d", "head")
+#: EfficientFormerV2's unit kinds (a V2 LUT, `search_space.family == "v2"`).
+V2_KINDS = ("v2_stem", "v2_downsample", "v2_attn_downsample", "v2_ffn", "v2_attn_ffn", "v2_head")
 DEFAULT_LUT_NAME = "host_x86_2core_fp32.json"
+#: The embedded EfficientFormerV2 LUT (same host and runtime, V2's units).
+DEFAULT_V2_LUT_NAME = "host_x86_2core_fp32_v2.json"
 #: Fields that must agree for two LUT documents to be merged.
 _MERGE_IDENTITY = (("device", "name"), ("runtime", "name"), ("runtime", "delegate"),
                    ("runtime", "compute_units"), ("runtime", "threads"), ("runtime", "precision"))
@@ -66,9 +70,20 @@ def unit_key(kind: str, /, **f: Any) -> str:
                     f"_h{f['num_heads']}_a{f['attn_ratio']}")
         if kind == "head":
             return f"head_c{f['cin']}_r{f['res']}_n{f['cout']}"
+        if kind in ("v2_stem", "v2_downsample"):
+            return f"{kind}_c{f['cin']}-{f['cout']}_r{f['res']}"
+        if kind == "v2_attn_downsample":
+            return f"{kind}_c{f['cin']}-{f['cout']}_r{f['res']}_k{f['key_dim']}_h{f['num_heads']}_a{f['attn_ratio']}"
+        if kind == "v2_ffn":
+            return f"{kind}_c{f['cin']}_r{f['res']}_m{f['mlp_ratio']}"
+        if kind == "v2_attn_ffn":
+            return (f"{kind}_c{f['cin']}_r{f['res']}_t{f['tokens']}_m{f['mlp_ratio']}_k{f['key_dim']}"
+                    f"_h{f['num_heads']}_a{f['attn_ratio']}")
+        if kind == "v2_head":
+            return f"{kind}_c{f['cin']}_r{f['res']}_n{f['cout']}"
     except KeyError as e:
         raise LUTError(f"unit_key({kind!r}) needs field {e.args[0]!r}; got {sorted(f)}") from e
-    raise LUTError(f"unknown unit kind {kind!r}; known kinds: {', '.join(CORE_KINDS)}")
+    raise LUTError(f"unknown unit kind {kind!r}; known kinds: {', '.join(CORE_KINDS + V2_KINDS)}")
 
 
 def make_entry(kind: str, unit: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
@@ -177,13 +192,14 @@ def save_lut(doc: dict, path: str | os.PathLike) -> None:
     _write_json(doc, os.fspath(path))
 
 
-def default_lut_path() -> str:
-    """The embedded default LUT (host x86, 2 threads, fp32 LiteRT/XNNPACK)."""
-    return str(resources.files("android_ios_bench").joinpath("luts", DEFAULT_LUT_NAME))
+def default_lut_path(family: str = "v1") -> str:
+    """The embedded default LUT of a model family (host x86, 2 threads, fp32 LiteRT/XNNPACK)."""
+    name = {"v1": DEFAULT_LUT_NAME, "v2": DEFAULT_V2_LUT_NAME}[family]
+    return str(resources.files("android_ios_bench").joinpath("luts", name))
 
 
-def load_default_lut() -> dict:
-    return load_lut(default_lut_path())
+def load_default_lut(family: str = "v1") -> dict:
+    return load_lut(default_lut_path(family))
 
 
 def now_iso() -> str:

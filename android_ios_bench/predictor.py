@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from android_ios_bench.lut import LUTCoverageError, LUTError, load_default_lut, load_lut, unit_key
-from android_ios_bench.units import unit_of
+from android_ios_bench.units import is_v2_space, unit_of
 from ef_keras.plan import BLOCK_TYPES, plan
 
 
@@ -69,6 +69,17 @@ class Layout:
     def from_config(cls, config) -> "Layout":
         """The canonical layout of an EfficientFormerConfig: 3D blocks close stage 4."""
         return cls(config.widths, config.stage_blocks)
+
+
+#: Unit kinds whose cost is looked up along one width (linear between measured widths):
+#: kind -> (the width field, the fields that must match exactly besides the resolution).
+LINE_KINDS = {"stem": ("cout", ()), "meta4d": ("cin", ("mlp_ratio", "pool_size")), "flat": ("cin", ()),
+              "meta3d": ("cin", ("mlp_ratio", "key_dim", "num_heads", "attn_ratio")), "head": ("cin", ("cout",)),
+              "v2_stem": ("cout", ()), "v2_ffn": ("cin", ("mlp_ratio",)),
+              "v2_attn_ffn": ("cin", ("tokens", "mlp_ratio", "key_dim", "num_heads", "attn_ratio")),
+              "v2_head": ("cin", ("cout",))}
+#: Unit kinds measured on a (Cin, Cout) grid and interpolated bilinearly.
+GRID_KINDS = ("downsample", "v2_downsample", "v2_attn_downsample")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,19 +125,16 @@ class _Index:
             if ms is None:
                 raise LUTError(f"LUT entry of kind {kind} at res {entry.get('res')} has no {statistic}; "
                                "use statistic='median_ms'")
-            if kind == "downsample":
-                self.grids.setdefault(entry["res"], {})[(entry["cin"], entry["cout"])] = ms
-            elif kind in ("stem", "meta4d", "flat", "meta3d", "head"):
-                width = entry["cout"] if kind == "stem" else entry["cin"]
-                self.lines.setdefault(self._line(kind, entry), {})[width] = ms
+            if kind in GRID_KINDS:
+                self.grids.setdefault((kind, entry["res"]), {})[(entry["cin"], entry["cout"])] = ms
+            elif kind in LINE_KINDS:
+                self.lines.setdefault(self._line(kind, entry), {})[entry[LINE_KINDS[kind][0]]] = ms
         self.sorted = {k: sorted(v) for k, v in self.lines.items()}
         self.grid_axes = {r: (sorted({a for a, _ in g}), sorted({b for _, b in g})) for r, g in self.grids.items()}
 
     @staticmethod
     def _line(kind: str, f: dict) -> tuple:
-        extra = {"meta4d": ("mlp_ratio", "pool_size"), "meta3d": ("mlp_ratio", "key_dim", "num_heads", "attn_ratio"),
-                 "head": ("cout",)}.get(kind, ())
-        return (kind, f["res"]) + tuple(f[name] for name in extra)
+        return (kind, f["res"]) + tuple(f[name] for name in LINE_KINDS[kind][1])
 
     def line(self, kind: str, width: int, notes: list, **f) -> tuple[float, bool]:
         """Latency of a single-width unit, linear between the nearest measured widths."""
@@ -146,23 +154,23 @@ class _Index:
         notes.append(f"{kind} c={width} r={f['res']}: linear between c={lo} and c={hi}")
         return (1 - t) * values[lo] + t * values[hi], True
 
-    def downsample(self, cin: int, cout: int, res: int, notes: list) -> tuple[float, bool]:
+    def downsample(self, cin: int, cout: int, res: int, notes: list, kind: str = "downsample") -> tuple[float, bool]:
         """Latency of a downsampling, bilinear on the measured (Cin, Cout) grid."""
-        grid = self.grids.get(res)
+        grid = self.grids.get((kind, res))
         if not grid:
-            raise LUTCoverageError(f"the LUT has no downsample entries at resolution {res}")
+            raise LUTCoverageError(f"the LUT has no {kind} entries at resolution {res}")
         if (cin, cout) in grid:
             return grid[(cin, cout)], False
-        xs, ys = self.grid_axes[res]
+        xs, ys = self.grid_axes[(kind, res)]
         (a0, a1, ta), (b0, b1, tb) = _bracket(xs, cin, "input", res), _bracket(ys, cout, "output", res)
         try:
             value = ((1 - ta) * (1 - tb) * grid[(a0, b0)] + ta * (1 - tb) * grid[(a1, b0)]
                      + (1 - ta) * tb * grid[(a0, b1)] + ta * tb * grid[(a1, b1)])
         except KeyError as e:
-            raise LUTCoverageError(f"downsample grid at resolution {res} lacks the point {e.args[0]}; "
+            raise LUTCoverageError(f"{kind} grid at resolution {res} lacks the point {e.args[0]}; "
                                    "re-run the harness to complete the LUT") from None
         span = lambda lo, hi: f"[{lo},{hi}]" if lo != hi else f"={lo}"  # noqa: E731
-        notes.append(f"downsample {cin}->{cout} r={res}: bilinear on grid cin{span(a0, a1)} x cout{span(b0, b1)}")
+        notes.append(f"{kind} {cin}->{cout} r={res}: bilinear on grid cin{span(a0, a1)} x cout{span(b0, b1)}")
         return value, True
 
 
@@ -187,15 +195,15 @@ def _index(doc: dict, statistic: str) -> _Index:
     return cached
 
 
-@functools.lru_cache(maxsize=1)
-def _default_lut() -> dict:
-    return load_default_lut()
+@functools.lru_cache(maxsize=2)
+def _default_lut(family: str) -> dict:
+    return load_default_lut(family)
 
 
-def resolve_lut(lut: Any) -> dict:
-    """A validated LUT document from None (embedded default), a path or a dict (validated once)."""
+def resolve_lut(lut: Any, family: str = "v1") -> dict:
+    """A validated LUT document from None (the family's embedded default), a path or a dict (validated once)."""
     if lut is None:
-        return _default_lut()
+        return _default_lut(family)
     if isinstance(lut, (str, os.PathLike)):
         return _load_path(os.path.abspath(os.fspath(lut)), os.path.getmtime(lut) if os.path.exists(lut) else 0)
     if isinstance(lut, dict):
@@ -210,18 +218,42 @@ def _load_path(path: str, mtime: float) -> dict:
     return load_lut(path)
 
 
-def _layout_and_params(config, space: dict) -> Layout:
-    if isinstance(config, Layout):
-        return config
-    from ef_keras.config import EfficientFormerConfig, get_config
-    if isinstance(config, dict):
-        config = EfficientFormerConfig.from_dict(config)
-    config = get_config(config)
-    for name in ("mlp_ratio", "pool_size", "key_dim", "num_heads", "attn_ratio"):
+def resolve_architecture(config):
+    """A `Layout` as is; anything else through `ef_keras.registry.architecture` (either family)."""
+    from ef_keras.registry import architecture
+
+    return config if isinstance(config, Layout) else architecture(config)
+
+
+def _check_hyper(config, space: dict, names) -> None:
+    for name in names:
         if getattr(config, name) != space[name]:
             raise LUTCoverageError(f"the architecture has {name}={getattr(config, name)} but the LUT was measured "
                                    f"with {name}={space[name]}; measure a LUT with that setting")
-    return Layout.from_config(config)
+
+
+def architecture_units(config, space: dict) -> list[tuple[str, dict]]:
+    """The (kind, fields) of every unit of an architecture along its block plan, checked against the LUT's space."""
+    from ef_keras.config_v2 import EfficientFormerV2Config
+
+    arch = resolve_architecture(config)
+    v2 = isinstance(arch, EfficientFormerV2Config)
+    if v2 != is_v2_space(space):
+        have, lut = ("EfficientFormerV2", "V1") if v2 else ("EfficientFormer (V1)", "EfficientFormerV2")
+        raise LUTCoverageError(f"the architecture is {have} but the LUT measured {lut} units; pass a LUT of the "
+                               "architecture's family (lut=None picks the embedded one)")
+    if v2:
+        _check_hyper(arch, space, ("key_dim", "num_heads", "attn_ratio", "downsample_key_dim"))
+        size = space["input_size"]
+        return [(u.kind, u.unit) for u in (unit_of(b, space) for b in arch.blocks((size, size), space["classes"]))]
+    if not isinstance(arch, Layout):
+        _check_hyper(arch, space, ("mlp_ratio", "pool_size", "key_dim", "num_heads", "attn_ratio"))
+        arch = Layout.from_config(arch)
+    for s, blocks in enumerate(arch.blocks):
+        if "3d" in blocks and space["resolutions"][s] not in space["meta3d_resolutions"]:
+            raise LUTCoverageError(f"stage {s + 1} has 3D MetaBlocks but the LUT measured them only at resolutions "
+                                   f"{space['meta3d_resolutions']} (the supernet allows them in stages 3-4)")
+    return layout_units(arch, space)
 
 
 def layout_units(layout: Layout, space: dict) -> list[tuple[str, dict]]:
@@ -249,16 +281,13 @@ def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
     Raises:
         LUTCoverageError: the LUT lacks a width, resolution or hyper-parameter the architecture needs.
     """
-    doc = resolve_lut(lut)
+    arch = resolve_architecture(config)
+    doc = resolve_lut(lut, family="v2" if type(arch).__name__ == "EfficientFormerV2Config" else "v1")
     space = doc["search_space"]
     if space["input_size"] != input_size:
         raise LUTCoverageError(f"the LUT was measured for {space['input_size']}x{space['input_size']} inputs, not "
                                f"{input_size}x{input_size}; pass a LUT measured at that resolution")
-    layout = _layout_and_params(config, space)
-    for s, blocks in enumerate(layout.blocks):
-        if "3d" in blocks and space["resolutions"][s] not in space["meta3d_resolutions"]:
-            raise LUTCoverageError(f"stage {s + 1} has 3D MetaBlocks but the LUT measured them only at resolutions "
-                                   f"{space['meta3d_resolutions']} (the supernet allows them in stages 3-4)")
+    units = architecture_units(arch, space)
     fit = doc.get("correction")
     statistic = statistic or (fit["statistic"] if fit else "median_ms")
     if statistic not in STATISTICS:
@@ -267,16 +296,15 @@ def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
     notes: list[str] = []
     counts = Counter()
     costs: dict[str, tuple[str, float, bool]] = {}
-    for kind, fields in layout_units(layout, space):
+    for kind, fields in units:
         key = unit_key(kind, **fields)
         counts[key] += 1
         if key in costs:
             continue
-        if kind == "downsample":
-            ms, interp = index.downsample(fields["cin"], fields["cout"], fields["res"], notes)
+        if kind in GRID_KINDS:
+            ms, interp = index.downsample(fields["cin"], fields["cout"], fields["res"], notes, kind)
         else:
-            width = fields["cout"] if kind == "stem" else fields["cin"]
-            ms, interp = index.line(kind, width, notes, **fields)
+            ms, interp = index.line(kind, fields[LINE_KINDS[kind][0]], notes, **fields)
         costs[key] = (kind, ms, interp)
     per_unit = tuple(UnitCost(k, costs[k][0], n, costs[k][1], costs[k][1] * n, costs[k][2]) for k, n in counts.items())
     total = sum(u.ms_total for u in per_unit)
@@ -298,11 +326,16 @@ FAMILIES = ("meta4d", "meta3d", "rest")
 CORRECTION_FORMS = ("global", "per_family")
 
 
+#: EfficientFormerV2's blocks join V1's families: its conv FFN blocks the 4D family, its
+#: attention + FFN blocks the 3D family.
+_FAMILY_OF = {"meta4d": "meta4d", "v2_ffn": "meta4d", "meta3d": "meta3d", "v2_attn_ffn": "meta3d"}
+
+
 def family_sums(by_kind: dict[str, float]) -> dict[str, float]:
-    """Summed ms of the 4D blocks, the 3D blocks and everything else."""
+    """Summed ms of the 4D (conv) blocks, the 3D (attention) blocks and everything else."""
     out = {f: 0.0 for f in FAMILIES}
     for kind, ms in by_kind.items():
-        out[kind if kind in ("meta4d", "meta3d") else "rest"] += ms
+        out[_FAMILY_OF.get(kind, "rest")] += ms
     return out
 
 
@@ -381,7 +414,9 @@ REFERENCE_RANDOM = 6
 
 
 def reference_configs(space: dict) -> list[tuple[str, Any]]:
-    """(name, EfficientFormerConfig) of the reference models of a LUT search space."""
+    """(name, architecture config) of the reference models of a LUT search space."""
+    if is_v2_space(space):
+        return _v2_reference_configs(space)
     from ef_keras.config import VARIANTS, EfficientFormerConfig
 
     step, max_w = space["width_step"], space["max_widths"]
@@ -392,6 +427,28 @@ def reference_configs(space: dict) -> list[tuple[str, Any]]:
         depths = tuple(int(rng.integers(1, d + 1)) for d in (4, 4, 8, 5))
         out.append((f"ref{i}", EfficientFormerConfig(widths=widths, depths=depths,
                                                      num_vit=int(rng.integers(0, depths[3] + 1)), name=f"ref{i}")))
+    return out
+
+
+#: Random EfficientFormerV2 reference models beside S0/S1/S2/L.
+V2_REFERENCE_RANDOM = 4
+
+
+def _v2_reference_configs(space: dict) -> list[tuple[str, Any]]:
+    """S0/S1/S2/L and random V2 architectures (measured widths, random depths, ratios and num_vit)."""
+    import dataclasses as dc
+
+    from ef_keras.config_v2 import V2_VARIANTS
+
+    out = [(n, cfg) for n, cfg in V2_VARIANTS.items()
+           if all(w in measured for w, measured in zip(cfg.widths, space["widths"]))]
+    rng = np.random.default_rng(2023)
+    for i in range(V2_REFERENCE_RANDOM):
+        widths = tuple(int(rng.choice(stage)) for stage in space["widths"])
+        depths = tuple(int(rng.integers(1, d + 1)) for d in (5, 5, 15, 10))
+        ratios = tuple(tuple(int(rng.choice(space["mlp_ratios"])) for _ in range(d)) for d in depths)
+        out.append((f"v2ref{i}", dc.replace(V2_VARIANTS["s0"], widths=widths, depths=depths, mlp_ratios=ratios,
+                                            num_vit=int(rng.integers(0, min(depths[2:]) + 1)), name=f"v2ref{i}")))
     return out
 
 

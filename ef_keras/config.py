@@ -154,17 +154,31 @@ class EfficientFormerConfig:
 
     @classmethod
     def load(cls, path: str) -> "EfficientFormerConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ConfigError(f"cannot read architecture file {path}: {e.strerror}") from e
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"architecture file {path} is not UTF-8 text (byte {e.start}); give a JSON file") from e
-        try:
-            return cls.from_json(text)
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from e
+        return load_architecture_file(cls, path)
+
+
+def read_json_file(path: str) -> Any:
+    """The parsed JSON of an architecture file; ConfigError (one line) if unreadable or not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read architecture file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"architecture file {path} is not UTF-8 text (byte {e.start}); give a JSON file") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: architecture config is not valid JSON: {e}") from e
+
+
+def load_architecture_file(cls, path: str):
+    """`cls.from_dict` of an architecture JSON file, errors prefixed with the path (any config family)."""
+    data = read_json_file(path)
+    try:
+        return cls.from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
 
 
 def _int_tuple(field: str, value) -> tuple[int, ...]:

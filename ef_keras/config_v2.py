@@ -24,7 +24,7 @@ import os
 from typing import Any
 
 from ef_keras.checks import check_int, check_number
-from ef_keras.config import ConfigError
+from ef_keras.config import ConfigError, load_architecture_file
 from ef_keras.output import write_text
 from ef_keras.plan import Block
 
@@ -154,17 +154,7 @@ class EfficientFormerV2Config:
 
     @classmethod
     def load(cls, path: str) -> "EfficientFormerV2Config":
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ConfigError(f"cannot read architecture file {path}: {e.strerror}") from e
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"architecture file {path} is not UTF-8 text (byte {e.start}); give a JSON file") from e
-        try:
-            return cls.from_json(text)
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from e
+        return load_architecture_file(cls, path)
 
 
 def _int_tuple(field, value):

@@ -9,6 +9,7 @@ every check and every tool by being registered. (timm's `_registry.py` is the mo
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable
 
 from ef_keras.errors import EfKerasError
@@ -66,6 +67,45 @@ def registered(name: str) -> RegisteredModel:
     if key not in _MODELS:
         raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(_MODELS)}")
     return _MODELS[key]
+
+
+def architecture(spec):
+    """An architecture config of either family from a config, a registered name, a dict or a JSON path.
+
+    Dicts and JSON files of EfficientFormerV2 carry `"family": "efficientformer_v2"`; any
+    other is read as an EfficientFormer (V1) architecture (the search writes those).
+    """
+    from ef_keras.config import ConfigError, EfficientFormerConfig, read_json_file
+    from ef_keras.config_v2 import EfficientFormerV2Config
+
+    if isinstance(spec, (EfficientFormerConfig, EfficientFormerV2Config)):
+        return spec
+    if isinstance(spec, str):
+        if not (spec.endswith(".json") or os.path.sep in spec):
+            return registered(spec).config
+        data = read_json_file(spec)
+        try:
+            return architecture(data)
+        except ConfigError as e:
+            raise ConfigError(f"{spec}: {e}") from e
+    if isinstance(spec, dict):
+        family = EfficientFormerV2Config if spec.get("family") == "efficientformer_v2" else EfficientFormerConfig
+        return family.from_dict(spec)
+    raise ConfigError(f"expected an architecture: a config, a model name ({', '.join(list_models())}), a dict or "
+                      f"a JSON path; got {spec!r}")
+
+
+def build_model(spec, **kwargs):
+    """The Keras model (`EfficientFormer` or `EfficientFormerV2`) of an architecture of either family.
+
+    `spec` is anything `architecture` accepts; `kwargs` are the constructor's arguments.
+    """
+    from ef_keras.config_v2 import EfficientFormerV2Config
+    from ef_keras.model import EfficientFormer
+    from ef_keras.model_v2 import EfficientFormerV2
+
+    config = architecture(spec)
+    return (EfficientFormerV2 if isinstance(config, EfficientFormerV2Config) else EfficientFormer)(config, **kwargs)
 
 
 def create_model(name: str, **kwargs):

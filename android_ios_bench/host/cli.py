@@ -7,17 +7,20 @@ import sys
 import time
 
 from android_ios_bench.lut import LUTError
-from android_ios_bench.units import SearchSpace
+from android_ios_bench.units import SearchSpace, V2SearchSpace
 
 MIN_RUNS = 50
 
 
-def default_models_dir(space: SearchSpace, precision: str) -> str:
+def default_models_dir(space, precision: str) -> str:
     """Where exported micro-models are cached between runs (one directory per space/precision)."""
     cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
-    widths = "-".join(str(w) for w in space.max_widths)
-    return os.path.join(cache, "ef_keras", "lut_models",
-                        f"s{space.input_size}_w{widths}_g{space.downsample_points}_{precision}")
+    if isinstance(space, V2SearchSpace):
+        name = f"v2_s{space.input_size}_w{'-'.join(str(w[-1]) for w in space.widths)}_{precision}"
+    else:
+        widths = "-".join(str(w) for w in space.max_widths)
+        name = f"s{space.input_size}_w{widths}_g{space.downsample_points}_{precision}"
+    return os.path.join(cache, "ef_keras", "lut_models", name)
 
 
 def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace = SearchSpace(),
@@ -110,6 +113,8 @@ def define_flags():
     flags.DEFINE_integer("warmup", 5, "untimed invocations per model", lower_bound=0)
     flags.DEFINE_integer("runs", MIN_RUNS, f"timed invocations per model (>= {MIN_RUNS})")
     flags.DEFINE_integer("group-size", 12, "models loaded and interleaved at once", lower_bound=1)
+    flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to measure: v1 (EfficientFormer) "
+                                                    "or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
     flags.DEFINE_integer("input-size", 224, "search-space input size (without --manifest)", lower_bound=32)
     flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths],
                       "search-space max width per stage (without --manifest)")
@@ -133,9 +138,12 @@ def main(argv):
         raise InputError("give --lut-out LUT (measure a LUT) or --check-lut LUT (measure its drift)")
     if F.runs < MIN_RUNS:
         raise InputError(f"--runs must be >= {MIN_RUNS} (got {F.runs})")
-    space = SearchSpace(input_size=F["input-size"].value,
-                        max_widths=parse_int_list("--max-widths", F["max-widths"].value),
-                        downsample_points=F["downsample-points"].value)
+    if F.family == "v2":
+        space = V2SearchSpace(input_size=F["input-size"].value)
+    else:
+        space = SearchSpace(input_size=F["input-size"].value,
+                            max_widths=parse_int_list("--max-widths", F["max-widths"].value),
+                            downsample_points=F["downsample-points"].value)
     out = F["lut-out"].value
     doc = build_lut(out, manifest=F.manifest, space=space, models_dir=F["models-dir"].value,
                     threads=F.threads, precision=F.precision, warmup=F.warmup, runs=F.runs,
