@@ -121,3 +121,21 @@ def test_save_checkpoint_writes_timm_layout_that_loads_back(s0, tmp_path):
     assert set(written) == set(fixture.keys)  # exactly timm's state-dict keys: timm loads it with strict=True
     for key in (k for k in fixture.keys if not k.endswith("num_batches_tracked")):
         np.testing.assert_array_equal(written[key], state[key])
+
+
+def test_imagenet_weights_come_from_the_preset_through_the_keras_cache(tmp_path):
+    """weights="imagenet" resolves the preset's file name (timm's snap_dist_in1k) in KERAS_HOME: nothing is fetched."""
+    import subprocess
+    import sys
+
+    state = v2_state_dict(_fixture("v2_s0"))
+    cache = tmp_path / "models" / "ef_keras"
+    cache.mkdir(parents=True)
+    save_file(state, str(cache / "efficientformerv2_s0.snap_dist_in1k.safetensors"))
+    code = ("import ef_keras; m = ef_keras.EfficientFormerV2S0(weights='imagenet'); "
+            "print(float(m.get_layer('norm').gamma.numpy()[0]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(float(state["norm.weight"][0]))
