@@ -1,0 +1,29 @@
+"""EfficientFormerV2 converts to TFLite with builtin ops only, in one XNNPACK partition, verified.
+
+A small V2 architecture (every V2 unit: strided attention with its bilinear upsampling, the
+attention downsampling, talking heads) at 64x64 keeps this in the default suite; the named
+variants are converted by the registry battery (`tests/test_registry.py`, slow). One partition
+guards against ops the XNNPACK delegate refuses (e.g. a stride-2 strided slice).
+"""
+
+import numpy as np
+
+from ef_keras.config_v2 import EfficientFormerV2Config
+from ef_keras.model_v2 import EfficientFormerV2
+
+TINY_V2 = EfficientFormerV2Config(widths=(16, 16, 32, 32), depths=(1, 1, 2, 2), num_vit=1,
+                                  mlp_ratios=(4, 4, (4, 3), (3, 4)), name="tiny_v2", key_dim=8, num_heads=2)
+
+
+def test_tiny_v2_converts_to_one_xnnpack_partition(tmp_path):
+    from deploy.tflite import to_tflite
+
+    model = EfficientFormerV2(TINY_V2, input_shape=(64, 64, 3), classes=10)
+    rng = np.random.default_rng(0)
+    for w in model.weights:  # far from init, so every branch shows in the verification
+        value = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path else rng.standard_normal(w.shape) * 0.3
+        w.assign(value.astype(w.dtype))
+    report = to_tflite(model, str(tmp_path / "tiny_v2.tflite"))  # raises DeployError if the numerics disagree
+    assert report["verification"]["max_rel_diff"] <= report["verification"]["tolerance"]
+    assert report["xnnpack"]["partitions"] == 1 and report["xnnpack"]["fully_delegated"]
+    assert report["op_census"]["RESIZE_BILINEAR"] == 1 and "STRIDED_SLICE" not in report["op_census"]
