@@ -6,7 +6,7 @@ r"""Convert an EfficientFormer (or any single-input Keras model) to TFLite, Core
     python deploy/convert.py --to coreml --model l3 --image-input --class-labels labels.txt
     python deploy/convert.py --to onnx --model arch.json --weights ckpt.safetensors --out m.onnx
 
-`--model` is a variant name (l1, l3, l7), a saved `.keras` model, or an architecture JSON
+`--model` is a registered variant name (V1 l1, l3, l7; V2 s0, s1, s2, l), a saved `.keras` model, or an architecture JSON
 (as written by the search). Every conversion is verified against the Keras model; a
 failure exits non-zero and leaves no file. A JSON report is written next to the output
 (`<out>.report.json`) and a short table is printed.
@@ -38,7 +38,7 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
 
     import ef_keras
 
-    if model.lower() in VARIANTS:
+    if model.lower() in _variant_names():
         built = _build(ef_keras, model.lower(), image_size)
     elif model.endswith(".keras"):
         if not os.path.isfile(model):
@@ -57,7 +57,8 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
             raise DeployError(f"invalid architecture {model}: {_first_line(e)}") from e
         built = _build(ef_keras, config, image_size)
     else:
-        raise DeployError(f"--model {model!r}: give l1, l3, l7, a .keras file or an architecture .json")
+        raise DeployError(f"--model {model!r}: give {', '.join(_variant_names())}, a .keras file or an architecture "
+                          ".json")
     if weights:
         if not os.path.isfile(weights):
             raise DeployError(f"checkpoint {weights} does not exist or is not a file")
@@ -68,8 +69,19 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
     return built
 
 
+def _variant_names() -> tuple:
+    """Every registered variant name, V1 (l1, l3, l7) then V2 (s0, s1, s2, l): `ef_keras.registry`."""
+    from ef_keras.registry import list_models
+
+    return tuple(list_models())
+
+
 def _build(ef_keras, config, image_size):
     try:
+        if isinstance(config, str):  # a registered variant: its family's builder (EfficientFormer or V2)
+            from ef_keras.registry import registered
+
+            return registered(config).builder(input_shape=(image_size, image_size, 3))
         return ef_keras.EfficientFormer(config, input_shape=(image_size, image_size, 3))
     except (ef_keras.ConfigError, ef_keras.ModelArgumentError) as e:
         raise DeployError(_first_line(e)) from e
@@ -125,7 +137,7 @@ FLAGS = flags.FLAGS
 def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     flags.DEFINE_string("to", None, f"target format: {', '.join(TARGETS)}")
-    flags.DEFINE_string("model", None, "l1 | l3 | l7 | PATH.keras | ARCH.json")
+    flags.DEFINE_string("model", None, "l1 | l3 | l7 | s0 | s1 | s2 | l | PATH.keras | ARCH.json")
     flags.DEFINE_string("weights", None, "checkpoint to load (.safetensors / .pth, official or timm layout)")
     flags.DEFINE_string("precision", None, "fp32 | fp16 | int8 (default: fp32 for tflite/onnx, fp16 for coreml); "
                                            "tflite also takes int8-dynamic (int8 weights, float activations)")
