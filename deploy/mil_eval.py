@@ -7,7 +7,8 @@ operation semantics (iOS 16 opset) independently of the converter that produced 
 It covers the ops that Keras CNN/transformer models such as EfficientFormer lower to:
 conv, linear, matmul, element-wise arithmetic, avg/max pooling (with or without padding in
 the average), reshape, transpose, squeeze/expand_dims, slicing, concat, gather, softmax,
-gelu, layer/batch norm, reductions, pad, cast and the 8-bit weight dequantisation op.
+gelu, layer/batch norm, reductions, pad, cast, bilinear upsampling (EfficientFormerV2) and
+the 8-bit weight dequantisation op.
 An op it does not know raises `MilEvalError` naming it, rather than guessing.
 
 Precision: every op computes in float32 and, when the program declares the op's output as
@@ -382,6 +383,41 @@ def _clip(x, alpha, beta):
     return np.clip(_f32(x), float(alpha), float(beta))
 
 
+def _upsample_bilinear(x, scale_factor_height=1, scale_factor_width=1, align_corners=False,
+                       half_pixel_centers=None):
+    """MIL `upsample_bilinear` on the last two axes (H, W) of x; output size floor(size x scale).
+
+    Source coordinate of output index d: d·(in-1)/(out-1) with `align_corners`; else
+    (d + 0.5)/scale - 0.5 clamped at 0 with `half_pixel_centers` (its default is
+    `not align_corners`; this is TF's half-pixel resize and PyTorch's align_corners=False);
+    else d/scale. Linear interpolation between the two nearest rows/columns, the upper one
+    clamped to the last.
+    """
+    x = _f32(x)
+    align_corners = bool(align_corners)
+    half_pixel = (not align_corners) if half_pixel_centers is None else bool(half_pixel_centers)
+
+    def weights(n_in, scale):
+        n_out = int(math.floor(n_in * float(scale)))
+        d = np.arange(n_out, dtype=np.float64)
+        if align_corners:
+            src = d * (n_in - 1) / max(n_out - 1, 1)
+        elif half_pixel:
+            src = np.maximum((d + 0.5) / float(scale) - 0.5, 0.0)
+        else:
+            src = d / float(scale)
+        lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        hi = np.minimum(lo + 1, n_in - 1)
+        frac = (src - lo).astype(np.float32)
+        m = np.zeros((n_out, n_in), np.float32)
+        np.add.at(m, (np.arange(n_out), lo), 1.0 - frac)
+        np.add.at(m, (np.arange(n_out), hi), frac)
+        return m
+
+    rows, cols = weights(x.shape[-2], scale_factor_height), weights(x.shape[-1], scale_factor_width)
+    return np.einsum("oh,...hw,pw->...op", rows, x, cols).astype(np.float32)
+
+
 _OPS = {
     "add": _binary(np.add), "sub": _binary(np.subtract), "mul": _binary(np.multiply),
     "real_div": _binary(np.divide), "maximum": _binary(np.maximum), "minimum": _binary(np.minimum),
@@ -402,6 +438,7 @@ _OPS = {
     "squeeze": _squeeze, "expand_dims": _expand_dims, "slice_by_index": _slice_by_index,
     "slice_by_size": _slice_by_size, "pad": _pad, "concat": _concat, "split": _split, "gather": _gather,
     "constexpr_affine_dequantize": _affine_dequantize, "cast": _cast, "classify": _classify,
+    "upsample_bilinear": _upsample_bilinear,
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS) + ["const"])
