@@ -43,6 +43,8 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
     elif model.endswith(".keras"):
         if not os.path.isfile(model):
             raise DeployError(f"model file {model} does not exist or is not a file")
+        import ef_keras.segmentation  # noqa: F401  (registers SemanticFPN / PyramidBackbone for .keras files)
+
         try:
             built = keras.saving.load_model(model, compile=False)
         except Exception as e:  # zip, h5 and deserialisation errors of many types
