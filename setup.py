@@ -29,6 +29,10 @@ DEPLOY = [  # deploy/: converters, their runtimes for verification, and the veri
     "scikit-learn>=1.4",  # deploy.verify's sample photos
     "pillow>=10",
 ]
+DENSE = [  # ef_keras.detection: keras-hub's RetinaNet and COCO mAP. Not in [all]: keras-hub's tensorflow-text
+    "keras-hub==0.32.0",  # pulls the full `tensorflow` distribution beside tensorflow-cpu
+    "pycocotools==2.0.11",
+]
 SEARCH = DATA + [  # search/ and android_ios_bench/: training data, the LUT schema, charts, TFLite timing
     "ai-edge-litert==2.3.0",
     "jsonschema>=4.18",
@@ -54,6 +58,7 @@ setup(
         "deploy": DEPLOY,
         "search": SEARCH,
         "all": sorted(set(DATA + DEPLOY + SEARCH)),
+        "dense": DENSE,
         "torch": ["torch>=2.1"],  # only to read .pth/.pt checkpoints
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },

@@ -17,21 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from ef_keras.checks import check_int
-from ef_keras.errors import EfKerasError
+from ef_keras.errors import EfKerasError, require
 
 
 class DetectionError(EfKerasError):
-    """Bad arguments for detection, or keras-hub / pycocotools missing."""
-
-
-def _require(module: str, what: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise DetectionError(f"{what} needs {module.split('.')[0]} ({e}); install it with "
-                             "pip install 'ef-keras[dense]'") from None
+    """Bad arguments for detection."""
 
 
 def retinanet(backbone, num_classes: int, bounding_box_format: str = "xyxy", min_level: int = 3,
@@ -48,7 +38,7 @@ def retinanet(backbone, num_classes: int, bounding_box_format: str = "xyxy", min
     Compile with `detector.compile(...)` (keras-hub's defaults: focal loss, Huber box loss); on TF
     pass `jit_compile=False` on CPU (XLA compiles for minutes here).
     """
-    keras_hub = _require("keras_hub", "detection")
+    keras_hub = require("keras_hub", "dense", "detection")
     num_classes = check_int("num_classes", num_classes, low=1, error=DetectionError)
     pyramid = getattr(backbone, "pyramid_outputs", None)
     if not isinstance(pyramid, dict) or not all(f"P{n}" in pyramid for n in range(min_level, min(max_level, 5) + 1)):
@@ -93,8 +83,8 @@ def coco_map(detections: dict, targets: dict, image_shape, max_detections: int =
 
     Returns {"map" (AP@[.5:.95]), "map50", "map75"}; -1 where pycocotools finds no ground truth.
     """
-    coco_module = _require("pycocotools.coco", "mAP")
-    cocoeval = _require("pycocotools.cocoeval", "mAP")
+    coco_module = require("pycocotools.coco", "dense", "mAP")
+    cocoeval = require("pycocotools.cocoeval", "dense", "mAP")
     h, w = image_shape
     images, annotations, results = [], [], []
     classes = set()

@@ -159,7 +159,7 @@ def test_every_third_party_import_is_declared_in_the_core_or_an_extra():
                              [node.args[0].value] if _is_require_call(node) else [])
                     for top in {n.split(".")[0] for n in names if n}:
                         if top not in sys.stdlib_module_names and top not in PACKAGES:
-                            imported.setdefault(DISTRIBUTIONS.get(top, top).lower(), os.path.relpath(path, ROOT))
+                            imported.setdefault(_dist(DISTRIBUTIONS.get(top, top)), os.path.relpath(path, ROOT))
     assert {"coremltools", "tf2onnx", "matplotlib", "tensorflow-datasets"} <= set(imported)  # the scan sees require()
     undeclared = {dist: where for dist, where in imported.items() if dist not in declared}
     assert undeclared == {}, "declare these in setup.py (core or an extra)"
