@@ -21,10 +21,11 @@ from android_ios_bench import __version__
 from android_ios_bench.lut import (LUTError, ManifestError, MANIFEST_FORMAT, FORMAT_VERSION, load_manifest,
                                    now_iso, save_manifest)
 from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
+from deploy.common import PRECISIONS
 from ef_keras.output import run_directory
+from ef_keras.runs import check_same_settings
 
 MANIFEST_NAME = "manifest.json"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +80,9 @@ def open_manifest(out_dir: str, search_space: dict, precision: str) -> dict:
     if not os.path.exists(path):
         return _empty_manifest(search_space, precision)
     doc = load_manifest(path)
-    if doc["precision"] != precision:
-        raise ManifestError(f"{path} holds {doc['precision']} models, not {precision}; use another --out directory")
-    if doc["search_space"] != search_space:
-        raise ManifestError(f"{path} was exported for another search space (max widths "
-                            f"{doc['search_space']['max_widths']}, input {doc['search_space']['input_size']}); "
-                            "use another --out directory")
+    check_same_settings({"precision": doc["precision"], "search_space": doc["search_space"]},
+                        {"precision": precision, "search_space": search_space}, where=path, error=ManifestError,
+                        hint="use another --out directory or the same settings")
     return doc
 
 

@@ -30,8 +30,7 @@ DEFAULT_LUT_NAME = "host_x86_2core_fp32.json"
 #: The embedded EfficientFormerV2 LUT (same host and runtime, V2's units).
 DEFAULT_V2_LUT_NAME = "host_x86_2core_fp32_v2.json"
 #: Fields that must agree for two LUT documents to be merged.
-_MERGE_IDENTITY = (("device", "name"), ("runtime", "name"), ("runtime", "delegate"),
-                   ("runtime", "compute_units"), ("runtime", "threads"), ("runtime", "precision"))
+_IDENTITY_RUNTIME = ("name", "delegate", "compute_units", "threads", "precision")
 
 
 class LUTError(ValueError):
@@ -165,8 +164,8 @@ def _read_json(path: str, what: str) -> Any:
         raise LUTError(f"cannot read {what} {path}: {e.strerror}") from e
 
 
-def _write_json(doc: Any, path: str) -> None:
-    """The project's atomic writer (temp file beside `path`, renamed; a killed run's temp removed next time).
+def _write_json(path: str, doc: Any) -> None:
+    """`ef_keras.output.write_json` (atomic: temp file beside `path`, renamed), creating the directory.
 
     Imported here, not at the top: loading a LUT must stay free of TensorFlow, writing one need not.
     """
@@ -189,7 +188,7 @@ def load_lut(source: str | os.PathLike | dict) -> dict:
 def save_lut(doc: dict, path: str | os.PathLike) -> None:
     """Validates then writes atomically."""
     validate_lut(doc, where=os.fspath(path))
-    _write_json(doc, os.fspath(path))
+    _write_json(os.fspath(path), doc)
 
 
 def default_lut_path(family: str = "v1") -> str:
@@ -212,8 +211,14 @@ def new_lut(*, device: dict, runtime: dict, measurement: dict, search_space: dic
             "measurement": dict(measurement), "search_space": dict(search_space), "entries": {}}
 
 
-def _identity(doc: dict) -> tuple:
-    return tuple(doc[a].get(b) for a, b in _MERGE_IDENTITY)
+def identity(doc: dict) -> dict:
+    """What makes two LUTs' timings one table: device, runtime settings and search space.
+
+    Merging partial LUTs and resuming a measurement into an existing LUT both require equal
+    identities (the harnesses compare them with `ef_keras.runs.check_same_settings`).
+    """
+    return {"device": {"name": doc["device"].get("name")},
+            "runtime": {k: doc["runtime"].get(k) for k in _IDENTITY_RUNTIME}, "search_space": doc["search_space"]}
 
 
 def merge_luts(docs: Iterable[dict]) -> dict:
@@ -228,12 +233,12 @@ def merge_luts(docs: Iterable[dict]) -> dict:
     first = docs[0]
     merged = json.loads(json.dumps(first))
     for i, doc in enumerate(docs[1:], start=2):
-        if _identity(doc) != _identity(first):
-            diff = [f"{a}.{b}" for (a, b), x, y in zip(_MERGE_IDENTITY, _identity(first), _identity(doc)) if x != y]
+        if identity(doc) != identity(first):
+            from ef_keras.runs import changed_settings  # only here: reading LUTs stays free of TensorFlow
+
+            diff = changed_settings(identity(first), identity(doc))
             raise LUTError(f"cannot merge LUT #{i}: it differs from LUT #1 in {', '.join(diff)} "
-                           "(merge only partial tables of one device/runtime/precision)")
-        if doc["search_space"] != first["search_space"]:
-            raise LUTError(f"cannot merge LUT #{i}: its search_space differs from LUT #1's")
+                           "(merge only partial tables of one device/runtime/precision/search space)")
         for key, entry in doc["entries"].items():
             old = merged["entries"].get(key)
             if old is None or entry["runs"] >= old["runs"]:
@@ -286,4 +291,4 @@ def save_manifest(doc: dict, path: str | os.PathLike) -> None:
     """Validates then writes atomically (the in-memory `_dir` is not stored)."""
     doc = {k: v for k, v in doc.items() if k != "_dir"}
     validate_manifest(doc, where=os.fspath(path))
-    _write_json(doc, os.fspath(path))
+    _write_json(os.fspath(path), doc)

@@ -96,7 +96,12 @@ def size_bytes(path: str) -> int:
     return os.path.getsize(path)
 
 
+#: The precisions every converter takes (`check_precision`), and the micro-model export's.
 PRECISIONS = ("fp32", "fp16", "int8")
+#: TFLite's extra precision: int8 weights, float activations (no calibration data).
+DYNAMIC_INT8 = "int8-dynamic"
+#: What each target of `deploy.convert` accepts.
+TARGET_PRECISIONS = {"tflite": (*PRECISIONS, DYNAMIC_INT8), "coreml": PRECISIONS, "onnx": ("fp32",)}
 
 
 def check_precision(precision: str) -> str:

@@ -21,14 +21,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
-from deploy.common import DeployError  # noqa: E402
+from deploy.common import TARGET_PRECISIONS, DeployError  # noqa: E402
 from ef_keras.checks import check_int  # noqa: E402
 from ef_keras.errors import run as run_cli  # noqa: E402
 
 TARGETS = {"tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
 DEFAULT_PRECISION = {"tflite": "fp32", "coreml": "fp16", "onnx": "fp32"}
-PRECISIONS = {"tflite": ("fp32", "fp16", "int8", "int8-dynamic"), "coreml": ("fp16", "fp32", "int8"),
-              "onnx": ("fp32",)}
 VARIANTS = ("l1", "l3", "l7")
 
 
@@ -108,9 +106,9 @@ def convert(to: str, model: str, *, weights=None, precision=None, calibration_da
     if to not in TARGETS:
         raise DeployError(f"unknown --to {to!r}; choose one of {', '.join(TARGETS)}")
     precision = precision or DEFAULT_PRECISION[to]
-    if precision not in PRECISIONS[to]:
+    if precision not in TARGET_PRECISIONS[to]:
         raise DeployError(f"--precision {precision!r} is not available for {to}; choose one of "
-                          f"{', '.join(PRECISIONS[to])}")
+                          f"{', '.join(TARGET_PRECISIONS[to])}")
     if to == "tflite" and precision == "int8" and not calibration_data:
         raise DeployError("--precision int8 for TFLite needs --calibration-data (an image folder, an ImageFolder "
                           "directory or a tfds dataset name); random calibration is never used")

@@ -440,5 +440,3 @@ _OPS = {
     "constexpr_affine_dequantize": _affine_dequantize, "cast": _cast, "classify": _classify,
     "upsample_bilinear": _upsample_bilinear,
 }
-
-SUPPORTED_OPS = tuple(sorted(_OPS) + ["const"])

@@ -18,15 +18,14 @@ import tempfile
 import numpy as np
 
 from deploy import calibration, int8_graph, report as report_lib, verify as verification
-from deploy.common import DeployError, check_output_path, check_precision, input_spec, litert_interpreter
+from deploy.common import (DYNAMIC_INT8, DeployError, check_output_path, check_precision, input_spec,
+                           litert_interpreter)
 from ef_keras.output import commit, remove, temp_path
 
 NUM_THREADS = 2
 #: Full-integer calibration needs at least this many samples (64 are used when available): fewer
 #: is almost always a wrong folder or split, and gives activation ranges of one or two images.
 MIN_CALIBRATION_SAMPLES = 4
-#: Dynamic-range quantisation: int8 weights, float activations quantised on the fly (no calibration).
-DYNAMIC_INT8 = "int8-dynamic"
 
 
 def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verify=True, overwrite=False,

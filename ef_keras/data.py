@@ -373,6 +373,29 @@ def _plain(fn):
     return tf.autograph.experimental.do_not_convert(fn)
 
 
+def _augmented(ds, image_size: int, augment: Augment, epoch_seed: int, parallel):
+    """The per-image training augmentation: random resized crop and flip keyed by (epoch seed, index), then
+    RandAugment and RandomErasing (Keras layers seeded by the epoch)."""
+    def crop(index, example):
+        image, label = example
+        key = tf.stack([tf.constant(epoch_seed, tf.int64), index])
+        return train_transform(image, image_size, augment, key), label
+
+    ds = ds.enumerate().map(_plain(crop), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    per_image = []
+    if augment.randaugment_ops:
+        per_image.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=augment.randaugment_ops,
+                                                  factor=augment.randaugment_factor, interpolation="bilinear",
+                                                  seed=epoch_seed % 100_003))
+    if augment.erasing_prob:
+        per_image.append(keras.layers.RandomErasing(factor=augment.erasing_prob, value_range=(0, 255),
+                                                    seed=epoch_seed % 100_019))
+    if not per_image:
+        return ds
+    pipeline = keras.layers.Pipeline(per_image)
+    return ds.map(_plain(lambda image, label: (pipeline(image, training=True), label)), num_parallel_calls=parallel)
+
+
 def make_dataset(name: str, split: str | None = None, *, data_dir=None, image_size: int = 224, batch_size: int = 32,
                  training: bool = False, seed: int = 0, epoch: int = 0, augment="recipe",
                  crop_pct: float | None = None, num_classes: int | None = None, deterministic: bool = True,
@@ -413,27 +436,8 @@ def make_dataset(name: str, split: str | None = None, *, data_dir=None, image_si
         ds = ds.cache()
     if training:
         buffer = min(shuffle_buffer, count) if count else shuffle_buffer
-        ds = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-        ds = ds.enumerate()
-
-        def crop(index, example):
-            image, label = example
-            key = tf.stack([tf.constant(epoch_seed, tf.int64), index])
-            return train_transform(image, image_size, augment, key), label
-
-        ds = ds.map(_plain(crop), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        per_image = []
-        if augment.randaugment_ops:
-            per_image.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=augment.randaugment_ops,
-                                                      factor=augment.randaugment_factor, interpolation="bilinear",
-                                                      seed=epoch_seed % 100_003))
-        if augment.erasing_prob:
-            per_image.append(keras.layers.RandomErasing(factor=augment.erasing_prob, value_range=(0, 255),
-                                                        seed=epoch_seed % 100_019))
-        if per_image:
-            pipeline = keras.layers.Pipeline(per_image)
-            ds = ds.map(_plain(lambda image, label: (pipeline(image, training=True), label)),
-                        num_parallel_calls=parallel)
+        ds = _augmented(ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False), image_size, augment,
+                        epoch_seed, parallel)
     else:
         ds = ds.map(_plain(lambda image, label: (eval_transform(_as_rgb(image), image_size, crop_pct), label)),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

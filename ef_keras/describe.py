@@ -27,7 +27,8 @@ def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     flags.DEFINE_list("model", ["l1"], "Variants (l1, l3, l7) or architecture JSON paths, comma-separated.")
     flags.DEFINE_string("weights", None, "Checkpoint (.safetensors/.pth, official or timm layout) or 'imagenet'.")
-    flags.DEFINE_string("image", None, "An image file to classify (resized to 256, centre-cropped to 224).")
+    flags.DEFINE_string("image", None, "An image file to classify (evaluated as the model's preset says: "
+                        "crop 0.95, bicubic).")
     flags.DEFINE_integer("runs", 20, "Timed single-image runs for the latency median.", lower_bound=1)
 
 

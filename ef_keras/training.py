@@ -3,7 +3,9 @@
 `train(arch, dataset, out_dir=...)` runs a custom loop under a `tf.distribute` strategy
 (one device, mirrored GPUs, multi-worker or TPU) and writes into `out_dir`:
 
-- ``checkpoints/``: a `tf.train.Checkpoint` (model, optimizer with EMA, random-generator
+- ``run.json``: the run's settings (`ef_keras.runs`); a re-run with other settings is
+  refused before anything is built.
+- ``checkpoints/``: `ef_keras.runs.Checkpoints` (model, optimizer with EMA, random-generator
   states, step and running sums) every `checkpoint_every` steps and at every epoch end.
   A new run in the same `out_dir` resumes from the newest one (BackupAndRestore-style):
   the epoch's data is rebuilt deterministically and the batches already seen are skipped,
@@ -23,7 +25,6 @@ import contextlib
 import csv
 import dataclasses
 import io
-import json
 import os
 import time
 
@@ -32,12 +33,13 @@ import tensorflow as tf
 import keras
 
 from ef_keras import data as ef_data
-from ef_keras.checks import check_int, read_json
+from ef_keras.checks import check_int
 from ef_keras.errors import EfKerasError
 from ef_keras.output import check_run_directory, run_directory, write_json, write_text, writing
+from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
 from ef_keras.recipe import EMBEDDED, PAPER, Recipe
 
-#: The smallest value of each integer argument of train() and evaluate_model().
+#: The smallest value of each integer argument of train().
 _COUNT_LOWS = {"num_classes": 1, "checkpoint_every": 0, "keep_checkpoints": 1, "steps_per_epoch": 1, "eval_steps": 1,
                "seed": 0, "verbose": 0, "batch_size": 1, "image_size": 32}
 #: Substrings of variable names that get no weight decay: norms, biases, layer scales, attention biases.
@@ -284,17 +286,6 @@ def _write_history(path, rows):
     write_text(path, buf.getvalue())
 
 
-def _summary_scalar(name, value):
-    """A TensorBoard scalar without the tensorboard package (TF 2.21 no longer installs it).
-
-    Same record as `tensorboard.summary.scalar`: a float32 scalar tagged for the "scalars" plugin.
-    """
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(name, tf.constant(value, tf.float32), metadata=metadata)
-
-
 # --------------------------------------------------------------------------- the loop
 @dataclasses.dataclass
 class _State:
@@ -347,51 +338,26 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
     if num_classes is None:
         num_classes = ef_data.num_classes_of(dataset, data_dir)
     spe = ef_data.steps_per_epoch(dataset, recipe.batch_size, data_dir, cap=steps_per_epoch)
-    total_steps = spe * recipe.epochs
-
-    ckpt_dir = os.path.join(out_dir, "checkpoints")
-    run_file = os.path.join(out_dir, "run.json")
-    run_info = {"arch": arch if isinstance(arch, str) else getattr(arch, "name", repr(arch)), "dataset": dataset,
-                "num_classes": num_classes, "steps_per_epoch": spe, "seed": seed,
-                "recipe": json.loads(recipe.to_json())}
-    resuming = tf.train.latest_checkpoint(ckpt_dir) is not None
-    if resuming and os.path.exists(run_file):
-        previous = read_json(run_file, "run record", TrainError)
-        changed = [k for k in ("dataset", "num_classes", "steps_per_epoch", "seed", "recipe")
-                   if previous.get(k) != run_info[k]]
-        if changed:
-            raise TrainError(f"{out_dir} holds a run with other settings ({', '.join(changed)} differ); "
-                             "resume with the same settings or use a new --out")
+    settings = {"arch": _describe_arch(arch), "dataset": dataset, "num_classes": num_classes, "steps_per_epoch": spe,
+                "seed": seed, "recipe": dataclasses.asdict(recipe)}
+    recorded = resume_settings(out_dir, settings, error=TrainError)
+    resuming = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints")) is not None
 
     with run_directory(out_dir), _dtype_policy(mixed_precision):
         keras.utils.set_random_seed(seed)
-        with strategy.scope():
-            model = build_model(arch, num_classes, recipe.image_size, recipe.drop_path_rate,
-                                None if resuming else init_checkpoint, log=log)
-            if replicas > 1:
-                enable_sync_batchnorm(model)
-            teacher_model = load_teacher(teacher, num_classes)
-            optimizer = make_optimizer(recipe, spe, mixed_precision)
-            optimizer.build(model.trainable_variables)
-            state = _State(tf.Variable(0, dtype=tf.int64, name="global_step"),
-                           tf.Variable(0.0, dtype=tf.float64, name="loss_sum"),
-                           tf.Variable(0, dtype=tf.int64, name="loss_count"))
-        rng_states = [v for v in model.variables if "seed_generator_state" in v.path]
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng=rng_states, step=state.step,
-                                         loss_sum=state.loss_sum, loss_count=state.loss_count)
-        manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints)
-        if resuming:
-            _restore(checkpoint, manager.latest_checkpoint)
-            log(f"resume: {manager.latest_checkpoint} (step {int(state.step.numpy())} of {total_steps})")
-        else:
-            write_json(run_file, run_info)
+        model, teacher_model, optimizer, state = _build(arch, recipe, num_classes, spe, strategy, teacher,
+                                                        None if resuming else init_checkpoint, mixed_precision, log)
+        checkpoints = Checkpoints(os.path.join(out_dir, "checkpoints"), keep=keep_checkpoints, error=TrainError,
+                                  model=model, optimizer=optimizer, step=state.step, loss_sum=state.loss_sum,
+                                  loss_count=state.loss_count,
+                                  rng=[v for v in model.variables if "seed_generator_state" in v.path])
+        if checkpoints.restore():
+            log(f"resume: {checkpoints.latest} (step {int(state.step.numpy())} of {spe * recipe.epochs})")
+        if not recorded:
+            record_settings(out_dir, settings)
 
         runner = _Runner(model, optimizer, teacher_model, recipe, strategy, num_classes, jit_compile)
-        history_path = os.path.join(out_dir, "history.csv")
-        writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard"))
-        start_epoch, start_in_epoch = divmod(int(state.step.numpy()), spe)
-        rows = [r for r in _read_history(history_path) if int(r["epoch"]) < start_epoch]
-        _write_history(history_path, rows)
+        log_file = _EpochLog(out_dir, start_epoch=int(state.step.numpy()) // spe)
 
         def eval_set():
             ds = ef_data.make_dataset(dataset, data_dir=data_dir, image_size=recipe.image_size,
@@ -400,69 +366,124 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
             return ds.take(eval_steps) if eval_steps else ds
 
         metrics = {}
+        start_epoch, start_in_epoch = divmod(int(state.step.numpy()), spe)
         for epoch in range(start_epoch, recipe.epochs):
             started = time.time()
             ds = ef_data.make_dataset(dataset, data_dir=data_dir, image_size=recipe.image_size,
                                       batch_size=recipe.batch_size, training=True, seed=seed, epoch=epoch,
                                       augment=recipe.augment, num_classes=num_classes, deterministic=deterministic,
                                       prepare=prepare and epoch == start_epoch)
-            iterator = iter(strategy.experimental_distribute_dataset(ds.take(spe)))
-            skip = start_in_epoch if epoch == start_epoch else 0
-            for _ in range(skip):
-                next(iterator)
-            if skip == 0:
-                state.loss_sum.assign(0.0)
-                state.loss_count.assign(0)
-            bar = keras.utils.Progbar(spe, verbose=1 if verbose == 1 else 0, unit_name="step")
-            if skip:
-                bar.update(skip)
-            for index in range(skip, spe):
-                loss = runner.train_step(next(iterator))
-                if not np.isfinite(float(loss)):  # before any save: the last checkpoint stays the last good one
-                    raise TrainError(
-                        f"the training loss became {float(loss)} at step {int(state.step.numpy()) + 1}; stopped. The "
-                        f"last good checkpoint ({manager.latest_checkpoint or 'none yet'}) is kept; lower --base-lr "
-                        "(or raise --warmup-epochs) and resume or start a new --out")
-                state.step.assign_add(1)
-                state.loss_sum.assign_add(float(loss))
-                state.loss_count.assign_add(1)
-                step = int(state.step.numpy())
-                bar.update(index + 1, [("loss", float(loss))])
-                if checkpoint_every and step % checkpoint_every == 0 and index + 1 < spe:
-                    manager.save(checkpoint_number=step)
-                if on_step is not None:
-                    on_step(step, float(loss))
-            train_loss = float(state.loss_sum.numpy() / max(1, int(state.loss_count.numpy())))
+            batches = strategy.experimental_distribute_dataset(ds.take(spe))
+            train_loss = _train_epoch(runner, state, checkpoints, batches,
+                                      skip=start_in_epoch if epoch == start_epoch else 0, steps=spe,
+                                      checkpoint_every=checkpoint_every, verbose=verbose, on_step=on_step)
             metrics = runner.evaluate(eval_set())
             lr = float(optimizer.learning_rate.numpy()) if hasattr(optimizer.learning_rate, "numpy") else 0.0
-            row = {"epoch": epoch, "step": int(state.step.numpy()), "lr": f"{lr:.6g}",
-                   "train_loss": f"{train_loss:.6f}", "eval_loss": f"{metrics['loss']:.6f}",
-                   "eval_top1": f"{metrics['top1']:.6f}", "eval_top5": f"{metrics['top5']:.6f}",
-                   "seconds": f"{time.time() - started:.1f}"}
-            rows.append(row)
-            _write_history(history_path, rows)
-            with writer.as_default(step=int(state.step.numpy())):
-                for key in ("lr", "train_loss", "eval_loss", "eval_top1", "eval_top5"):
-                    _summary_scalar(key, float(row[key]))
-            writer.flush()
-            manager.save(checkpoint_number=int(state.step.numpy()))
+            log_file.add(epoch, int(state.step.numpy()), lr, train_loss, metrics, time.time() - started)
+            checkpoints.save(int(state.step.numpy()))
             if verbose:
                 log(f"epoch {epoch + 1}/{recipe.epochs}: train_loss {train_loss:.4f}  eval_loss {metrics['loss']:.4f}"
                     f"  top1 {metrics['top1']:.4f}  top5 {metrics['top5']:.4f}")
 
         if not metrics:  # resumed a finished run: evaluate what it left
             metrics = runner.evaluate(eval_set())
-        if optimizer_uses_ema(optimizer):
-            _swap_ema(optimizer, model)  # the saved model carries the EMA weights
-        model_path = os.path.join(out_dir, "model.keras")
-        with writing(model_path) as tmp:
-            model.save(tmp)
-        result = {"eval_top1": metrics["top1"], "eval_top5": metrics["top5"], "eval_loss": metrics["loss"],
-                  "train_loss": float(rows[-1]["train_loss"]) if rows else None, "steps": int(state.step.numpy()),
-                  "epochs": recipe.epochs, "num_classes": num_classes, "replicas": replicas,
-                  "model_path": model_path, "out_dir": out_dir}
-        write_json(os.path.join(out_dir, "results.json"), result)
-        return result
+        return _finish(out_dir, model, optimizer, metrics, log_file.rows, int(state.step.numpy()), recipe.epochs,
+                       num_classes, replicas)
+
+
+def _build(arch, recipe, num_classes, steps_per_epoch, strategy, teacher, init_checkpoint, mixed_precision, log):
+    """The model (from `init_checkpoint` if given), teacher, optimizer and step counters, under `strategy`."""
+    with strategy.scope():
+        model = build_model(arch, num_classes, recipe.image_size, recipe.drop_path_rate, init_checkpoint, log=log)
+        if strategy.num_replicas_in_sync > 1:
+            enable_sync_batchnorm(model)
+        teacher_model = load_teacher(teacher, num_classes)
+        optimizer = make_optimizer(recipe, steps_per_epoch, mixed_precision)
+        optimizer.build(model.trainable_variables)  # after init: the EMA copies start from these weights
+        state = _State(tf.Variable(0, dtype=tf.int64, name="global_step"),
+                       tf.Variable(0.0, dtype=tf.float64, name="loss_sum"),
+                       tf.Variable(0, dtype=tf.int64, name="loss_count"))
+    return model, teacher_model, optimizer, state
+
+
+def _describe_arch(arch):
+    """The architecture as a run setting: a name or path as given, a config as its dict, a builder by name."""
+    if isinstance(arch, str):
+        return arch
+    if hasattr(arch, "to_dict"):
+        return arch.to_dict()
+    return getattr(arch, "__qualname__", type(arch).__qualname__)
+
+
+def _train_epoch(runner, state, checkpoints, batches, *, skip: int, steps: int, checkpoint_every: int, verbose: int,
+                 on_step) -> float:
+    """Runs the steps skip..steps-1 of one epoch (the first `skip` batches are drawn and dropped: a resume).
+
+    Checkpoints every `checkpoint_every` global steps inside the epoch (the epoch end is saved by
+    the caller, after evaluation); a non-finite loss stops the run before any save, so the last
+    checkpoint stays the last good one. Returns the epoch's mean training loss.
+    """
+    iterator = iter(batches)
+    for _ in range(skip):
+        next(iterator)
+    if skip == 0:
+        state.loss_sum.assign(0.0)
+        state.loss_count.assign(0)
+    bar = keras.utils.Progbar(steps, verbose=1 if verbose == 1 else 0, unit_name="step")
+    if skip:
+        bar.update(skip)
+    for index in range(skip, steps):
+        loss = float(runner.train_step(next(iterator)))
+        if not np.isfinite(loss):
+            raise TrainError(
+                f"the training loss became {loss} at step {int(state.step.numpy()) + 1}; stopped. The last good "
+                f"checkpoint ({checkpoints.latest or 'none yet'}) is kept; lower --base-lr (or raise "
+                "--warmup-epochs) and resume or start a new --out")
+        state.step.assign_add(1)
+        state.loss_sum.assign_add(loss)
+        state.loss_count.assign_add(1)
+        step = int(state.step.numpy())
+        bar.update(index + 1, [("loss", loss)])
+        if checkpoint_every and step % checkpoint_every == 0 and index + 1 < steps:
+            checkpoints.save(step)
+        if on_step is not None:
+            on_step(step, loss)
+    return float(state.loss_sum.numpy() / max(1, int(state.loss_count.numpy())))
+
+
+class _EpochLog:
+    """history.csv and TensorBoard scalars, one row per finished epoch; rows of unfinished epochs are dropped."""
+
+    def __init__(self, out_dir: str, start_epoch: int):
+        self.path = os.path.join(out_dir, "history.csv")
+        self.rows = [r for r in _read_history(self.path) if int(r["epoch"]) < start_epoch]
+        _write_history(self.path, self.rows)
+        self.writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard"))
+
+    def add(self, epoch: int, step: int, lr: float, train_loss: float, metrics: dict, seconds: float) -> None:
+        row = {"epoch": epoch, "step": step, "lr": f"{lr:.6g}", "train_loss": f"{train_loss:.6f}",
+               "eval_loss": f"{metrics['loss']:.6f}", "eval_top1": f"{metrics['top1']:.6f}",
+               "eval_top5": f"{metrics['top5']:.6f}", "seconds": f"{seconds:.1f}"}
+        self.rows.append(row)
+        _write_history(self.path, self.rows)
+        with self.writer.as_default(step=step):
+            for key in ("lr", "train_loss", "eval_loss", "eval_top1", "eval_top5"):
+                summary_scalar(key, float(row[key]))
+        self.writer.flush()
+
+
+def _finish(out_dir, model, optimizer, metrics, rows, steps, epochs, num_classes, replicas) -> dict:
+    """Saves the final model (EMA weights when EMA is on) and results.json; returns the results."""
+    if optimizer_uses_ema(optimizer):
+        _swap_ema(optimizer, model)
+    model_path = os.path.join(out_dir, "model.keras")
+    with writing(model_path) as tmp:
+        model.save(tmp)
+    result = {"eval_top1": metrics["top1"], "eval_top5": metrics["top5"], "eval_loss": metrics["loss"],
+              "train_loss": float(rows[-1]["train_loss"]) if rows else None, "steps": steps, "epochs": epochs,
+              "num_classes": num_classes, "replicas": replicas, "model_path": model_path, "out_dir": out_dir}
+    write_json(os.path.join(out_dir, "results.json"), result)
+    return result
 
 
 def _check_counts(**counts):
@@ -483,15 +504,6 @@ def _dtype_policy(mixed_precision):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def _restore(checkpoint, path):
-    try:
-        checkpoint.restore(path).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:  # IndexError: truncated file
-        raise TrainError(f"cannot resume from checkpoint {path}: {str(e).splitlines()[0][:200]}. It is left as it "
-                         "is; delete it (and its 'checkpoint' index entry) to resume from an older one, or use a "
-                         "new --out") from e
 
 
 def optimizer_uses_ema(optimizer) -> bool:
@@ -594,22 +606,3 @@ class _Runner:
         return {"loss": float(totals[0] / n), "top1": float(totals[1] / n), "top5": float(totals[2] / n),
                 "examples": int(totals[3])}
 
-
-
-def evaluate_model(model: keras.Model, dataset: str = "embedded", *, data_dir=None, image_size: int | None = None,
-                   batch_size: int = 64, crop_pct: float = 0.875, num_classes: int | None = None,
-                   eval_steps: int | None = None, strategy="auto") -> dict:
-    """Eval loss and top-1/top-5 of a Keras classifier on a dataset's validation split.
-
-    The model's output (for EfficientFormer: the two heads' average) is scored; `image_size`
-    defaults to the model's input size. Returns {"loss", "top1", "top5", "examples"}.
-    """
-    _check_counts(num_classes=num_classes, eval_steps=eval_steps, batch_size=batch_size, image_size=image_size)
-    strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
-    image_size = image_size or int(model.inputs[0].shape[1])
-    num_classes = num_classes or int(model.outputs[0].shape[-1])
-    ds = ef_data.make_dataset(dataset, data_dir=data_dir, image_size=image_size, batch_size=batch_size,
-                              training=False, num_classes=num_classes, crop_pct=crop_pct)
-    r = PAPER.replace(batch_size=batch_size, ema_decay=0.0)
-    runner = _Runner(model, keras.optimizers.AdamW(), None, r, strategy, num_classes, False)
-    return runner.evaluate(ds.take(eval_steps) if eval_steps else ds)

@@ -25,10 +25,12 @@ count of steps decided within noise. Repeat until the predicted latency is <= th
 By default every stage keeps at least one block (`--allow-empty-stages` lifts that).
 
 State: `<out>/trajectory.json` is rewritten atomically after every step; a re-run with the
-same inputs resumes after the last finished step (a different target, LUT, supernet or seed
-starts over). Outputs in `<out>`: `architecture.json` (EfficientFormerConfig), `trajectory.json`
-+ `trajectory.png`, `slimmed.keras` (inherited weights, at the supernet's proxy input size)
-and a printed summary table.
+same inputs resumes after the last finished step. The inputs (target, LUT and supernet
+contents, data, seed and the scoring settings) are recorded in `<out>/run.json`
+(`ef_keras.runs`): a re-run with other inputs is refused, naming what differs. Outputs in
+`<out>`: `architecture.json` (EfficientFormerConfig), `trajectory.json` + `trajectory.png`,
+`slimmed.keras` (inherited weights, at the supernet's proxy input size) and a printed
+summary table.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from search.scoring import path_scores
 from search.supernet import (SUPERNET_JSON, WEIGHTS_FILE, SupernetError, child_model, load_supernet)
 from ef_keras.errors import EfKerasError, require
 from ef_keras.output import check_run_directory, write_json, writing
+from ef_keras.runs import files_sha256, record_settings, resume_settings
 
 TRAJECTORY = "trajectory.json"
 ARCH_JSON = "architecture.json"
@@ -195,14 +198,13 @@ def choose(candidates: list[dict], z: float = NOISE_Z) -> tuple[int, list[int], 
 
 
 # --------------------------------------------------------------------------- the search
-def _fingerprint(supernet_dir: str, lut: dict, target: float, seed: int, eval_n: str) -> str:
-    h = hashlib.sha256()
-    for name in (SUPERNET_JSON, WEIGHTS_FILE):
-        with open(os.path.join(supernet_dir, name), "rb") as f:
-            h.update(hashlib.sha256(f.read()).digest())
-    h.update(json.dumps(lut, sort_keys=True).encode())
-    h.update(f"{target!r}/{seed}/{eval_n}".encode())
-    return h.hexdigest()[:16]
+def _settings(supernet_dir: str, lut: dict, target_ms: float, data: str, seed: int, eval_images: int,
+              calibration_images: int, min_depth: int) -> dict:
+    """Everything that decides the search's result: the resume key of `ef_keras.runs`."""
+    return {"supernet_sha256": files_sha256(*(os.path.join(supernet_dir, n) for n in (SUPERNET_JSON, WEIGHTS_FILE))),
+            "lut_sha256": hashlib.sha256(json.dumps(lut, sort_keys=True).encode()).hexdigest(),
+            "target_ms": target_ms, "data": data, "seed": seed, "eval_images": eval_images,
+            "calibration_images": calibration_images, "min_depth": min_depth, "noise_z": NOISE_Z}
 
 
 def reachable_range(supernet_config, lut: dict, min_depth: int = 1) -> tuple[float, float, Arch]:
@@ -312,21 +314,22 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     min_depth = 0 if allow_empty_stages else 1
     lo, hi, start = reachable_range(supernet.config, lut_doc, min_depth)
     check_target_reachable(target_ms, lo, hi, lut_doc)
+    settings = _settings(supernet_dir, lut_doc, target_ms, data, seed, eval_images, calibration_images, min_depth)
+    recorded = resume_settings(out_dir, settings, error=SlimError)
 
     os.makedirs(out_dir, exist_ok=True)
+    if not recorded:
+        record_settings(out_dir, settings)
     x, y = load_eval_split(data, supernet.image_size, data_dir, eval_images, seed)
     calib = (load_eval_split(data, supernet.image_size, data_dir, calibration_images, seed, split="train")[0]
              if calibration_images else None)
     scorer = _Scorer(supernet, x, y, calib)
     scores = path_scores(supernet.probabilities(), supernet.path_stage)
-    fingerprint = _fingerprint(supernet_dir, lut_doc, target_ms, seed,
-                               f"{len(y)}/{calibration_images}/{min_depth}/{NOISE_Z}")
     state_path = os.path.join(out_dir, TRAJECTORY)
-    state = _load_state(state_path, fingerprint)
-    cfg = supernet.config
+    state = _load_state(state_path)
     if state is None:
         now = scorer(start)
-        state = {"fingerprint": fingerprint, "target_ms": target_ms, "target_like": target_like, "seed": seed,
+        state = {"target_ms": target_ms, "target_like": target_like, "seed": seed,
                  "supernet": os.path.abspath(supernet_dir), "lut_device": lut_doc.get("device", {}).get("name"),
                  "reachable_ms": [lo, hi], "eval_images": int(len(y)), "path_scores": scores.tolist(),
                  "min_depth": min_depth, "noise_z": NOISE_Z, "done": False,
@@ -340,18 +343,7 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     log(f"slimming to {target_ms:.3f} ms (reachable {lo:.3f}-{hi:.3f} ms) on {len(y)} held-out images")
     while cur["latency_ms"] > target_ms:
         t0 = time.time()
-        evaluated = []
-        for name, cand, desc in actions_lib.candidates(arch, scores, supernet.path_stage, min_depth):
-            lat = predict_ms(cand.to_config(cfg), lut_doc)
-            saved = cur["latency_ms"] - lat
-            if saved <= 0:
-                continue
-            correct, losses = scorer(cand)
-            evaluated.append({"action": name, "desc": desc, "arch": cand, "latency_ms": lat, "saved_ms": saved,
-                              "per_image": (correct, losses),
-                              "drop": 100.0 * (now[0].astype("float64") - correct) / saved,
-                              "dloss": (losses - now[1]) / saved,
-                              "importance": actions_lib.importance(name, arch, cand, scores, supernet.path_stage)})
+        evaluated = _evaluate_actions(arch, now, cur["latency_ms"], supernet, scorer, scores, lut_doc, min_depth)
         if not evaluated:
             raise SlimError(f"no action lowers the latency below {cur['latency_ms']:.3f} ms; "
                             f"target {target_ms:.3f} ms not reachable" +
@@ -371,6 +363,29 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     state["done"] = True
     write_json(state_path, state)
     return final
+
+
+def _evaluate_actions(arch: Arch, now, latency_ms: float, supernet, scorer, scores, lut: dict,
+                      min_depth: int) -> list[dict]:
+    """Every applicable action that lowers the predicted latency, scored image by image against `now`.
+
+    Each record holds the candidate, its latency and the ms it saves, its per-image
+    (correct, loss), the accuracy drop and loss increase per ms saved (per image, for the
+    paired standard errors of `choose`) and the paper's importance of what it removes.
+    """
+    evaluated = []
+    for name, cand, desc in actions_lib.candidates(arch, scores, supernet.path_stage, min_depth):
+        lat = predict_ms(cand.to_config(supernet.config), lut)
+        saved = latency_ms - lat
+        if saved <= 0:
+            continue
+        correct, losses = scorer(cand)
+        evaluated.append({"action": name, "desc": desc, "arch": cand, "latency_ms": lat, "saved_ms": saved,
+                          "per_image": (correct, losses),
+                          "drop": 100.0 * (now[0].astype("float64") - correct) / saved,
+                          "dloss": (losses - now[1]) / saved,
+                          "importance": actions_lib.importance(name, arch, cand, scores, supernet.path_stage)})
+    return evaluated
 
 
 def _check_finite_supernet(supernet, directory: str) -> None:
@@ -411,7 +426,8 @@ def _record(step, action, desc, arch, latency, per_image_result, chosen, decided
     return rec
 
 
-def _load_state(path: str, fingerprint: str):
+def _load_state(path: str):
+    """The trajectory of an unfinished or finished run (its settings are checked by `resume_settings`), or None."""
     if not os.path.exists(path):
         return None
     try:
@@ -419,7 +435,7 @@ def _load_state(path: str, fingerprint: str):
             state = json.load(f)
     except (OSError, json.JSONDecodeError):
         return None  # unreadable state: start over (it is rewritten atomically, so this is rare)
-    return state if state.get("fingerprint") == fingerprint and state.get("steps") else None
+    return state if state.get("steps") else None
 
 
 def _finish(supernet, arch: Arch, state: dict, out_dir: str, target_ms: float, calibration) -> dict:

@@ -25,11 +25,12 @@ over replicas and divided by the global batch, BatchNorm is synchronised (SyncBN
 recipe), and all replicas draw the same Gumbel sample (a function of the step, not of the
 replica), so two replicas of B/2 compute what one device computes on B.
 
-Fault tolerance: `<out>/ckpt/step-N/` (weights, both optimizers, step) is written every
-`checkpoint_every` steps and at epoch ends, as a temp directory renamed into place; a
-re-run resumes from the newest one (a run with other settings, e.g. the other mixing mode,
-is refused). The data order of an epoch and the Gumbel noise of a step are pure functions
-of (seed, epoch/step), so a resumed run reproduces an uninterrupted one. A non-finite loss
+Fault tolerance: the run's settings are recorded in `<out>/run.json` and a checkpoint
+(`ef_keras.runs.Checkpoints` in `<out>/ckpt/`: weights, α, both optimizers, step) is written
+every `checkpoint_every` steps and at epoch ends; a re-run resumes from the newest one (a
+run with other settings, e.g. the other mixing mode, is refused before anything is built).
+The data order of an epoch and the Gumbel noise of a step are pure functions of (seed,
+epoch/step), so a resumed run reproduces an uninterrupted one. A non-finite loss
 stops the run with an error; the last checkpoint (all finite) stays.
 
 Outputs: `supernet.json` + `supernet.weights.h5` (what search.slim loads),
@@ -39,10 +40,8 @@ Outputs: `supernet.json` + `supernet.weights.h5` (what search.slim loads),
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import shutil
 import time
 
 import keras
@@ -53,7 +52,9 @@ from ef_keras.config import EfficientFormerConfig
 from search.arch import CANDIDATES
 from search.scoring import initial_num_vit, path_scores
 from search.supernet import (MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at)
+from ef_keras.checks import read_json
 from ef_keras.output import check_run_directory, write_json
+from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
 
 #: The default supernet: L1's widths (48,96,224,448) with one more block in stage 2, so every
 #: named L1-like point and `--target-like l1` lie inside it, small enough to train at 96 px on
@@ -118,17 +119,25 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
     ckpt_dir = os.path.join(out_dir, "ckpt")
     run_id = {"config": config.to_dict(), "image_size": image_size, "classes": classes, "data": data,
               "epochs": epochs, "steps_per_epoch": spe, "batch_size": batch_size, "seed": seed, "mixing": mixing}
-    _check_resumable(ckpt_dir, run_id)
+    recorded = resume_settings(out_dir, run_id, error=SupernetError)
     trainer = SupernetTrainer(config, image_size=image_size, classes=classes, mixing=mixing, total_steps=total,
                               steps_per_epoch=spe, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                               alpha_lr=alpha_lr, alpha_weight_decay=alpha_weight_decay, seed=seed, strategy=strategy)
     supernet = trainer.supernet
-    step = _restore(ckpt_dir, supernet, trainer.opt_w, trainer.opt_a, run_id)
+    saved_step = tf.Variable(0, dtype=tf.int64, name="step")
+    # The supernet's weights as a list: its blocks live in Python lists, which TF's checkpoint
+    # graph does not follow into Keras 3 layers (their BatchNorm statistics would be lost).
+    checkpoints = Checkpoints(ckpt_dir, keep=2, error=SupernetError, weights=supernet.weights, opt_w=trainer.opt_w,
+                              opt_a=trainer.opt_a, step=saved_step)
+    checkpoints.restore()
+    step = int(saved_step.numpy())
     if step >= total and os.path.exists(os.path.join(out_dir, IMPORTANCE_JSON)):
-        return supernet, _read_json(os.path.join(out_dir, IMPORTANCE_JSON))
+        return supernet, read_json(os.path.join(out_dir, IMPORTANCE_JSON), "importance report", SupernetError)
 
     alpha_data = load_eval_split(data, image_size, data_dir, max_alpha_images, seed)
     os.makedirs(out_dir, exist_ok=True)  # only now: a run that cannot start leaves no empty directory
+    if not recorded:
+        record_settings(out_dir, run_id)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     bar = keras.utils.Progbar(total, stateful_metrics=["loss", "acc", "tau", "a_loss"]) if progress else None
     if bar is not None and step:
@@ -148,15 +157,16 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
                 bar.update(step, values)
             with writer.as_default(step=step):
                 for k, v in values:
-                    _scalar(f"supernet/{k}", v)
+                    summary_scalar(f"supernet/{k}", v)
             if step % checkpoint_every == 0 or step % spe == 0 or step == total:
-                _save(ckpt_dir, step, supernet, trainer.opt_w, trainer.opt_a, run_id)
+                saved_step.assign(step)
+                checkpoints.save(step)
             if max_steps is not None and step >= max_steps:
                 return supernet, None
         with writer.as_default(step=step):
             probs = supernet.probabilities()
             for p in range(supernet.num_paths):
-                _scalar(f"alpha_prob_identity/path{p:02d}", float(probs[p, 2]))
+                summary_scalar(f"alpha_prob_identity/path{p:02d}", float(probs[p, 2]))
         writer.flush()
 
     importance = importance_report(supernet)
@@ -265,77 +275,6 @@ def importance_report(supernet: Supernet) -> dict:
         "initial_num_vit": initial_num_vit(probs, supernet.path_stage),
         "score_definition": "s = p4D/pI (stages 1-2), (p3D+p4D)/pI (stages 3-4), p = softmax(alpha)",
     }
-
-
-def _scalar(name, value):
-    """A TensorBoard scalar without the tensorboard package (TF 2.21 no longer installs it)."""
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(name, tf.constant(value, tf.float32), metadata=metadata)
-
-
-# --------------------------------------------------------------------------- checkpoints
-def _save(ckpt_dir, step, supernet, opt_w, opt_a, run_id):
-    os.makedirs(ckpt_dir, exist_ok=True)
-    final = os.path.join(ckpt_dir, f"step-{step:08d}")
-    tmp = f"{final}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    supernet.save_weights(os.path.join(tmp, "model.weights.h5"))
-    np.savez(os.path.join(tmp, "optimizers.npz"), *[v.numpy() for v in opt_w.variables + opt_a.variables])
-    write_json(os.path.join(tmp, "state.json"), {"step": step, "run": run_id})
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in _checkpoints(ckpt_dir)[:-2]:  # keep the newest two
-        shutil.rmtree(os.path.join(ckpt_dir, old), ignore_errors=True)
-
-
-def _checkpoints(ckpt_dir):
-    if not os.path.isdir(ckpt_dir):
-        return []
-    return sorted(d for d in os.listdir(ckpt_dir) if d.startswith("step-") and ".tmp" not in d)
-
-
-def _check_resumable(ckpt_dir, run_id) -> None:
-    """SupernetError (before anything is built) if the newest checkpoint is of a run with other settings."""
-    names = _checkpoints(ckpt_dir)
-    if not names:
-        return
-    path = os.path.join(ckpt_dir, names[-1])
-    saved = _read_json(os.path.join(path, "state.json")).get("run", {})
-    if saved != run_id:
-        diff = sorted(k for k in set(run_id) | set(saved) if saved.get(k) != run_id.get(k))
-        what = (f"was trained with --mixing {saved.get('mixing')}, not {run_id['mixing']}"
-                if "mixing" in diff else f"belongs to a different supernet run (differs in {diff})")
-        raise SupernetError(f"checkpoint {path} {what}; use another --out, the same settings, or delete {ckpt_dir}")
-
-
-def _restore(ckpt_dir, supernet, opt_w, opt_a, run_id) -> int:
-    """Loads the newest checkpoint (of this run: `_check_resumable`); returns its step (0 if none)."""
-    names = _checkpoints(ckpt_dir)
-    if not names:
-        return 0
-    path = os.path.join(ckpt_dir, names[-1])
-    state = _read_json(os.path.join(path, "state.json"))
-    try:
-        supernet.load_weights(os.path.join(path, "model.weights.h5"))
-        with np.load(os.path.join(path, "optimizers.npz")) as f:
-            arrays = [f[f"arr_{i}"] for i in range(len(f.files))]
-        variables = opt_w.variables + opt_a.variables
-        if len(arrays) != len(variables):
-            raise ValueError(f"{len(arrays)} optimizer arrays for {len(variables)} variables")
-        for v, a in zip(variables, arrays):
-            v.assign(a)
-    except Exception as e:  # corrupt file: h5py/numpy raise many types
-        raise SupernetError(f"checkpoint {path} is unreadable ({str(e).splitlines()[0]}); delete it to resume "
-                            "from the previous one") from None
-    return int(state["step"])
-
-
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -47,7 +47,7 @@ def test_export_writes_a_valid_manifest_and_resumes_without_rebuilding(exported)
     mtimes = {e["key"]: os.path.getmtime(os.path.join(exported, e["tflite"])) for e in manifest["entries"]}
     export_items([i for i in lut_items(SPACE) if i.key in KEYS], exported, search_space=SPACE.to_dict())
     assert mtimes == {e["key"]: os.path.getmtime(os.path.join(exported, e["tflite"])) for e in manifest["entries"]}
-    with pytest.raises(L.ManifestError, match="another search space"):
+    with pytest.raises(L.ManifestError, match="search_space.max_widths="):
         export_items([], exported, search_space=SearchSpace().to_dict())
 
 
@@ -75,7 +75,7 @@ def test_rerun_measures_only_missing_entries_and_keeps_partial_results(exported,
     assert sorted(k for _, _, k in measured) == sorted(KEYS[2:])
     assert [(d, t) for d, t, _ in measured] == [(d, 6) for d in range(3, 7)]
     assert all(doc["entries"][k] == partial["entries"][k] for k in KEYS[:2])
-    with pytest.raises(L.LUTError, match="runtime.threads=2 but this run has 1"):
+    with pytest.raises(L.LUTError, match="runtime.threads=2 there, 1 now"):
         measure_manifest(manifest, out, threads=1, runs=3)
     with pytest.raises(L.LUTError, match="holds fp32 models but --precision is fp16"):
         measure_manifest(manifest, str(tmp_path / "other.json"), precision="fp16", runs=3)
@@ -113,7 +113,8 @@ def test_cli_measures_a_manifest_and_reports_bad_input_in_one_line(exported, tmp
     assert "wrote" in ok.stdout and len(L.load_lut(out)["entries"]) == len(KEYS)
     for args, message in [(("--runs", "10"), "error: --runs must be >= 50"),
                           (("--manifest", str(tmp_path / "none.json")), "error: manifest file not found"),
-                          (("--threads", "4"), "error: " + out + " holds runtime.threads=2")]:
+                          (("--threads", "4"), "error: " + out + " holds a run with other settings "
+                                               "(runtime.threads=2 there, 4 now)")]:
         argv = ["--lut-out", out, "--manifest", manifest, *args]
         bad = _cli(*argv)
         assert bad.returncode == 1 and "Traceback" not in bad.stderr

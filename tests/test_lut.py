@@ -101,7 +101,7 @@ def test_merge_unions_partial_luts_and_prefers_more_runs():
 def test_merge_refuses_other_runtime_or_search_space():
     with pytest.raises(L.LUTError, match="runtime.threads"):
         L.merge_luts([make_lut(), make_lut(threads=4)])
-    with pytest.raises(L.LUTError, match="search_space differs"):
+    with pytest.raises(L.LUTError, match="differs from LUT #1 in search_space.downsample_grids, search_space.max"):
         L.merge_luts([make_lut(), make_lut(space=SearchSpace(input_size=64, max_widths=(32, 32, 48, 48)))])
 
 

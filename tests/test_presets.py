@@ -11,17 +11,22 @@ from ef_keras import presets
 from ef_keras.preprocessing import eval_transform, preprocess_input
 
 
-def test_every_named_variant_with_weights_has_a_timm_preset():
-    """timm's pretrained cfg (efficientformer.py `_cfg`): 224 px, crop 0.95, bicubic, ImageNet mean/std."""
-    for name in ("l1", "l3", "l7"):
-        p = ef_keras.get_preset(name)
-        assert p.weights_url == (f"https://huggingface.co/timm/efficientformer_{name}.snap_dist_in1k/resolve/main/"
-                                 "model.safetensors")
-        assert p.weights_file == f"efficientformer_{name}.snap_dist_in1k.safetensors"
-        assert (p.image_size, p.crop_pct, p.interpolation) == (224, 0.95, "bicubic")
+def test_every_preset_is_timms_pretrained_cfg_of_a_registered_variant():
+    """timm's pretrained cfgs (efficientformer.py and efficientformer_v2.py `_cfg`): 224 px, crop 0.95, bicubic,
+    ImageNet mean/std, 1000 classes, weights at timm/<model>.snap_dist_in1k on the Hugging Face hub."""
+    from ef_keras.registry import list_models
+
+    assert {"l1", "l3", "l7"} <= set(presets.PRESETS) <= set(list_models())
+    for p in presets.PRESETS.values():
+        assert (p.image_size, p.crop_pct, p.interpolation) == (224, 0.95, "bicubic"), p.name
         assert p.mean == (0.485, 0.456, 0.406) and p.std == (0.229, 0.224, 0.225)
         assert p.num_classes == 1000
-    assert set(presets.PRESETS) <= set(ef_keras.VARIANTS)
+        assert p.weights_url.startswith("https://huggingface.co/timm/efficientformer")
+        assert p.weights_url.endswith(".snap_dist_in1k/resolve/main/model.safetensors")
+    l1 = ef_keras.get_preset("l1")
+    assert l1.weights_url == ("https://huggingface.co/timm/efficientformer_l1.snap_dist_in1k/resolve/main/"
+                              "model.safetensors")
+    assert l1.weights_file == "efficientformer_l1.snap_dist_in1k.safetensors"
 
 
 def test_unknown_preset_is_a_one_line_error():

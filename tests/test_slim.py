@@ -221,6 +221,8 @@ def test_same_seed_same_architecture_and_resume(supernet_dir, lut, mid_target, t
     assert any("resuming" in line for line in lines)
     assert sum("step" in line and "ms" in line for line in lines) == len(json.loads(path.read_text())["steps"]) - 2
     assert resumed["config"] == first["config"]
+    with pytest.raises(SlimError, match=r"other settings \(target_ms="):  # another target needs another --out
+        slim(supernet_dir, str(tmp_path / "a"), target=mid_target * 1.01, lut=lut, data="digits")
     again = slim(supernet_dir, str(tmp_path / "b"), target=mid_target, lut=lut, data="digits", log=lambda *_: None)
     assert again["config"] == first["config"]
 

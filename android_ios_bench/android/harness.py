@@ -28,10 +28,12 @@ from android_ios_bench import __version__
 from android_ios_bench.android.adb import Adb, AndroidError
 from android_ios_bench.android.parse import BenchmarkModelResult, BenchmarkOutputError, parse_benchmark_output
 from android_ios_bench.host.harness import store_reference
-from android_ios_bench.lut import load_lut, load_manifest, make_entry, merge_luts, new_lut, now_iso, save_lut
+from android_ios_bench.lut import (LUTError, identity, load_lut, load_manifest, make_entry, new_lut, now_iso,
+                                   save_lut)
 from android_ios_bench.predictor import refit_correction
 from ef_keras.checks import check_int
 from ef_keras.output import write_json, write_text
+from ef_keras.runs import check_same_settings
 
 __all__ = ["AndroidSettings", "stats_from_results", "benchmark_args", "measure_manifest_android", "RUNTIME_NAME"]
 
@@ -129,8 +131,7 @@ def _run_one(device: Adb, settings: AndroidSettings, remote_bin: str, manifest: 
         result = parse_benchmark_output(output, source=f"benchmark_model output for {key}")
     except BenchmarkOutputError as e:
         failed = os.path.join(os.path.dirname(record), f"{key}.failed.txt")
-        with open(failed, "w") as f:
-            f.write(output)
+        write_text(failed, output)
         raise AndroidError(f"{e} (exit status {status}; raw output kept in {failed}; "
                            f"{saved} entries already saved in {lut_out})") from e
     write_text(record, output)
@@ -165,7 +166,8 @@ def measure_manifest_android(manifest_path: str, benchmark_binary: str, lut_out:
         search_space=manifest["search_space"])
     if os.path.exists(lut_out):
         doc = load_lut(lut_out)
-        merge_luts([doc, fresh])  # raises a one-line LUTError if device/runtime/search space differ
+        check_same_settings(identity(doc), identity(fresh), where=lut_out, error=LUTError,
+                            hint="use another --lut-out or the same settings")
     else:
         doc = fresh
     records = f"{lut_out}.records"

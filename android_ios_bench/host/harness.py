@@ -22,11 +22,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from android_ios_bench import __version__
-from android_ios_bench.lut import (LUTError, load_lut, load_manifest, make_entry, new_lut, now_iso, save_lut)
+from android_ios_bench.lut import (LUTError, identity, load_lut, load_manifest, make_entry, new_lut, now_iso,
+                                   save_lut)
 from android_ios_bench.predictor import refit_correction
 from deploy.common import litert_interpreter
 from ef_keras.checks import check_int
 from ef_keras.output import check_output
+from ef_keras.runs import check_same_settings
 
 RUNTIME_NAME = "litert"
 DELEGATE = "xnnpack"
@@ -90,18 +92,6 @@ def time_interleaved(paths: Sequence[str], *, threads: int = 2, warmup: int = 5,
     return list(times)
 
 
-def _check_resume(doc: dict, fresh: dict, path: str) -> None:
-    for section, field in (("device", "name"), ("runtime", "name"), ("runtime", "delegate"),
-                           ("runtime", "threads"), ("runtime", "precision")):
-        if doc[section].get(field) != fresh[section].get(field):
-            raise LUTError(f"{path} holds {section}.{field}={doc[section].get(field)!r} but this run has "
-                           f"{fresh[section].get(field)!r}; use another --lut-out or the same settings")
-    if doc["search_space"] != fresh["search_space"]:
-        raise LUTError(f"{path} was measured for another search space (max widths "
-                       f"{doc['search_space']['max_widths']}, input {doc['search_space']['input_size']}); "
-                       "use another --lut-out")
-
-
 def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, precision: str | None = None,
                      warmup: int = 5, runs: int = 50, group_size: int = 12, seed: int = 0,
                      device: dict | None = None, command: str | None = None, keys: Sequence[str] | None = None,
@@ -135,7 +125,8 @@ def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, prec
         search_space=manifest["search_space"])
     if os.path.exists(lut_out):
         doc = load_lut(lut_out)
-        _check_resume(doc, fresh, lut_out)
+        check_same_settings(identity(doc), identity(fresh), where=lut_out, error=LUTError,
+                            hint="use another --lut-out or the same settings")
     else:
         doc = fresh
     entries = [e for e in manifest["entries"] if keys is None or e["key"] in set(keys)]
