@@ -18,6 +18,12 @@ Reported, for the median, the p10 and the minimum of the timings:
 `--write-lut` writes the session's LUT (units, L1/L3 and six random models as its reference
 models, their correction) to PATH; `--session LUT` re-analyses a recorded session.
 Outputs lut_validation.{json,md,png} in --out.
+
+EfficientFormerV2 (`--family v2 --session LUT`): a V2 LUT measured by
+`python -m android_ios_bench.host --family v2` already is one session of its units and
+whole models (S0/S1/S2/L and four random V2 architectures, its reference models), so the same
+analysis (a)-(b) and the correction's leave-one-out error run on those; no single-action
+pairs. Outputs lut_validation_v2.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -144,6 +150,22 @@ def analyse(doc, configs, pairs) -> dict:
     return out
 
 
+def run_v2(session: str, out_dir="benchmarks/results"):
+    """Analyses a V2 LUT's own session: its reference models against its units."""
+    from android_ios_bench.lut import load_lut
+    from ef_keras.registry import architecture
+
+    doc = load_lut(session)
+    configs = [dataclasses.replace(architecture(r["config"]), name=r["name"]) for r in doc["reference_models"]]
+    result = {"date": doc["measurement"]["date"], "session_lut": session, "runs": doc["measurement"]["runs"],
+              "threads": doc["runtime"].get("threads"), "models": len(configs), "action_pairs": 0,
+              "units": len(doc["entries"]), "measurement_notes": doc["measurement"].get("notes", ""),
+              "device": doc["device"], "correction": doc.get("correction"),
+              "by_statistic": analyse(doc, configs, [])}
+    write_results(result, out_dir, suffix="_v2", family="EfficientFormerV2 (S0/S1/S2/L and random V2 architectures)")
+    return result
+
+
 def run(n_random=20, seed=0, runs=50, warmup=5, threads=2, out_dir="benchmarks/results", write_lut=None,
         session=None):
     from android_ios_bench.host import measure_manifest
@@ -197,15 +219,15 @@ def run(n_random=20, seed=0, runs=50, warmup=5, threads=2, out_dir="benchmarks/r
     return result
 
 
-def write_results(result, out_dir):
+def write_results(result, out_dir, suffix="", family="L1/L3/L7, the supernet, random architectures"):
     from ef_keras.output import write_json
 
     os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "lut_validation.json"), result)
+    write_json(os.path.join(out_dir, f"lut_validation{suffix}.json"), result)
     lines = [f"# Latency predictor vs measured, one session ({result['date']}, {result['threads']} threads, "
              f"{result['runs']} interleaved rounds; {result['measurement_notes']})", "",
-             f"{result['units']} units and {result['models']} whole models (L1/L3/L7, the supernet, random "
-             f"architectures, {result['action_pairs']} single-action pairs) timed in one process by the host harness.",
+             f"{result['units']} units and {result['models']} whole models ({family}, "
+             f"{result['action_pairs']} single-action pairs) timed in one process by the host harness.",
              "", "| statistic | plain sum mean / max abs err % | one global scale (LOO) mean / max % | scale | "
              "Kendall tau | Delta-latency of single actions, mean / median abs err % | correction LOO mean / max % "
              "(global; per family) |", "|---|---|---|---|---|---|---|"]
@@ -215,16 +237,26 @@ def write_results(result, out_dir):
                      f"{r['scaled_loo_max_pct']} | {r['global_scale']} | {r['kendall_tau']} | "
                      f"{r['delta_mean_abs_pct']} / {r['delta_median_abs_pct']} | {g['loo_mean_abs_pct']} / "
                      f"{g['loo_max_abs_pct']}; {f['loo_mean_abs_pct']} / {f['loo_max_abs_pct']} |")
-    lines += ["", f"Single-action Delta-latency (scaled prediction vs measured, ms, {DEFAULT_STAT}):", "",
-              "| base | action | predicted | measured | err % |", "|---|---|---:|---:|---:|"]
-    for d in result["by_statistic"][DEFAULT_STAT]["deltas"]:
-        lines.append(f"| {d['base']} | {d['action']} | {d['predicted_scaled_ms']:.3f} | {d['measured_ms']:.3f} | "
-                     f"{d['error_pct']} |")
-    lines += ["", "Command: `python benchmarks/lut_validation.py" +
-              (f" --write-lut {result['wrote_lut']}`" if result.get("wrote_lut") else "`"), ""]
-    with open(os.path.join(out_dir, "lut_validation.md"), "w") as f:
-        f.write("\n".join(lines))
-    plot(result, os.path.join(out_dir, "lut_validation.png"))
+    models = result["by_statistic"][DEFAULT_STAT]["models"]
+    lines += ["", f"Whole models ({DEFAULT_STAT}, ms): plain sum of units, one global scale (LOO), measured:", "",
+              "| model | plain sum | scaled (LOO) | measured |", "|---|---:|---:|---:|"]
+    lines += [f"| {m['name']} | {m['predicted_sum_ms']:.3f} | {m['scaled_loo_ms']:.3f} | {m['measured_ms']:.3f} |"
+              for m in models]
+    if result["action_pairs"]:
+        lines += ["", f"Single-action Delta-latency (scaled prediction vs measured, ms, {DEFAULT_STAT}):", "",
+                  "| base | action | predicted | measured | err % |", "|---|---|---:|---:|---:|"]
+        for d in result["by_statistic"][DEFAULT_STAT]["deltas"]:
+            lines.append(f"| {d['base']} | {d['action']} | {d['predicted_scaled_ms']:.3f} | {d['measured_ms']:.3f} | "
+                         f"{d['error_pct']} |")
+    command = "python benchmarks/lut_validation.py"
+    if suffix:
+        command += f" --family v2 --session {result['session_lut']}"
+    elif result.get("wrote_lut"):
+        command += f" --write-lut {result['wrote_lut']}"
+    lines += ["", f"Command: `{command}`", ""]
+    from ef_keras.output import write_text
+    write_text(os.path.join(out_dir, f"lut_validation{suffix}.md"), "\n".join(lines))
+    plot(result, os.path.join(out_dir, f"lut_validation{suffix}.png"))
 
 
 def plot(result, path):
@@ -232,8 +264,9 @@ def plot(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     r = result["by_statistic"][DEFAULT_STAT]
+    fig, axes = plt.subplots(1, 2 if r["deltas"] else 1, figsize=(11 if r["deltas"] else 5.5, 5), squeeze=False)
+    axes = axes[0]
     m = np.array([x["measured_ms"] for x in r["models"]])
     s = np.array([x["scaled_loo_ms"] for x in r["models"]])
     hi = max(m.max(), s.max()) * 1.1
@@ -245,6 +278,11 @@ def plot(result, path):
     ax.set(xlabel=f"measured {DEFAULT_STAT} (ms)", ylabel="predicted (ms)", xlim=(0, hi), ylim=(0, hi),
            title="whole models")
     ax.legend(loc="upper left")
+    for x in r["models"]:
+        ax.annotate(x["name"], (x["measured_ms"], x["scaled_loo_ms"]), fontsize=7)
+    if not r["deltas"]:
+        _save(fig, path)
+        return
     ax = axes[1]
     dm = np.array([d["measured_ms"] for d in r["deltas"]])
     dp = np.array([d["predicted_scaled_ms"] for d in r["deltas"]])
@@ -256,10 +294,18 @@ def plot(result, path):
         ax.scatter(dm[sel], dp[sel], marker=marker, label=action)
     ax.set(xlabel=f"measured Delta {DEFAULT_STAT} (ms)", ylabel="predicted Delta (ms)", title="single slimming actions")
     ax.legend(loc="upper left")
+    _save(fig, path)
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+
+    from ef_keras.output import writing
+
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
+    with writing(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def main():
@@ -272,12 +318,19 @@ def main():
     flags.DEFINE_string("out", "benchmarks/results", "output directory")
     flags.DEFINE_string("write-lut", None, "write the session's LUT (units, reference models, correction) here")
     flags.DEFINE_string("session", None, "analyse this recorded session LUT instead of measuring a new one")
+    flags.DEFINE_enum("family", "v1", ["v1", "v2"], "v2: analyse a V2 LUT (--session) against its reference models")
     F = flags.FLAGS
 
     def _run(argv):
         del argv
-        run(F.random, F.seed, F.runs, F.warmup, F.threads, F.out, F["write-lut"].value, F.session)
-        print(open(os.path.join(F.out, "lut_validation.md")).read())
+        if F.family == "v2":
+            if not F.session:
+                raise SystemExit("--family v2 analyses a V2 LUT: pass --session LUT "
+                                 "(measure one with `python -m android_ios_bench.host --family v2 --lut-out LUT`)")
+            run_v2(F.session, F.out)
+        else:
+            run(F.random, F.seed, F.runs, F.warmup, F.threads, F.out, F["write-lut"].value, F.session)
+        print(open(os.path.join(F.out, f"lut_validation{'_v2' if F.family == 'v2' else ''}.md")).read())
     app.run(_run)
 
 
