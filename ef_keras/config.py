@@ -210,5 +210,8 @@ def get_config(name_or_path: "str | EfficientFormerConfig") -> EfficientFormerCo
         return VARIANTS[key]
     if name_or_path.endswith(".json") or os.path.sep in name_or_path:
         return EfficientFormerConfig.load(name_or_path)
+    if key.removeprefix("v2").strip("_-") in ("s0", "s1", "s2", "l"):
+        raise ConfigError(f"{name_or_path!r} is an EfficientFormerV2 variant; build it with "
+                          f"ef_keras.EfficientFormerV2({key.removeprefix('v2').strip('_-')!r}) (or EfficientFormerV2S0, ...)")
     raise ConfigError(f"unknown EfficientFormer variant {name_or_path!r}; choose one of "
                       f"{sorted(VARIANTS)} or pass an architecture .json file")

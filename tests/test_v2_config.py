@@ -91,3 +91,9 @@ def test_features_only_needs_a_backbone():
         EfficientFormerV2("s0", features_only=True)
     with pytest.raises(ModelArgumentError, match="pyramid_outputs belong to a backbone"):
         EfficientFormerV2("s0", input_shape=(64, 64, 3)).pyramid_outputs
+
+
+def test_v1_constructor_given_a_v2_name_points_to_v2():
+    with pytest.raises(ConfigError, match=r"'s2' is an EfficientFormerV2 variant; build it with "
+                                          r"ef_keras.EfficientFormerV2\('s2'\)"):
+        ef_keras.EfficientFormer("s2")
