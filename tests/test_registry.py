@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 
 import ef_keras
+from ef_keras.config_v2 import EfficientFormerV2Config
+from ef_keras.model_v2 import EfficientFormerV2
 from ef_keras.registry import list_models, registered
 
 #: The smallest named variant of each family runs every check in the default suite.
-DEFAULT_SUITE = {"l1"}
+DEFAULT_SUITE = {"l1", "s0"}
 #: Constructor arguments that are not configuration (inputs to the constructor only).
 NOT_CONFIG = {"self", "kwargs", "weights", "input_tensor"}
 
@@ -39,7 +41,10 @@ def _named(check_all_by_default=False):
 def small_models():
     """A small architecture of each family, at a small input size (fast enough for every check)."""
     v1 = ef_keras.EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 2), num_vit=1, name="tiny")
-    return {"v1_tiny": lambda **kw: ef_keras.EfficientFormer(v1, input_shape=(64, 64, 3), classes=10, **kw)}
+    v2 = EfficientFormerV2Config(widths=(16, 16, 32, 32), depths=(1, 1, 2, 2), num_vit=1,
+                                 mlp_ratios=((4,), (4,), (4, 3), (3, 4)), name="tiny")
+    return {"v1_tiny": lambda **kw: ef_keras.EfficientFormer(v1, input_shape=(64, 64, 3), classes=10, **kw),
+            "v2_tiny": lambda **kw: EfficientFormerV2(v2, input_shape=(64, 64, 3), classes=10, **kw)}
 
 
 def _build(name, **kwargs):
