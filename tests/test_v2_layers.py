@@ -81,3 +81,23 @@ def test_attention_refuses_another_grid():
     layer(np.zeros((1, 8, 8, 16), "float32"))
     with pytest.raises(ValueError, match=r"built for a \(8, 8\) grid"):
         layer(np.zeros((1, 4, 4, 16), "float32"))
+
+
+def test_drop_path_acts_in_training_only():
+    def make(rate):
+        return layers_v2.V2Block(16, 4, use_attn=True, resolution=(8, 8), key_dim=4, num_heads=2, drop_path=rate)
+
+    x = np.random.default_rng(0).standard_normal((8, 8, 8, 16)).astype("float32")
+    plain, dropping = make(0.0), make(0.5)
+    plain(x)
+    dropping(x)
+    for w in plain.weights:  # layer scales of 1e-5 would hide the residual branches
+        if "layer_scale" in w.path:
+            w.assign(np.ones(w.shape, "float32"))
+    dropping.set_weights(plain.get_weights())
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dropping(x, training=False)),
+                                  keras.ops.convert_to_numpy(plain(x, training=False)))
+    # Training: both use batch statistics, so only the dropped (or 1/keep-scaled) branches differ.
+    diff = np.abs(keras.ops.convert_to_numpy(dropping(x, training=True))
+                  - keras.ops.convert_to_numpy(plain(x, training=True)))
+    assert diff.max() > 1e-3
