@@ -72,18 +72,13 @@ def test_bad_constructor_arguments(kwargs, message):
         EfficientFormerV2("s0", **kwargs)
 
 
-def test_backbone_outputs_and_keras_file_round_trip(tmp_path):
+def test_backbone_outputs():
+    """(The .keras round trip of every variant is in the registry battery, tests/test_registry.py.)"""
     model = ef_keras.EfficientFormerV2S0(include_top=False, input_shape=(64, 64, 3))
     x = np.random.default_rng(0).standard_normal((1, 64, 64, 3)).astype("float32")
-    y = model.predict(x, verbose=0)
-    assert y.shape == (1, 2, 2, 176)
-    path = tmp_path / "s0.keras"
-    model.save(str(path))
-    import keras
-
-    again = keras.saving.load_model(str(path))
-    np.testing.assert_allclose(again.predict(x, verbose=0), y, atol=1e-6)
-    assert again.config == model.config
+    assert model.predict(x, verbose=0).shape == (1, 2, 2, 176)
+    pooled = ef_keras.EfficientFormerV2S0(include_top=False, input_shape=(64, 64, 3), pooling="avg")
+    assert pooled.predict(x, verbose=0).shape == (1, 176)
 
 
 def test_features_only_needs_a_backbone():
