@@ -27,7 +27,6 @@ from ef_keras.errors import run as run_cli  # noqa: E402
 
 TARGETS = {"tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
 DEFAULT_PRECISION = {"tflite": "fp32", "coreml": "fp16", "onnx": "fp32"}
-VARIANTS = ("l1", "l3", "l7")
 
 
 def load_model(model: str, weights: str | None = None, image_size: int = 224):
@@ -51,8 +50,10 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
     elif model.endswith(".json"):
         if not os.path.isfile(model):
             raise DeployError(f"architecture file {model} does not exist or is not a file")
+        from ef_keras.registry import architecture
+
         try:
-            config = ef_keras.get_config(model)
+            config = architecture(model)  # either family: V2 files carry "family": "efficientformer_v2"
         except ef_keras.ConfigError as e:
             raise DeployError(f"invalid architecture {model}: {_first_line(e)}") from e
         built = _build(ef_keras, config, image_size)
@@ -77,12 +78,11 @@ def _variant_names() -> tuple:
 
 
 def _build(ef_keras, config, image_size):
-    try:
-        if isinstance(config, str):  # a registered variant: its family's builder (EfficientFormer or V2)
-            from ef_keras.registry import registered
+    """A registered name or an architecture config of either family, built by its family's model class."""
+    from ef_keras.registry import build_model
 
-            return registered(config).builder(input_shape=(image_size, image_size, 3))
-        return ef_keras.EfficientFormer(config, input_shape=(image_size, image_size, 3))
+    try:
+        return build_model(config, input_shape=(image_size, image_size, 3))
     except (ef_keras.ConfigError, ef_keras.ModelArgumentError) as e:
         raise DeployError(_first_line(e)) from e
 

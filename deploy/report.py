@@ -35,9 +35,15 @@ def layout_counts(target: str, census: dict) -> dict:
 
 
 def num_3d_blocks(model) -> int | None:
-    """The number of 3D MetaBlocks (attention) of an ef_keras model; None for other models."""
+    """The number of 3D MetaBlocks (attention) of an EfficientFormer (V1); None for other models.
+
+    The dimension-consistency budget is V1's design (one 4D->3D switch); EfficientFormerV2
+    stays 4D throughout and reshapes inside every attention block, so it has no such budget.
+    """
+    from ef_keras.config import EfficientFormerConfig
+
     config = getattr(model, "config", None)
-    return getattr(config, "num_vit", None)
+    return config.num_vit if isinstance(config, EfficientFormerConfig) else None
 
 
 def reshape_transpose_budget(num_vit: int) -> int:

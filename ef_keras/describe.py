@@ -88,12 +88,13 @@ def top5(model, image: np.ndarray) -> list[tuple]:
 def describe(models, weights=None, image=None, runs=20) -> list[dict]:
     """Builds each model and returns one row per model (the CLI prints them)."""
     import ef_keras
+    from ef_keras.registry import build_model
 
     check_int("--runs", runs, low=1)
     pixels = None if image is None else read_image(image)  # a bad --image fails before any model is built
     rows = []
     for name in models:
-        model = ef_keras.EfficientFormer(name, weights=weights)
+        model = build_model(name, weights=weights)  # any registered variant or architecture JSON, either family
         row = {**ef_keras.model_info(model), "latency_ms": latency_ms(model, runs)}
         if pixels is not None:
             row["top5"] = top5(model, pixels)

@@ -65,7 +65,8 @@ def registered(name: str) -> RegisteredModel:
     key = name.lower().removeprefix("efficientformerv2").removeprefix("efficientformer").strip("_-") \
         if isinstance(name, str) else name
     if key not in _MODELS:
-        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(_MODELS)}")
+        raise UnknownModelError(f"unknown EfficientFormer model {name!r}; choose one of {', '.join(_MODELS)} "
+                                "or pass an architecture .json file")
     return _MODELS[key]
 
 

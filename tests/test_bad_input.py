@@ -146,7 +146,7 @@ CASES = [
     (DESCRIBE, "arch_not_utf8", lambda d: _write(os.path.join(d, "tiny.json"), b"\xff\xfe"),
      ["--model", "tiny.json"], "tiny.json is not UTF-8"),
     (DESCRIBE, "zero_runs", with_files(), ["--model", "tiny.json", "--runs", "0"], "--runs"),
-    (DESCRIBE, "unknown_variant", with_files(), ["--model", "l9"], "unknown EfficientFormer variant"),
+    (DESCRIBE, "unknown_variant", with_files(), ["--model", "l9"], "unknown EfficientFormer model 'l9'"),
     (DESCRIBE, "imagenet_for_custom_arch", with_files(), ["--model", "tiny.json", "--weights", "imagenet"],
      "exists only for l1, l3 and l7"),
     (DESCRIBE, "missing_checkpoint", with_files(), ["--model", "tiny.json", "--weights", "none.safetensors"],
