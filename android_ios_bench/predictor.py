@@ -168,7 +168,7 @@ class _Index:
                      + (1 - ta) * tb * grid[(a0, b1)] + ta * tb * grid[(a1, b1)])
         except KeyError as e:
             raise LUTCoverageError(f"{kind} grid at resolution {res} lacks the point {e.args[0]}; "
-                                   "re-run the harness to complete the LUT") from None
+                                   "re-run the harness to complete the LUT") from e
         span = lambda lo, hi: f"[{lo},{hi}]" if lo != hi else f"={lo}"  # noqa: E731
         notes.append(f"{kind} {cin}->{cout} r={res}: bilinear on grid cin{span(a0, a1)} x cout{span(b0, b1)}")
         return value, True

@@ -116,8 +116,8 @@ def get_preset(name: str) -> Preset:
     """The preset of variant `name`; PresetError naming the known ones otherwise."""
     try:
         return PRESETS[name]
-    except (KeyError, TypeError):
-        raise PresetError(f"no preset {name!r}: published weights exist for {', '.join(sorted(PRESETS))}") from None
+    except (KeyError, TypeError) as e:
+        raise PresetError(f"no preset {name!r}: published weights exist for {', '.join(sorted(PRESETS))}") from e
 
 
 def preset_for(name: str | None) -> Preset:

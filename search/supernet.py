@@ -291,7 +291,7 @@ def load_supernet(directory: str, expect_config: EfficientFormerConfig | None = 
         config = EfficientFormerConfig.from_dict(meta["config"])
         image_size, classes = int(meta["image_size"]), int(meta["classes"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, ConfigError) as e:
-        raise SupernetError(f"{meta_path} is not a valid supernet description: {e}") from None
+        raise SupernetError(f"{meta_path} is not a valid supernet description: {e}") from e
     if expect_config is not None and (tuple(expect_config.widths), tuple(expect_config.depths)) != (
             tuple(config.widths), tuple(config.depths)):
         raise SupernetError(f"supernet in {directory} has widths {list(config.widths)} depths "
@@ -303,5 +303,5 @@ def load_supernet(directory: str, expect_config: EfficientFormerConfig | None = 
     except Exception as e:  # h5py/Keras raise many types for a corrupt or mismatched file
         raise SupernetError(f"{weights_path} does not match its {SUPERNET_JSON} "
                             f"(widths {list(config.widths)}, depths {list(config.depths)}): "
-                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     return supernet, meta
