@@ -90,6 +90,44 @@ def mobilenet_v3_large_pyramid(input_shape=(224, 224, 3), weights=None, name="mo
     return PyramidBackbone(model.input, outputs, name=name)
 
 
+@keras.saving.register_keras_serializable(package="ef_keras")
+class Upsample(keras.layers.Layer):
+    """Integer-factor upsampling, "nearest" (each pixel copied to a factor x factor block, as
+    PyTorch's `F.interpolate(scale_factor=f)`) or "bilinear" (half-pixel centres, PyTorch's
+    `align_corners=False`).
+
+    Why not `UpSampling2D`: its nearest mode lowers to TILE ops and a nearest resize is a
+    RESIZE_NEAREST_NEIGHBOR op, neither of which XNNPACK delegates (nor `deploy.mil_eval`
+    evaluates). Here nearest is a reshape to (B·H, 1, W, 1, C), a broadcast multiply by ones
+    (f x f copies) and a reshape back, which every format runs natively; bilinear is one
+    image resize (RESIZE_BILINEAR / upsample_bilinear). Sizes are read at run time when unknown.
+    """
+
+    def __init__(self, factor=2, interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        if interpolation not in ("nearest", "bilinear"):
+            raise SegmentationError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+        self.factor, self.interpolation = int(factor), interpolation
+
+    def call(self, x):
+        f = self.factor
+        h, w, c = x.shape[1], x.shape[2], x.shape[3]
+        if h is None or w is None:
+            shape = keras.ops.shape(x)
+            h, w = shape[1], shape[2]
+        if self.interpolation == "bilinear":
+            return keras.ops.image.resize(x, (h * f, w * f), interpolation="bilinear")
+        blocks = keras.ops.reshape(x, (-1, 1, w, 1, c)) * keras.ops.ones((1, f, 1, f, 1), dtype=x.dtype)
+        return keras.ops.reshape(blocks, (-1, h * f, w * f, c))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, None if h is None else h * self.factor, None if w is None else w * self.factor, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "interpolation": self.interpolation}
+
+
 def _norm(kind: str, name: str):
     if kind == "batch":
         return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
@@ -155,7 +193,7 @@ class SemanticFPN(keras.Model):
                     for level in LEVELS}
         merged = {LEVELS[-1]: laterals[LEVELS[-1]]}
         for fine, coarse in zip(LEVELS[-2::-1], LEVELS[:0:-1]):
-            up = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"fpn_up_{coarse}")(merged[coarse])
+            up = Upsample(2, "nearest", name=f"fpn_up_{coarse}")(merged[coarse])
             merged[fine] = keras.layers.Add(name=f"fpn_merge_{fine}")([laterals[fine], up])
         pyramid = {level: keras.layers.Conv2D(fpn_channels, 3, padding="same", name=f"fpn_output_{level}")(
             merged[level]) for level in LEVELS}
@@ -170,12 +208,12 @@ class SemanticFPN(keras.Model):
                 x = _norm(norm, f"{prefix}_norm")(x)
                 x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
                 if n:
-                    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{prefix}_up")(x)
+                    x = Upsample(2, "bilinear", name=f"{prefix}_up")(x)
             scaled.append(x)
         x = keras.layers.Add(name="head_sum")(scaled)
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
         x = keras.layers.Conv2D(num_classes, 1, name="classifier")(x)
-        logits = keras.layers.UpSampling2D(4, interpolation="bilinear", name="logits", dtype="float32")(x)
+        logits = Upsample(4, "bilinear", name="logits", dtype="float32")(x)
 
         super().__init__(inputs=image, outputs=logits, name=name, **kwargs)
         self.backbone = backbone
@@ -311,3 +349,34 @@ def ade20k_dataset(split: str = "test", data_dir=None, image_size: int = 512, ba
     ds = ds.enumerate().map(tf.autograph.experimental.do_not_convert(prepare), num_parallel_calls=tf.data.AUTOTUNE,
                             deterministic=True)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- export
+def pack_pyramid(backbone, levels=LEVELS):
+    """A single-output model of `backbone`'s pyramid for export, and the layout to unpack it.
+
+    TFLite/Core ML/ONNX handle several outputs, but their output order and names differ per
+    format; `deploy/convert.py` verifies one output tensor. This puts each level's map,
+    flattened row-major (H, W, C), one after another in one (B, total) tensor, so every value
+    of every level is converted and verified. `unpack_pyramid(flat, layout)` restores the dict.
+
+    Returns (model, layout) with layout [(level, (H, W, C), offset)].
+    """
+    _check_backbone(backbone)
+    parts, layout, offset = [], [], 0
+    for level in levels:
+        tensor = backbone.pyramid_outputs[level]
+        shape = tuple(tensor.shape[1:])
+        if any(d is None for d in shape):
+            raise SegmentationError(f"{level} has shape {shape}: packing needs a static input size")
+        parts.append(keras.layers.Reshape((-1,), name=f"flat_{level}")(tensor))
+        layout.append((level, shape, offset))
+        offset += int(np.prod(shape))
+    packed = keras.layers.Concatenate(axis=1, name="pyramid")(parts)
+    return keras.Model(backbone.inputs, packed, name=f"{backbone.name}_pyramid"), layout
+
+
+def unpack_pyramid(flat, layout) -> dict:
+    """{level: (B, H, W, C)} from `pack_pyramid`'s (B, total) output."""
+    flat = np.asarray(flat)
+    return {level: flat[:, offset:offset + int(np.prod(shape))].reshape(-1, *shape) for level, shape, offset in layout}

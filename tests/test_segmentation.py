@@ -161,3 +161,29 @@ def test_ade20k_pipeline_on_mock_data():
     expected = tf.image.resize(annotation.astype("int32"), (32, 48), method="nearest").numpy()[:, 8:40, 0]
     expected = np.where(expected == 0, IGNORE_LABEL, expected - 1)
     np.testing.assert_array_equal(labels.numpy()[0], expected)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_upsample_matches_keras_and_pytorch_conventions(factor):
+    from ef_keras.segmentation import Upsample
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 4)).astype("float32")
+    np.testing.assert_array_equal(Upsample(factor, "nearest")(x), np.repeat(np.repeat(x, factor, 1), factor, 2))
+    np.testing.assert_allclose(Upsample(factor, "bilinear")(x),
+                               keras.layers.UpSampling2D(factor, interpolation="bilinear")(x), atol=1e-6)
+    # variable size: the factor is applied to whatever arrives
+    model = keras.Sequential([keras.Input((None, None, 4)), Upsample(factor, "nearest")])
+    assert model.predict(x, verbose=0).shape == (2, 3 * factor, 5 * factor, 4)
+
+
+def test_pack_pyramid_round_trip():
+    from ef_keras.segmentation import pack_pyramid, unpack_pyramid
+
+    backbone = mobilenet_v3_large_pyramid((64, 64, 3))
+    packed, layout = pack_pyramid(backbone)
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    levels = unpack_pyramid(packed.predict(x, verbose=0), layout)
+    direct = keras.Model(backbone.inputs, backbone.pyramid_outputs).predict(x, verbose=0)
+    assert [entry[0] for entry in layout] == ["P2", "P3", "P4", "P5"]
+    for level in direct:
+        np.testing.assert_array_equal(levels[level], direct[level])

@@ -1,0 +1,177 @@
+r"""EfficientFormer-L1 vs MobileNetV3-Large as detection/segmentation backbones on the composed dense task.
+
+    python benchmarks/dense_task.py                       # ~20 min on 2 cores (needs the [dense] extra)
+    python benchmarks/dense_task.py --tasks seg --seconds 120
+
+Data: `ef_keras.dense_data.compose` puts Fashion-MNIST scans from the shipped subset on
+128x128 canvases (1-3 objects, 1.5-3x their 28 px size): --train canvases from the train
+split, --val from the held-out split (disjoint scans, another seed).
+
+Per task and backbone (both from random init: no ImageNet weights offline; same input, the
+ImageNet-normalised canvas): the same head (`SemanticFPN`, keras-hub's `RetinaNet`), the
+same optimizer (AdamW, --lr, wd 1e-4, batch --batch) and the same wall-clock training budget
+(--seconds, counted from the end of the first step so tracing does not eat into it). Before
+training each model is scored as it is (the untrained baseline); after, again: mIoU over
+the 11 labels (background + 10 classes) and COCO box mAP (pycocotools) over the 10 classes.
+
+Writes benchmarks/results/dense_task.{json,md} and prints the table.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("tasks", ["seg", "det"], "seg (SemanticFPN, mIoU) and/or det (RetinaNet, mAP)")
+flags.DEFINE_list("backbones", ["efficientformer_l1", "mobilenet_v3_large"], "backbones to compare")
+flags.DEFINE_integer("seconds", 180, "training wall-clock budget per model (after the first step)")
+flags.DEFINE_integer("train", 2048, "training canvases")
+flags.DEFINE_integer("val", 128, "held-out canvases")
+flags.DEFINE_integer("size", 128, "canvas side (multiple of 128 for RetinaNet's P7)")
+flags.DEFINE_integer("batch", 8, "batch size")
+flags.DEFINE_float("lr", 1e-3, "AdamW learning rate (both backbones)")
+flags.DEFINE_integer("seed", 0, "data and init seed")
+flags.DEFINE_string("out_dir", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+                    "where dense_task.{json,md} go")
+
+
+class Budget:
+    """A Keras callback that stops training `seconds` after the first step ended (tracing excluded)."""
+
+    def __new__(cls, seconds):
+        import keras
+
+        class _Budget(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.start, self.steps = None, 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.steps += 1
+                if self.start is None:
+                    self.start = time.perf_counter()
+                elif time.perf_counter() - self.start >= seconds:
+                    self.model.stop_training = True
+
+        return _Budget()
+
+
+def backbone(name, size):
+    import ef_keras
+    from ef_keras.segmentation import mobilenet_v3_large_pyramid
+
+    if name == "efficientformer_l1":
+        return ef_keras.EfficientFormer("l1", include_top=False, input_shape=(size, size, 3))
+    if name == "mobilenet_v3_large":
+        return mobilenet_v3_large_pyramid((size, size, 3))
+    raise app.UsageError(f"unknown backbone {name!r}")
+
+
+def _optimizer():
+    import keras
+
+    return keras.optimizers.AdamW(FLAGS.lr, weight_decay=1e-4)
+
+
+def run_seg(name, train, val, x_train, x_val):
+    import keras
+
+    from ef_keras.segmentation import IGNORE_LABEL, SemanticFPN, mean_iou
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    model = SemanticFPN(backbone(name, FLAGS.size), num_classes=train.num_seg_classes)
+    before = mean_iou(model, x_val, val.masks)
+    model.compile(_optimizer(), keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL),
+                  jit_compile=False)
+    budget = Budget(FLAGS.seconds)
+    start = time.perf_counter()
+    model.fit(x_train, train.masks.astype("int32"), batch_size=FLAGS.batch, epochs=1000, callbacks=[budget],
+              verbose=0)
+    wall = time.perf_counter() - start
+    after = mean_iou(model, x_val, val.masks)
+    return {"task": "seg", "backbone": name, "params": model.count_params(), "steps": budget.steps,
+            "epochs": round(budget.steps * FLAGS.batch / len(x_train), 2), "train_seconds": round(wall, 1),
+            "untrained": before["miou"], "trained": after["miou"], "pixel_accuracy": after["pixel_accuracy"]}
+
+
+def run_det(name, train, val, x_train, x_val):
+    import keras
+
+    from ef_keras.detection import coco_map, retinanet
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    model = retinanet(backbone(name, FLAGS.size), num_classes=train.num_classes)
+    model.compile(optimizer=_optimizer(), jit_compile=False)
+    targets = val.detection_targets()
+
+    def score():
+        return coco_map(model.predict(x_val, batch_size=16, verbose=0), targets, (FLAGS.size, FLAGS.size))
+
+    before = score()
+    budget = Budget(FLAGS.seconds)
+    start = time.perf_counter()
+    model.fit(x_train, train.detection_targets(), batch_size=FLAGS.batch, epochs=1000, callbacks=[budget],
+              verbose=0)
+    wall = time.perf_counter() - start
+    after = score()
+    return {"task": "det", "backbone": name, "params": model.count_params(), "steps": budget.steps,
+            "epochs": round(budget.steps * FLAGS.batch / len(x_train), 2), "train_seconds": round(wall, 1),
+            "untrained": before["map"], "trained": after["map"], "map50": after["map50"]}
+
+
+def table(rows) -> str:
+    lines = ["| task | backbone | params | steps (epochs) | metric untrained | metric trained | extra |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        metric = "mIoU" if r["task"] == "seg" else "mAP"
+        extra = (f"pixel acc {r['pixel_accuracy']:.3f}" if r["task"] == "seg" else f"mAP50 {r['map50']:.3f}")
+        lines.append(f"| {r['task']} | {r['backbone']} | {r['params'] / 1e6:.2f} M | {r['steps']} ({r['epochs']}) | "
+                     f"{metric} {r['untrained']:.3f} | {metric} {r['trained']:.3f} | {extra} |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    import numpy as np
+
+    from ef_keras.data import normalize
+    from ef_keras.dense_data import compose
+    from ef_keras.output import write_json, write_text
+
+    common = dict(canvas_size=(FLAGS.size, FLAGS.size), max_objects=3, scale=(1.5, 3.0))
+    train = compose("embedded", "train", num_images=FLAGS.train, seed=FLAGS.seed, **common)
+    val = compose("embedded", "validation", num_images=FLAGS.val, seed=FLAGS.seed + 1, **common)
+    x_train = np.asarray(normalize(train.images.astype("float32")))
+    x_val = np.asarray(normalize(val.images.astype("float32")))
+    background = float((val.masks == 0).mean())
+    rows = []
+    for task in FLAGS.tasks:
+        for name in FLAGS.backbones:
+            t0 = time.time()
+            row = (run_seg if task == "seg" else run_det)(name, train, val, x_train, x_val)
+            row["total_seconds"] = round(time.time() - t0, 1)
+            rows.append(row)
+            print(row, flush=True)
+    command = "python benchmarks/dense_task.py " + " ".join(sys.argv[1:])
+    result = {"command": command, "rows": rows, "background_fraction_val": background,
+              "settings": {k: FLAGS[k].value for k in ("seconds", "train", "val", "size", "batch", "lr", "seed")},
+              "host": platform.platform(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    text = (f"{table(rows)}\n\n`{command}`: {FLAGS.train} train / {FLAGS.val} held-out {FLAGS.size}px canvases, "
+            f"{FLAGS.seconds} s of training per model, AdamW lr {FLAGS.lr}, batch {FLAGS.batch}, random init. "
+            f"Background is {background:.1%} of the held-out pixels.\n")
+    print(text)
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    write_json(os.path.join(FLAGS.out_dir, "dense_task.json"), result)
+    write_text(os.path.join(FLAGS.out_dir, "dense_task.md"), text)
+
+
+if __name__ == "__main__":
+    app.run(main)
