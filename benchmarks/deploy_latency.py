@@ -30,8 +30,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from benchmarks.timing_loop import time_interleaved as _time_interleaved  # noqa: E402
+
 FLAGS = flags.FLAGS
-flags.DEFINE_list("variants", ["l1", "l3", "l7"], "EfficientFormer variants")
+flags.DEFINE_list("variants", ["l1", "l3", "l7"], "registered model names (l1, l3, l7, s0, s1, s2, l)")
 flags.DEFINE_list("precisions", ["fp32", "fp16", "int8", "int8-dynamic"], "TFLite precisions")
 flags.DEFINE_list("onnx_variants", ["l1", "l3", "l7"], "variants also timed in ONNX Runtime (fp32); tf2onnx "
                   "needs ~4 GB RAM for L1 and much more for L7")
@@ -65,22 +67,24 @@ def convert_all(work_dir):
     import deploy
     import ef_keras
     from deploy.testing import randomize_weights
+    from ef_keras import registry
 
     calibration = _calibration_folder(work_dir)
     entries = []
     for variant in FLAGS.variants:
-        model = randomize_weights(ef_keras.EfficientFormer(variant))
+        model = randomize_weights(ef_keras.create_model(variant))
+        family = "EfficientFormerV2" if registry.registered(variant).family == "v2" else "EfficientFormer"
         for precision in FLAGS.precisions:
             path = os.path.join(work_dir, f"{variant}_{precision}.tflite")
             start = time.time()
             report = deploy.to_tflite(model, path, precision=precision, overwrite=True,
                                       calibration_data=calibration if precision == "int8" else None)
             print(f"converted {variant} {precision} in {time.time() - start:.0f} s", flush=True)
-            entries.append((f"EfficientFormer-{variant.upper()} TFLite {precision}", "tflite", path, report))
+            entries.append((f"{family}-{variant.upper()} TFLite {precision}", "tflite", path, report))
         if variant in FLAGS.onnx_variants:
             path = os.path.join(work_dir, f"{variant}.onnx")
             report = deploy.to_onnx(model, path, overwrite=True)
-            entries.append((f"EfficientFormer-{variant.upper()} ONNX Runtime fp32", "onnx", path, report))
+            entries.append((f"{family}-{variant.upper()} ONNX Runtime fp32", "onnx", path, report))
         keras.backend.clear_session()
     for alpha in FLAGS.mobilenet_alphas:
         model = randomize_weights(keras.applications.MobileNetV2(alpha=float(alpha), weights=None,
@@ -116,18 +120,7 @@ def _runner(kind, path):
 def time_interleaved(entries):
     """Runs every model once per round, `FLAGS.runs` rounds after warm-up; returns {label: [ms]}."""
     runners = {label: _runner(kind, path) for label, kind, path, _ in entries}
-    for fn in runners.values():
-        for _ in range(FLAGS.warmup):
-            fn()
-    times = {label: [] for label in runners}
-    for r in range(FLAGS.runs):
-        for label, fn in runners.items():
-            start = time.perf_counter()
-            fn()
-            times[label].append((time.perf_counter() - start) * 1e3)
-        if (r + 1) % 10 == 0:
-            print(f"round {r + 1}/{FLAGS.runs}", flush=True)
-    return times
+    return _time_interleaved(runners, FLAGS.runs, FLAGS.warmup, progress_every=10)
 
 
 def summarize(entries, times):

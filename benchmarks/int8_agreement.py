@@ -3,6 +3,7 @@ r"""Full-integer int8 TFLite vs float on real held-out images: top-1 agreement a
     python -m ef_keras.train --data embedded --model benchmarks/results/int8_agreement_arch.json --out runs/fm --epochs 4 --steps-per-epoch 150
     python benchmarks/int8_agreement.py --model runs/fm/model.keras --data embedded --images 5000
     python benchmarks/int8_agreement.py --model l1 --weights l1.safetensors --data /data/imagenette  # ImageNet weights
+    python benchmarks/int8_agreement.py --model s0 --weights imagenet --data /data/imagenette  # V2, any registered name
 
 The trained model is converted with `deploy.to_tflite(precision="int8")` (the int8 export
 graph, one XNNPACK partition), calibrated on `--calibration_images` images of the *train*
@@ -34,10 +35,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "trained .keras model (e.g. model.keras of a training run), or l1/l3/l7/ARCH.json "
-                    "with --weights")
-flags.DEFINE_string("weights", None, "checkpoint for --model l1/l3/l7/ARCH.json (e.g. timm's ImageNet weights)")
-flags.DEFINE_integer("image_size", 224, "input size for --model l1/l3/l7/ARCH.json")
+flags.DEFINE_string("model", None, "trained .keras model (e.g. model.keras of a training run), or a registered name "
+                    "(l1, l3, l7, s0, s1, s2, l) / ARCH.json of either family with --weights")
+flags.DEFINE_string("weights", None, "checkpoint for --model NAME/ARCH.json (e.g. timm's ImageNet weights)")
+flags.DEFINE_integer("image_size", 224, "input size for --model NAME/ARCH.json")
 flags.DEFINE_string("data", "embedded", "dataset of the training run (ef_keras.data name or ImageFolder)")
 flags.DEFINE_string("data_dir", None, "tfds data directory")
 flags.DEFINE_integer("images", 5000, "held-out images to compare on")
@@ -90,8 +91,8 @@ def main(argv):
     if FLAGS.model.endswith(".keras"):
         model = keras.saving.load_model(FLAGS.model, compile=False)
     else:
-        model = ef_keras.EfficientFormer(FLAGS.model, weights=FLAGS.weights,
-                                         input_shape=(FLAGS.image_size, FLAGS.image_size, 3))
+        model = ef_keras.registry.build_model(FLAGS.model, weights=FLAGS.weights,
+                                              input_shape=(FLAGS.image_size, FLAGS.image_size, 3))
     size = int(model.inputs[0].shape[1])
     calib, _ = load_split("train", FLAGS.calibration_images, size)
     x, y = load_split(None, FLAGS.images, size)
