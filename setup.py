@@ -42,7 +42,7 @@ SEARCH = DATA + [  # search/ and android_ios_bench/: training data, the LUT sche
 
 setup(
     name="ef-keras",
-    version="0.1.0",
+    version="0.2.0",
     description="EfficientFormer (vision transformers at MobileNet speed) for Keras 3, with TFLite/CoreML/ONNX "
                 "deployment, on-device latency tables and the latency-driven architecture search",
     long_description=open("README.md", encoding="utf-8").read(),

@@ -7,7 +7,7 @@
 """
 
 from ef_keras import layers
-from ef_keras.checkpoint import CheckpointError, load_weights_from_checkpoint
+from ef_keras.checkpoint import CheckpointError, load_weights_from_checkpoint, save_checkpoint
 from ef_keras.config import VARIANTS, ConfigError, EfficientFormerConfig, get_config
 from ef_keras.info import model_info
 from ef_keras.model import (EfficientFormer, EfficientFormerL1, EfficientFormerL3, EfficientFormerL7,
@@ -16,11 +16,13 @@ from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config
 from ef_keras.model_v2 import (EfficientFormerV2, EfficientFormerV2L, EfficientFormerV2S0, EfficientFormerV2S1,
                                EfficientFormerV2S2)
 from ef_keras.presets import PRESETS, Preset, PresetError, decode_predictions, get_preset
+from ef_keras.registry import create_model, list_models
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, eval_transform, preprocess_input
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["layers", "CheckpointError", "load_weights_from_checkpoint", "VARIANTS", "ConfigError",
+__all__ = ["layers", "CheckpointError", "load_weights_from_checkpoint", "save_checkpoint",
+           "create_model", "list_models", "VARIANTS", "ConfigError",
            "EfficientFormerConfig", "get_config", "model_info", "EfficientFormer", "EfficientFormerL1",
            "EfficientFormerL3", "EfficientFormerL7", "ModelArgumentError", "IMAGENET_MEAN", "IMAGENET_STD",
            "preprocess_input", "eval_transform", "PRESETS", "Preset", "PresetError", "decode_predictions",
