@@ -87,3 +87,11 @@ def test_family_mismatch_is_one_line():
         predict(TINY, L.load_default_lut(), input_size=224)
     with pytest.raises(L.LUTCoverageError, match=r"EfficientFormer \(V1\) but the LUT measured EfficientFormerV2"):
         predict("l1", make_lut(), input_size=64)
+
+
+def test_embedded_v2_lut_covers_the_four_variants_exactly():
+    """lut=None picks the shipped V2 table for V2 architectures; S0-L are measured, not interpolated."""
+    for name in ("s0", "s1", "s2", "l"):
+        p = predict(name)
+        assert not p.interpolated and p.ms > 0 and p.correction_ms != 0
+    assert predict("efficientformerv2_s0").sum_ms < predict("l").sum_ms
