@@ -238,14 +238,17 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
                 f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}" if unexpected else "") if part)
             + ". Is it a checkpoint of another variant or input size?")
 
+    from ef_keras.model import resize_bias_table
+
     values, resized = [], []
     for key, target in targets.items():
         value = target.transform(state[key])
         expected = tuple(target.variable.shape)
+        side = round(value.shape[1] ** 0.5) if value.ndim == 2 else 0
         if key.endswith("attention_biases") and value.shape[0] == expected[0] and value.shape != expected \
-                and round(value.shape[1] ** 0.5) ** 2 == value.shape[1]:
-            grid = _attention_grid(model, key)
-            value = _resize_bias_table(value, grid)
+                and side * side == value.shape[1]:
+            grids = ((side, side), _attention_grid(model, key))  # published tables are square
+            value = resize_bias_table(value, *grids)
             resized.append(key.removesuffix(".attention_biases"))
         if tuple(value.shape) != expected:
             raise CheckpointError(
@@ -265,30 +268,15 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
     for variable, value in values:
         variable.assign(value.astype(variable.dtype))
     if resized:
-        warnings.warn(f"{source}: resized the attention bias tables of {len(resized)} block(s) bicubically to the "
-                      f"{_attention_grid(model, resized[0] + '.attention_biases')} token grid of this input size; "
-                      "fine-tune at this size for best accuracy", stacklevel=2)
+        warnings.warn(f"{source}: resized the attention bias tables of {len(resized)} block(s) bicubically from the "
+                      f"checkpoint's {grids[0]} token grid to the {grids[1]} grid of this input size; fine-tune at "
+                      "this size for best accuracy", stacklevel=2)
     return model
 
 
 def _attention_grid(model, key):
     """The token grid of the 3D MetaBlock a `...token_mixer.*` key belongs to."""
     return _attention_blocks(model)[key.split(".token_mixer.")[0]].token_mixer.resolution
-
-
-def _resize_bias_table(table: np.ndarray, grid) -> np.ndarray:
-    """(heads, r·r) relative-position biases of an r×r grid -> (heads, gh·gw), bicubic.
-
-    The reference's detection/segmentation backbones likewise resize their biases
-    bicubically for other resolutions; accuracy is best after fine-tuning at the new size.
-    """
-    import tensorflow as tf
-
-    heads, n = table.shape
-    r = int(round(n ** 0.5))
-    image = tf.convert_to_tensor(table.reshape(heads, r, r, 1), tf.float32)
-    resized = tf.image.resize(image, grid, method="bicubic").numpy()
-    return resized.reshape(heads, grid[0] * grid[1])
 
 
 def _describe(model):
