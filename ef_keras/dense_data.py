@@ -120,7 +120,7 @@ def compose(source: str = "embedded", split: str = "train", num_images: int = 25
     except (TypeError, ValueError) as e:
         if isinstance(e, DenseDataError):
             raise
-        raise DenseDataError(f"canvas_size and scale must be pairs, got {canvas_size!r} and {scale!r}") from None
+        raise DenseDataError(f"canvas_size and scale must be pairs, got {canvas_size!r} and {scale!r}") from e
     if low > high:
         raise DenseDataError(f"scale must be (low, high) with low <= high, got {scale!r}")
     scans, labels = load_arrays(source, split)

@@ -315,13 +315,13 @@ def ade20k_dataset(split: str = "test", data_dir=None, image_size: int = 512, ba
     builder = tfds.builder(ADE20K, data_dir=data_dir)
     try:
         ds = builder.as_dataset(split=split, shuffle_files=training, read_config=tfds.ReadConfig(shuffle_seed=seed))
-    except AssertionError:
+    except AssertionError as e:
         raise SegmentationError(
             f"ADE20K ({ADE20K}) is not prepared in {where}: run `tfds build {ADE20K} --data_dir DIR` on a connected "
-            "machine and copy DIR here (pass it as data_dir); nothing is downloaded") from None
+            "machine and copy DIR here (pass it as data_dir); nothing is downloaded") from e
     except ValueError as e:
         raise SegmentationError(f"{ADE20K} has no split {split!r} (splits: train, test): "
-                                f"{str(e).splitlines()[0]}") from None
+                                f"{str(e).splitlines()[0]}") from e
 
     def prepare(index, example):
         image = tf.cast(example["image"], tf.float32)
