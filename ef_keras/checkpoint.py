@@ -250,15 +250,7 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
             grids = ((side, side), _attention_grid(model, key))  # published tables are square
             value = resize_bias_table(value, *grids)
             resized.append(key.removesuffix(".attention_biases"))
-        if tuple(value.shape) != expected:
-            raise CheckpointError(
-                f"{source}: {key} has shape {tuple(state[key].shape)} (-> {tuple(value.shape)} in Keras layout) "
-                f"but {model.name} expects {expected}. Is it a checkpoint of another variant or input size?")
-        if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
-            bad = "non-numeric" if not np.issubdtype(value.dtype, np.number) else "NaN or Inf"
-            raise CheckpointError(f"{source}: {key} holds {bad} values; the checkpoint is corrupt or from a run "
-                                  "that diverged. Use an earlier checkpoint")
-        values.append((target.variable, value))
+        values.append((target.variable, checked_value(source, key, state[key], value, expected, model.name)))
     for key, index in index_keys.items():
         if key.removesuffix(".attention_bias_idxs") in resized:
             continue
@@ -272,6 +264,23 @@ def load_state_dict(model, state_dict: dict[str, np.ndarray], skip_head: bool = 
                       f"checkpoint's {grids[0]} token grid to the {grids[1]} grid of this input size; fine-tune at "
                       "this size for best accuracy", stacklevel=2)
     return model
+
+
+def checked_value(source, key, raw, value, expected, model_name, family=""):
+    """`value` (tensor `key` in Keras layout) if it has the `expected` shape and finite numbers; else CheckpointError.
+
+    `family` ("V2 ") goes into the hint; both families' importers check every tensor here before
+    assigning any.
+    """
+    if tuple(value.shape) != expected:
+        raise CheckpointError(
+            f"{source}: {key} has shape {tuple(raw.shape)} (-> {tuple(value.shape)} in Keras layout) "
+            f"but {model_name} expects {expected}. Is it a checkpoint of another {family}variant or input size?")
+    if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
+        bad = "non-numeric" if not np.issubdtype(value.dtype, np.number) else "NaN or Inf"
+        raise CheckpointError(f"{source}: {key} holds {bad} values; the checkpoint is corrupt or from a run "
+                              "that diverged. Use an earlier checkpoint")
+    return value
 
 
 def _attention_grid(model, key):

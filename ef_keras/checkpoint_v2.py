@@ -16,7 +16,8 @@ import re
 
 import numpy as np
 
-from ef_keras.checkpoint import CheckpointError, Target, _conv, _linear, _same, _vector, read_state_dict
+from ef_keras.checkpoint import (CheckpointError, Target, _conv, _linear, _same, _vector, checked_value,
+                                 read_state_dict)
 from ef_keras.plan import Block
 
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
@@ -216,15 +217,7 @@ def load_v2_state_dict(model, state_dict, skip_head: bool = False, source: str =
     for key, target in targets.items():
         value = target.transform(state[key])
         expected = tuple(target.variable.shape)
-        if tuple(value.shape) != expected:
-            raise CheckpointError(
-                f"{source}: {key} has shape {tuple(state[key].shape)} (-> {tuple(value.shape)} in Keras layout) "
-                f"but {model.name} expects {expected}. Is it a checkpoint of another V2 variant or input size?")
-        if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
-            bad = "non-numeric" if not np.issubdtype(value.dtype, np.number) else "NaN or Inf"
-            raise CheckpointError(f"{source}: {key} holds {bad} values; the checkpoint is corrupt or from a run "
-                                  "that diverged. Use an earlier checkpoint")
-        values.append((target.variable, value))
+        values.append((target.variable, checked_value(source, key, state[key], value, expected, model.name, "V2 ")))
     for key, index in indices.items():
         if key in state and not np.array_equal(state[key], index):
             raise CheckpointError(f"{source}: {key} differs from the {index.shape} relative-position index this "

@@ -121,13 +121,7 @@ class EfficientFormer(keras.Model):
         pyramid = None if include_top else _pyramid(x, stage_maps, config)
         if include_top:
             pooled = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-            head = keras.layers.Dense(classes, name="head")(pooled)
-            if distillation:
-                dist = keras.layers.Dense(classes, name="head_dist")(pooled)
-                logits = keras.layers.Average(name="head_average")([head, dist])
-            else:
-                logits = head
-            outputs = keras.layers.Activation(classifier_activation or "linear", name="predictions")(logits)
+            outputs = classifier_top(pooled, classes, distillation, classifier_activation)
         elif pooling == "avg":
             outputs = keras.layers.GlobalAveragePooling1D(name="avg_pool")(x)
         elif pooling == "max":
@@ -216,6 +210,20 @@ class EfficientFormer(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def classifier_top(pooled, classes, distillation, classifier_activation):
+    """The heads on pooled features (both families): `head`, optionally `head_dist` averaged with it.
+
+    The layer names are what checkpoint import, `heads_model()` and the LUT's head unit refer to.
+    """
+    head = keras.layers.Dense(classes, name="head")(pooled)
+    if distillation:
+        dist = keras.layers.Dense(classes, name="head_dist")(pooled)
+        logits = keras.layers.Average(name="head_average")([head, dist])
+    else:
+        logits = head
+    return keras.layers.Activation(classifier_activation or "linear", name="predictions")(logits)
 
 
 def _check_arguments(config, include_top, weights, pooling, classes, drop_path_rate, distillation):

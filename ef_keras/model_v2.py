@@ -15,7 +15,7 @@ from ef_keras import layers_v2
 from ef_keras.checks import check_int, check_number
 from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config, get_v2_config
 from ef_keras.plan import Block
-from ef_keras.model import ModelArgumentError
+from ef_keras.model import ModelArgumentError, classifier_top
 from ef_keras.registry import register_model
 
 TOTAL_STRIDE = 32
@@ -114,13 +114,7 @@ class EfficientFormerV2(keras.Model):
         pyramid = None if include_top else {**{f"P{s + 2}": stage_maps[s] for s in range(3)}, "P5": x}
         if include_top:
             pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-            head = keras.layers.Dense(classes, name="head")(pooled)
-            if distillation:
-                dist = keras.layers.Dense(classes, name="head_dist")(pooled)
-                logits = keras.layers.Average(name="head_average")([head, dist])
-            else:
-                logits = head
-            outputs = keras.layers.Activation(classifier_activation or "linear", name="predictions")(logits)
+            outputs = classifier_top(pooled, classes, distillation, classifier_activation)
         elif pooling == "avg":
             outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         elif pooling == "max":
