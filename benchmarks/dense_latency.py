@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from ef_keras import timing  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("size", 512, "input height = width")
@@ -79,19 +80,11 @@ def main(argv):
         detail = interpreter.get_input_details()[0]
         interpreter.set_tensor(detail["index"], np.random.default_rng(0).standard_normal(detail["shape"]).astype(
             "float32"))
-        for _ in range(FLAGS.warmup):
-            interpreter.invoke()
         invoke[e["model"]] = interpreter.invoke
-    times = {name: [] for name in invoke}
-    for _ in range(FLAGS.runs):
-        for name, run in invoke.items():
-            t = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - t) * 1e3)
+    times = timing.time_interleaved(invoke, FLAGS.runs, FLAGS.warmup)
     for e in entries:
-        ms = sorted(times[e["model"]])
-        e["median_ms"] = round(statistics.median(ms), 2)
-        e["p10_ms"] = round(ms[max(0, int(0.1 * len(ms)) - 1)], 2)
+        s = timing.summarize(times[e["model"]])
+        e["median_ms"], e["p10_ms"] = s["median_ms"], s["p10_ms"]
     by = {e["model"]: e for e in entries}
     ratios = {kind: {stat: round(by[f"EfficientFormer-L1 {kind}"][stat] / by[f"MobileNetV3-Large {kind}"][stat], 2)
                      for stat in ("median_ms", "p10_ms")}

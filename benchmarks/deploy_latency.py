@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.timing_loop import time_interleaved as _time_interleaved  # noqa: E402
+from ef_keras import timing  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", ["l1", "l3", "l7"], "registered model names (l1, l3, l7, s0, s1, s2, l)")
@@ -120,18 +119,17 @@ def _runner(kind, path):
 def time_interleaved(entries):
     """Runs every model once per round, `FLAGS.runs` rounds after warm-up; returns {label: [ms]}."""
     runners = {label: _runner(kind, path) for label, kind, path, _ in entries}
-    return _time_interleaved(runners, FLAGS.runs, FLAGS.warmup, progress_every=10)
+    return timing.time_interleaved(runners, FLAGS.runs, FLAGS.warmup, progress=timing.print_every(10))
 
 
 def summarize(entries, times):
     rows = []
     for label, kind, path, report in entries:
-        t = sorted(times[label])
+        s = timing.summarize(times[label])
         layout = report["reshape_transpose_gather"]
         rows.append({
             "model": label, "runtime": "LiteRT + XNNPACK" if kind == "tflite" else "ONNX Runtime CPU",
-            "median_ms": round(statistics.median(t), 2), "min_ms": round(t[0], 2),
-            "p90_ms": round(t[int(0.9 * (len(t) - 1))], 2), "runs": len(t),
+            **{k: s[k] for k in ("median_ms", "p10_ms", "min_ms", "p90_ms", "runs")},
             "size_mb": round(report["size_bytes"] / 1e6, 2),
             "reshape_transpose": layout["reshape"] + layout["transpose"], "gather": layout["gather"],
             "xnnpack_partitions": report.get("xnnpack", {}).get("partitions"),

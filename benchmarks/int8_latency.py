@@ -15,7 +15,7 @@ contrast. int8 is calibrated on 16 crops of the photos bundled with scikit-learn
 images, `deploy.verify.sample_inputs`); the calibration data does not change the speed.
 MobileNetV2 (`--mobilenet_alphas`) and MobileNetV3 (`--mobilenet_v3 large,small`) come from
 keras.applications with weights=None. All models are timed single-image in one loop that
-interleaves them run by run (`benchmarks/timing_loop.py`; LiteRT + XNNPACK, `--threads`
+interleaves them run by run (`ef_keras.timing`; LiteRT + XNNPACK, `--threads`
 threads), so background load hits every model alike; the table gives median and p10 (the
 10th percentile, a less load-sensitive figure), the ratios to every MobileNet and the
 issues' speed goals that the run's models allow checking.
@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.timing_loop import stats, time_interleaved  # noqa: E402
+from ef_keras.timing import print_every, summarize as stats, time_interleaved  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", ["l1"], "registered model names (l1, l3, l7, s0, s1, s2, l) or architecture JSON files")
@@ -219,7 +219,7 @@ def main(argv):
     os.makedirs(work_dir, exist_ok=True)
     entries = convert_all(work_dir)
     load_before = os.getloadavg()[0]
-    times = time_interleaved(runners(entries), FLAGS.runs, FLAGS.warmup, progress_every=10)
+    times = time_interleaved(runners(entries), FLAGS.runs, FLAGS.warmup, progress=print_every(10))
     rows, ratios, goals = summarize(entries, times)
     meta = {"command": "python " + " ".join(sys.argv), "host": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, 1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after timing",

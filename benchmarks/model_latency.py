@@ -6,7 +6,7 @@ r"""Single-image CPU latency: our Keras models under tf.function next to timm's 
 `--models` are registered names (`ef_keras.list_models()`); the timm counterpart of a V1
 model is `efficientformer_<name>`, of a V2 model `efficientformerv2_<name>`. Both
 frameworks run in this one process, and every model of both is called once per round,
-all rounds interleaved (`benchmarks/timing_loop.py`), so that load on this shared machine
+all rounds interleaved (`ef_keras.timing`), so that load on this shared machine
 hits them alike; the table shows medians, p10 and the Keras/torch ratio. timm is optional
 (torch + timm installed; see tests/fixtures/README.md). Also prints the peak resident
 memory of building each model in a fresh subprocess (goal: L7 < 2 GB; `--nobuild_rss` skips
@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.timing_loop import stats, time_interleaved  # noqa: E402
+from ef_keras.timing import print_every, summarize as stats, time_interleaved  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["l1", "l3", "l7"], "Registered model names to time (l1, l3, l7, s0, s1, s2, l).")
@@ -129,7 +129,7 @@ def main(argv):
                     m(x)
             runners[(name, "timm")] = theirs
     load_before = os.getloadavg()[0]
-    times = time_interleaved(runners, FLAGS.runs, FLAGS.warmup, progress_every=10)
+    times = time_interleaved(runners, FLAGS.runs, FLAGS.warmup, progress=print_every(10))
     load_after = os.getloadavg()[0]
 
     rows = []

@@ -10,9 +10,8 @@ TFLite graph (8 for L1).
 from __future__ import annotations
 
 import datetime
-import statistics
-import time
 
+from ef_keras import timing
 from ef_keras.output import write_json
 
 #: Op names per target that count as layout ops (TFLite builtins, MIL ops, ONNX node types).
@@ -83,15 +82,8 @@ def write(report: dict, path: str) -> None:
 
 
 def median_ms(fn, warmup: int, runs: int) -> float:
-    """Median wall time of `fn()` in ms after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(times), 3)
+    """Median wall time of `fn()` in ms after `warmup` untimed calls (`ef_keras.timing`)."""
+    return timing.summarize(timing.time_interleaved({"fn": fn}, runs, warmup)["fn"])["median_ms"]
 
 
 def format_table(report: dict) -> str:

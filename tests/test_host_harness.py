@@ -10,7 +10,8 @@ import pytest
 
 from android_ios_bench import lut as L
 from android_ios_bench.export import MANIFEST_NAME, export_items, lut_items
-from android_ios_bench.host import measure_manifest, summarize
+from android_ios_bench.host import measure_manifest
+from ef_keras.timing import summarize
 from android_ios_bench.units import SearchSpace
 
 SPACE = SearchSpace(input_size=64, max_widths=(16, 16, 16, 32), downsample_points=2)
@@ -90,14 +91,6 @@ def test_missing_model_file_is_a_one_line_error_and_nothing_is_lost(exported, tm
     with pytest.raises(L.ManifestError, match=f"entry '{KEYS[3]}' names tflite/{KEYS[3]}.tflite, which does not"):
         measure_manifest(manifest, out, runs=3)
     assert open(out).read() == before
-
-
-def test_summarize_matches_numpy_percentiles():
-    import numpy as np
-    t = np.random.default_rng(0).gamma(2.0, 1.0, 101)
-    s = summarize(t)
-    assert s["median_ms"] == pytest.approx(np.median(t), abs=1e-5) and s["runs"] == 101
-    assert s["p10_ms"] == pytest.approx(np.percentile(t, 10), abs=1e-5)
 
 
 def _cli(*args):

@@ -5,8 +5,7 @@
 Without --manifest the default search space is exported first (resumable) into --models-dir.
 """
 
-from android_ios_bench.host.harness import (host_device, load_interpreter, measure_manifest, summarize,
-                                            time_interleaved)
+from android_ios_bench.host.harness import (host_device, load_interpreter, measure_manifest, time_interleaved)
 from android_ios_bench.host.cli import build_lut
 
-__all__ = ["build_lut", "host_device", "load_interpreter", "measure_manifest", "summarize", "time_interleaved"]
+__all__ = ["build_lut", "host_device", "load_interpreter", "measure_manifest", "time_interleaved"]

@@ -58,7 +58,8 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     (re-time a phone's LUT with its own harness).
     """
     from android_ios_bench.export import export_items, model_item
-    from android_ios_bench.host.harness import host_device, summarize, time_interleaved
+    from android_ios_bench.host.harness import host_device, time_interleaved
+    from ef_keras.timing import summarize
     from android_ios_bench.lut import load_lut
     from android_ios_bench.predictor import drift_scale
     log = log or (lambda msg: None)

@@ -26,6 +26,7 @@ from android_ios_bench.lut import (LUTError, identity, load_lut, load_manifest, 
                                    save_lut)
 from android_ios_bench.predictor import refit_correction
 from deploy.common import litert_interpreter
+from ef_keras import timing
 from ef_keras.checks import check_int
 from ef_keras.output import check_output
 from ef_keras.runs import check_same_settings
@@ -66,30 +67,13 @@ def load_interpreter(path: str, threads: int, seed: int = 0):
     return interpreter
 
 
-def summarize(times_ms: Sequence[float]) -> dict:
-    """Median, p10, p90, mean, min, max, std (ms) and the number of timed runs."""
-    t = np.asarray(times_ms, dtype=np.float64)
-    p10, median, p90 = np.percentile(t, [10, 50, 90])
-    return {"median_ms": round(float(median), 5), "p10_ms": round(float(p10), 5), "p90_ms": round(float(p90), 5),
-            "mean_ms": round(float(t.mean()), 5), "min_ms": round(float(t.min()), 5),
-            "max_ms": round(float(t.max()), 5), "std_ms": round(float(t.std()), 5), "runs": int(t.size)}
-
-
 def time_interleaved(paths: Sequence[str], *, threads: int = 2, warmup: int = 5, runs: int = 50,
                      seed: int = 0) -> list[np.ndarray]:
-    """Per-model invoke() times in ms: all loaded, warmed up, then timed in a new random order per round."""
+    """Per-model invoke() times in ms: all loaded, warmed up, then timed in a new random order per round
+    (`ef_keras.timing.time_interleaved`)."""
     interpreters = [load_interpreter(p, threads, seed) for p in paths]
-    for interpreter in interpreters:
-        for _ in range(warmup):
-            interpreter.invoke()
-    rng = np.random.default_rng(seed)
-    times = np.zeros((len(paths), runs))
-    for r in range(runs):
-        for i in rng.permutation(len(paths)):
-            start = time.perf_counter_ns()
-            interpreters[i].invoke()
-            times[i, r] = (time.perf_counter_ns() - start) / 1e6
-    return list(times)
+    times = timing.time_interleaved({i: it.invoke for i, it in enumerate(interpreters)}, runs, warmup, seed=seed)
+    return [times[i] for i in range(len(paths))]
 
 
 def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, precision: str | None = None,
@@ -140,7 +124,7 @@ def measure_manifest(manifest_path: str, lut_out: str, *, threads: int = 2, prec
         paths = [os.path.join(manifest["_dir"], e["tflite"]) for e in group]
         times = time_interleaved(paths, threads=threads, warmup=warmup, runs=runs, seed=seed + g)
         for entry, t in zip(group, times):
-            stats = summarize(t)
+            stats = timing.summarize(t)
             if entry["kind"] == "model":
                 store_reference(doc, entry["unit"], stats)
             else:
