@@ -47,7 +47,7 @@ class Candidate:
     @property
     def group(self) -> str:
         """What the action changes, at the granularity decisions are compared: kind and stage."""
-        return f"{self.kind}{self.stage + 1}"
+        return f"{self.kind}@{self.stage + 1}"
 
 
 def _replace_choice(arch: Arch, stage: int, position: int, choice: str) -> Arch:

@@ -163,7 +163,7 @@ class Supernet(keras.Model):
             calibrate: with training, also store those batch statistics as running ones.
         """
         widths = tf.convert_to_tensor(widths, tf.int32)
-        choices = tf.convert_to_tensor(choices, tf.int32)
+        choices = None if soft_weights is not None else tf.convert_to_tensor(choices, tf.int32)
         downsamples, p, x = iter(self.downsamples), 0, None
         for block in self._plan:
             w = widths[block.stage]
