@@ -61,7 +61,7 @@ BENCHMARKS = (
                      "--pipeline-batches", "2"),
               results=(train_throughput.RESULT,)),
     Benchmark("benchmarks.digits_training", full=(), quick=("--epochs", "3"), results=(digits_training.RESULT,)),
-    Benchmark("benchmarks.dense_task", full=("--tasks", "seg", "--seconds", "240"),
+    Benchmark("benchmarks.dense_task", full=("--tasks", "seg"),
               quick=("--tasks", "seg", "--seconds", "20", "--train", "256", "--val", "32"),
               results=(dense_task.RESULT,)),
     Benchmark("benchmarks.import_cost", full=("--runs", "15"), quick=("--runs", "3"), results=(import_cost.RESULT,)),
