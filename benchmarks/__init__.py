@@ -15,3 +15,19 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Where the committed result files live.
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
+
+
+def define_results_dir_flag():
+    """Every benchmark's `--results-dir` (where its result file goes; `run_all` passes it)."""
+    from absl import flags
+
+    flags.DEFINE_string("results-dir", RESULTS_DIR, "Where the result file goes.")
+
+
+def finish(run, result_file: str, result, render) -> int:
+    """Writes `result` with `run`'s header to `--results-dir`/`result_file`, prints `render(result)`; returns 0."""
+    from absl import flags
+
+    run.write(os.path.join(flags.FLAGS["results-dir"].value, result_file), result)
+    print(render(result))
+    return 0

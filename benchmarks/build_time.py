@@ -22,7 +22,7 @@ import tempfile
 
 from absl import flags
 
-from benchmarks import RESULTS_DIR, ROOT, goals
+from benchmarks import ROOT, define_results_dir_flag, finish, goals
 from benchmarks.checkout import export_commit, short_commit
 from ef_keras import provenance, timing
 from ef_keras.errors import run as run_cli
@@ -47,7 +47,7 @@ def define_flags():
     flags.DEFINE_string("before", "ed4c180", "Git revision to compare against (0.1 state).")
     flags.DEFINE_list("models", ["l1", "l3", "l7"], "Variants to build.")
     flags.DEFINE_integer("rounds", 5, "Builds per model and side.", lower_bound=1)
-    flags.DEFINE_string("results-dir", RESULTS_DIR, "Where build_time.json goes.")
+    define_results_dir_flag()
 
 
 def build_seconds(root: str, name: str) -> float:
@@ -102,9 +102,7 @@ def main(argv):
                      "ratio_p10": a["p10_s"] / b["p10_s"], "before_s": times[(m, "before")],
                      "after_s": times[(m, "after")]})
     result = {"before": before, "rounds": FLAGS.rounds, "rows": rows}
-    run.write(os.path.join(FLAGS["results-dir"].value, RESULT), result)
-    print(render(result))
-    return 0
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":

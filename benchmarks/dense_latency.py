@@ -25,9 +25,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
-from benchmarks import RESULTS_DIR, ROOT, goals  # noqa: E402
+from benchmarks import ROOT, define_results_dir_flag, finish, goals  # noqa: E402
 from ef_keras import provenance, timing  # noqa: E402
 from ef_keras.errors import run as run_cli  # noqa: E402
 
@@ -55,7 +55,7 @@ def define_flags():
     flags.DEFINE_bool("l7-640-rss", True, "also measure the peak RSS of building the L7 backbone at 640x640 "
                       "and predicting one image (a fresh process)")
     flags.DEFINE_string("work-dir", None, "where the .tflite files go (default: a temp dir)")
-    flags.DEFINE_string("results-dir", RESULTS_DIR, "where dense_latency.json goes")
+    define_results_dir_flag()
 
 
 def specs(size):
@@ -108,6 +108,7 @@ def render(result: dict) -> str:
 def main(argv):
     del argv
     run = provenance.start()
+    logging.set_verbosity(logging.WARNING)  # the converter logs every SavedModel it writes at INFO
     import keras
 
     import deploy
@@ -132,9 +133,7 @@ def main(argv):
     result = {"size": FLAGS.size, "runs": FLAGS.runs, "warmup": FLAGS.warmup, "threads": FLAGS.threads,
               "entries": entries,
               "l7_640_peak_rss_mb": l7_640_peak_rss_mb() if FLAGS["l7-640-rss"].value else None}
-    run.write(os.path.join(FLAGS["results-dir"].value, RESULT), result)
-    print(render(result))
-    return 0
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":

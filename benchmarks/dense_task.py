@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from benchmarks import RESULTS_DIR  # noqa: E402
+from benchmarks import define_results_dir_flag, finish  # noqa: E402
 from ef_keras import provenance  # noqa: E402
 from ef_keras.errors import run as run_cli  # noqa: E402
 
@@ -47,7 +47,7 @@ def define_flags():
     flags.DEFINE_integer("batch", 8, "batch size", lower_bound=1)
     flags.DEFINE_float("lr", 1e-3, "AdamW learning rate (both backbones)", lower_bound=0)
     flags.DEFINE_integer("seed", 0, "data and init seed")
-    flags.DEFINE_string("results-dir", RESULTS_DIR, "where dense_task.json goes")
+    define_results_dir_flag()
 
 
 class Budget:
@@ -170,9 +170,7 @@ def main(argv):
             print(row, flush=True)
     result = {"rows": rows, "background_fraction_val": float((val.masks == 0).mean()),
               "settings": {k: FLAGS[k].value for k in ("seconds", "train", "val", "size", "batch", "lr", "seed")}}
-    run.write(os.path.join(FLAGS["results-dir"].value, RESULT), result)
-    print(render(result))
-    return 0
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
-from benchmarks import RESULTS_DIR  # noqa: E402
+from benchmarks import define_results_dir_flag, finish  # noqa: E402
 from ef_keras import provenance  # noqa: E402
 from ef_keras.errors import run as run_cli  # noqa: E402
 
@@ -33,7 +33,7 @@ def define_flags():
     """Defines this script's flags (importing the module defines none)."""
     flags.DEFINE_integer("epochs", None, "Epochs (default: the embedded recipe's).", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Weights, data order and augmentation seed.")
-    flags.DEFINE_string("results-dir", RESULTS_DIR, "Where digits_training.json goes.")
+    define_results_dir_flag()
 
 
 def render(result: dict) -> str:
@@ -61,9 +61,7 @@ def main(argv):
     result = {"arch": TINY, "recipe": {"image_size": r.image_size, "batch_size": r.batch_size},
               "epochs": r.epochs, "seed": FLAGS.seed, "seconds": seconds, "steps": trained["steps"],
               "eval_top1": trained["eval_top1"], "eval_top5": trained["eval_top5"]}
-    run.write(os.path.join(FLAGS["results-dir"].value, RESULT), result)
-    print(render(result))
-    return 0
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import time
 
 from absl import flags
 
-from benchmarks import RESULTS_DIR
+from benchmarks import define_results_dir_flag, finish
 from benchmarks.checkout import export_commit, short_commit
 from ef_keras import provenance, timing
 from ef_keras.errors import run as run_cli
@@ -146,7 +146,7 @@ def define_flags():
     flags.DEFINE_integer("runs", 15, "fresh interpreters per environment (interleaved rounds)", lower_bound=3)
     flags.DEFINE_string("before", "ed4c180", "commit of the 0.1 install")
     flags.DEFINE_string("after", "HEAD", "commit of the lean install")
-    flags.DEFINE_string("results-dir", RESULTS_DIR, "where import_cost.json goes")
+    define_results_dir_flag()
 
 
 def main(argv):
@@ -165,9 +165,7 @@ def main(argv):
     result = {"commits": commits, "runs": FLAGS.runs, "environments": measure(paths, FLAGS.runs)}
     for name, path in paths.items():
         result["environments"][name].update(install_size(path), pip_install_s=install_s[name])
-    run.write(os.path.join(FLAGS["results-dir"].value, RESULT), result)
-    print(render(result))
-    return 0
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":

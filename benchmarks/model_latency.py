@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from absl import flags  # noqa: E402
 
-from benchmarks import RESULTS_DIR, ROOT, goals  # noqa: E402
+from benchmarks import ROOT, define_results_dir_flag, finish, goals  # noqa: E402
 from ef_keras import provenance, timing  # noqa: E402
 from ef_keras.errors import run as run_cli  # noqa: E402
 
@@ -52,7 +52,7 @@ def define_flags():
     flags.DEFINE_integer("warmup", 5, "Untimed calls per model first.", lower_bound=0)
     flags.DEFINE_integer("threads", 2, "Intra-op threads for both frameworks.", lower_bound=1)
     flags.DEFINE_bool("build-rss", True, "Also measure the peak RSS of building each model in a fresh process.")
-    flags.DEFINE_string("results-dir", RESULTS_DIR, "Where model_latency.{json,png} go.")
+    define_results_dir_flag()
 
 
 def build_peak_rss_mb(name: str) -> float:
@@ -173,11 +173,8 @@ def main(argv):
             for name in FLAGS.models]
     result = {"runs": FLAGS.runs, "warmup": FLAGS.warmup, "threads": FLAGS.threads,
               "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "rows": rows}
-    results_dir = FLAGS["results-dir"].value
-    run.write(os.path.join(results_dir, RESULT), result)
-    plot(result, os.path.join(results_dir, "model_latency.png"))
-    print(render(result))
-    return 0
+    plot(result, os.path.join(FLAGS["results-dir"].value, "model_latency.png"))
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def render_statistics(_=None) -> str:
     """The statistic definitions of every timing in the project (`ef_keras.timing.DEFINITIONS`)."""
     d = timing.DEFINITIONS
     others = ", ".join(f"`{key}` {text}" for key, text in d.items() if key != "percentile")
-    return f"Every percentile in these results is {d['percentile']}: {others}."
+    return (f"Every percentile in these results is {d['percentile']}: {others} "
+            "(`ef_keras.timing.DEFINITIONS`, stated in every result file's header).")
 
 
 BENCHMARKS = (

@@ -62,7 +62,9 @@ def main(argv):
     seconds, failed = {}, []
     total = time.monotonic()
     for i, b in enumerate(benchmarks, 1):
-        args = [*(b.quick if FLAGS.quick else b.full), "--results-dir", results_dir]
+        args = [*(b.quick if FLAGS.quick else b.full)]
+        if results_dir != os.path.abspath(RESULTS_DIR):  # the default stays out of the recorded command
+            args += ["--results-dir", results_dir]
         print(f"[{i}/{len(benchmarks)}] python -m {b.module} {' '.join(args)}", flush=True)
         start = time.monotonic()
         code = subprocess.run([sys.executable, "-m", b.module, *args], cwd=ROOT, env=env).returncode

@@ -24,7 +24,7 @@ import time
 
 from absl import flags
 
-from benchmarks import RESULTS_DIR
+from benchmarks import define_results_dir_flag, finish
 from ef_keras import provenance, timing
 from ef_keras.errors import run as run_cli
 
@@ -42,7 +42,7 @@ def define_flags():
     flags.DEFINE_integer("pipeline-batches", 8, "Batches timed for the input pipeline.", lower_bound=1)
     flags.DEFINE_enum("mixed-precision", None, ["mixed_float16", "mixed_bfloat16"], "Policy for our step.")
     flags.DEFINE_bool("torch", True, "Include timm's PyTorch step when torch and timm import.")
-    flags.DEFINE_string("results-dir", RESULTS_DIR, "Where train_throughput.json goes.")
+    define_results_dir_flag()
 
 
 def _our_step(model_name, jit_compile, batch_size, image_size, mixed_precision):
@@ -159,9 +159,7 @@ def main(argv):
               "train_step": [{"variant": v, "first_call_s": first_call_s[v], "step": timing.summarize(times[v])}
                              for v in variants],
               "pipeline_images_per_s": pipeline}
-    run.write(os.path.join(FLAGS["results-dir"].value, RESULT), result)
-    print(render(result))
-    return 0
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":

@@ -189,3 +189,14 @@ def test_report_cli_check_and_missing_file(tmp_path):
                          cwd=ROOT, env=env, capture_output=True, text=True)
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
     assert bad.returncode == 1 and len(errors) == 1 and "is missing" in errors[0], bad.stderr
+
+
+def test_run_all_selects_registered_benchmarks_only():
+    from benchmarks import run_all
+    from ef_keras.errors import InputError
+
+    assert [b.module for b in run_all.selected(["import_cost", "build_time"])] == [
+        "benchmarks.build_time", "benchmarks.import_cost"]
+    assert len(run_all.selected(None)) == len(registry.BENCHMARKS)
+    with pytest.raises(InputError, match="unknown benchmarks nope"):
+        run_all.selected(["nope"])
