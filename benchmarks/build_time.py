@@ -67,17 +67,20 @@ def summary(seconds) -> dict:
 def render(result: dict) -> str:
     """The README table and verdict of a build_time result."""
     before = result["before"]
-    lines = [f"| model | 0.1 ({before}) median / p10 s | this tree median / p10 s | this / 0.1 median (p10) |",
-             "|---|---:|---:|---:|"]
+    lines = [f"| model | 0.1 ({before}) median / p10 s | this tree median / p10 s | this / 0.1 median (p10) "
+             "| this / 0.1 per round, min – max |", "|---|---:|---:|---:|---:|"]
     verdicts = []
     for r in result["rows"]:
         b, a = r["before"], r["after"]
+        per_round = [x / y for x, y in zip(r["after_s"], r["before_s"])]
         lines.append(f"| {r['model'].upper()} | {b['median_s']:.2f} / {b['p10_s']:.2f} | {a['median_s']:.2f} / "
-                     f"{a['p10_s']:.2f} | {r['ratio_median']:.2f} ({r['ratio_p10']:.2f}) |")
+                     f"{a['p10_s']:.2f} | {r['ratio_median']:.2f} ({r['ratio_p10']:.2f}) "
+                     f"| {min(per_round):.2f} – {max(per_round):.2f} |")
         shown = f"{r['ratio_median']:.2f}"
         verdicts.append(f"{r['model'].upper()} {goals.verdict('build_time_ratio', r['ratio_median'], shown)}")
     goal = goals.goal("build_time_ratio")
-    return "\n".join(lines) + f"\n\nGoal ({goal.what} {goal.bound}): " + "; ".join(verdicts) + "."
+    return ("\n".join(lines) + f"\n\n{result['rounds']} rounds. Goal ({goal.what} {goal.bound}): "
+            + "; ".join(verdicts) + ".")
 
 
 def main(argv):

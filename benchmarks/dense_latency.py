@@ -84,7 +84,8 @@ def _path(work: str, name: str) -> str:
 def render(result: dict) -> str:
     """The README table and verdicts of a dense_latency result."""
     size, by = result["size"], {e["model"]: e for e in result["entries"]}
-    lines = [f"| model ({size}×{size}, TFLite fp32, {result['threads']} threads) | params | XNNPACK partitions "
+    lines = [f"| model ({size}×{size}, TFLite fp32, {result['threads']} threads, {result['runs']} rounds) | params "
+             "| XNNPACK partitions "
              "| max abs diff vs Keras | median ms | p10 ms |", "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {e['model']} | {e['params'] / 1e6:.2f} M | {e['partitions']} | {e['max_abs_diff']:.1e} "
               f"| {e['median_ms']:.1f} | {e['p10_ms']:.1f} |" for e in result["entries"]]

@@ -144,7 +144,8 @@ def render(result: dict) -> str:
                      f"| {r['untrained']:.3f} | {r['trained']:.3f} | {extra} |")
     return ("\n".join(lines) + f"\n\n{st['train']} training / {st['val']} held-out {st['size']} px canvases, "
             f"{st['seconds']} s of training per model after its first step, AdamW lr {st['lr']:g}, "
-            f"batch {st['batch']}, random init; background is {result['background_fraction_val']:.1%} of the held-out pixels.")
+            f"batch {st['batch']}, random init; background is {result['background_fraction_val']:.1%} of the held-out "
+            "pixels.")
 
 
 def main(argv):

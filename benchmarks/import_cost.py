@@ -65,7 +65,7 @@ def _run(cmd, **kwargs):
 
 
 def make_environment(path: str, commit: str, extras: str, work: str) -> float | None:
-    """Creates the venv at `path` with `commit` installed (`extras` e.g. "[all]"); seconds of pip, None if it existed."""
+    """Makes the venv `path` with `commit` installed (`extras` e.g. "[all]"); seconds of pip, None if it existed."""
     if os.path.exists(os.path.join(path, "bin", "python")):
         return None
     src = export_commit(commit, os.path.join(work, f"src-{commit}"))

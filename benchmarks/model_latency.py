@@ -133,7 +133,9 @@ def render(result: dict) -> str:
         if r["model"] == "l7" and r["build_peak_rss_mb"] is not None:
             rss = goals.verdict("l7_build_rss_mb", r["build_peak_rss_mb"], f"{r['build_peak_rss_mb']:.0f} MB")
     speed = goals.goal("keras_over_timm")
-    text = "\n".join(lines) + f"\n\nGoal ({speed.what} {speed.bound}): "
+    text = "\n".join(lines) + (f"\n\n{result['runs']} interleaved rounds after {result['warmup']} warm-up calls per "
+                                f"model, {result['threads']} threads each, torch with OMP_WAIT_POLICY="
+                                f"{result['omp_wait_policy']}. Goal ({speed.what} {speed.bound}): ")
     text += ("; ".join(verdicts) if verdicts else "not measured (timm was not installed)") + "."
     if rss:
         memory = goals.goal("l7_build_rss_mb")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, model_latency,
+from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, model_latency, run_all,
                         train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
@@ -70,6 +70,7 @@ BENCHMARKS = (
 
 _REGIONS = (
     Region("statistics", None, render_statistics),
+    Region("quick_run", run_all.result_file(quick=True), run_all.render),
     Region("model_latency", model_latency.RESULT, model_latency.render),
     Region("train_throughput", train_throughput.RESULT, train_throughput.render),
     Region("digits_training", digits_training.RESULT, digits_training.render),
@@ -93,7 +94,7 @@ def check(benchmarks=BENCHMARKS, regions=_REGIONS) -> dict[str, Region]:
     """The regions by name, after checking that names are unique and every region's file has a benchmark."""
     _index(benchmarks, lambda b: b.module, "benchmark")
     by_name = _index(regions, lambda r: r.name, "region")
-    written = {f for b in benchmarks for f in b.results}
+    written = {f for b in benchmarks for f in b.results} | {run_all.result_file(q) for q in (True, False)}
     for region in regions:
         if region.result is not None and region.result not in written:
             raise RegistryError(f"region {region.name!r} reads {region.result}, which no registered benchmark writes")
@@ -103,6 +104,7 @@ def check(benchmarks=BENCHMARKS, regions=_REGIONS) -> dict[str, Region]:
 REGIONS = check()
 
 
-def producer(result_file: str) -> Benchmark | None:
-    """The benchmark that writes `result_file`."""
-    return next((b for b in BENCHMARKS if result_file in b.results), None)
+def producer(result_file: str) -> str:
+    """The command that writes `result_file`."""
+    maker = next((b for b in BENCHMARKS if result_file in b.results), None)
+    return f"python -m {maker.module}" if maker else "python -m benchmarks.run_all --quick"

@@ -91,9 +91,8 @@ def render_region(name: str, results_dir: str = RESULTS_DIR) -> str:
         return f"\n{region.render(None)}\n"
     path = os.path.join(results_dir, region.result)
     if not os.path.isfile(path):
-        maker = registry.producer(region.result)
-        raise ReportError(f"README region {name!r} needs {path}, which is missing; run `python -m {maker.module}` "
-                          "(or `python -m benchmarks.run_all --quick`)")
+        raise ReportError(f"README region {name!r} needs {path}, which is missing; run "
+                          f"`{registry.producer(region.result)}` (or `python -m benchmarks.run_all --quick`)")
     header, result = provenance.read_result(path)
     return f"\n{region.render(result)}\n\n{stamp(region.result, header)}\n"
 

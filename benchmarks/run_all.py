@@ -12,6 +12,9 @@ can compare the verdicts with the committed ones (`git diff README.md`).
 
 A tree with uncommitted changes may be measured: the run says so at the start, and every
 result header and rendered table says "dirty".
+
+Its own record, with the time each benchmark took, goes to `run_all_quick.json` (or
+`run_all.json`) in the results directory, through the same header as every result file.
 """
 
 from __future__ import annotations
@@ -28,6 +31,20 @@ from ef_keras import provenance
 from ef_keras.errors import InputError, run as run_cli
 
 FLAGS = flags.FLAGS
+
+
+def result_file(quick: bool) -> str:
+    """The file in which a run of this mode records itself."""
+    return "run_all_quick.json" if quick else "run_all.json"
+
+
+def render(result: dict) -> str:
+    """One sentence: how long the run took, and each benchmark."""
+    parts = ", ".join(f"{b['module'].removeprefix('benchmarks.')} {b['seconds'] / 60:.1f}"
+                      + ("" if b["exit_code"] == 0 else f" (FAILED, exit {b['exit_code']})")
+                      for b in result["benchmarks"])
+    return (f"`python -m benchmarks.run_all{' --quick' if result['quick'] else ''}` took "
+            f"**{result['seconds'] / 60:.1f} min** on this host (minutes per benchmark: {parts}).")
 
 
 def define_flags():
@@ -52,6 +69,7 @@ def selected(only):
 
 def main(argv):
     del argv
+    run = provenance.start()
     benchmarks = selected(FLAGS.only)
     results_dir = os.path.abspath(FLAGS["results-dir"].value)
     git = provenance.git_state()
@@ -59,7 +77,7 @@ def main(argv):
         print(f"note: the tree has uncommitted changes ({', '.join(git['changed'][:5])}"
               f"{', ...' if len(git['changed']) > 5 else ''}); the results and tables will say \"dirty\"", flush=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    seconds, failed = {}, []
+    records, failed = [], []
     total = time.monotonic()
     for i, b in enumerate(benchmarks, 1):
         args = [*(b.quick if FLAGS.quick else b.full)]
@@ -68,13 +86,14 @@ def main(argv):
         print(f"[{i}/{len(benchmarks)}] python -m {b.module} {' '.join(args)}", flush=True)
         start = time.monotonic()
         code = subprocess.run([sys.executable, "-m", b.module, *args], cwd=ROOT, env=env).returncode
-        seconds[b.module] = time.monotonic() - start
+        records.append({"module": b.module, "args": args, "seconds": time.monotonic() - start, "exit_code": code})
         print(f"[{i}/{len(benchmarks)}] {b.module}: {'done' if code == 0 else f'FAILED (exit {code})'} in "
-              f"{seconds[b.module]:.0f} s", flush=True)
+              f"{records[-1]['seconds']:.0f} s", flush=True)
         if code != 0:
             failed.append(b.module)
-    print("time per benchmark: " + ", ".join(f"{m.removeprefix('benchmarks.')} {s:.0f} s" for m, s in seconds.items())
-          + f"; all {time.monotonic() - total:.0f} s", flush=True)
+    result = {"quick": FLAGS.quick, "benchmarks": records, "seconds": time.monotonic() - total}
+    run.write(os.path.join(results_dir, result_file(FLAGS.quick)), result)
+    print(render(result), flush=True)
     if FLAGS.report:
         from benchmarks import report
 

@@ -121,7 +121,7 @@ def render(result: dict) -> str:
     for mode, rate in result["pipeline_images_per_s"].items():
         lines.append(f"| input pipeline, recipe augmentation, {mode} | | | | {rate:.1f} ({rate / fastest:.1f}× our "
                      "fastest step) |")
-    return "\n".join(lines)
+    return "\n".join(lines) + f"\n\n{result['rounds']} interleaved rounds after {result['warmup']} warm-up steps each."
 
 
 def main(argv):
