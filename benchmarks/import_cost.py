@@ -60,8 +60,11 @@ print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb"
 """
 
 
-def _run(cmd, **kwargs):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
+def _run(cmd, env=None, **kwargs):
+    """Runs `cmd` without the caller's PYTHONPATH: pip in an environment must see only that environment
+    (with it, pip counted a package on PYTHONPATH as installed and left it out of the venv)."""
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONPATH"}
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, **kwargs)
 
 
 def make_environment(path: str, commit: str, extras: str, work: str) -> float | None:
@@ -92,7 +95,6 @@ def install_size(path: str) -> dict:
 def probe(path: str) -> dict:
     """One fresh interpreter of the environment: `import ef_keras` wall and CPU seconds, peak RSS MB, extras."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PYTHONPATH", None)
     out = _run([os.path.join(path, "bin", "python"), "-c", _PROBE], env=env, cwd="/")
     return json.loads(out.stdout.strip().splitlines()[-1])
 

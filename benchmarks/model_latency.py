@@ -8,7 +8,7 @@ frameworks run in this one process, and every model of both is called once per r
 all rounds interleaved (`ef_keras.timing`), so that load on this shared machine
 hits them alike; the table shows medians, p10 and the Keras/torch ratio. timm is optional
 (torch + timm installed; see tests/fixtures/README.md). Also measures the peak resident
-memory of building each model in a fresh subprocess (`--nobuild-rss` skips it). Goals
+memory of building each model in a fresh subprocess (`--rss-models`: which; `--nobuild-rss`: none). Goals
 (`benchmarks/goals.json`): Keras no slower than timm (`keras_over_timm`), L7 built in
 under 2 GB (`l7_build_rss_mb`). Writes benchmarks/results/model_latency.{json,png}.
 """
@@ -51,7 +51,8 @@ def define_flags():
     flags.DEFINE_integer("runs", 30, "Timed rounds (every model of both frameworks once per round).", lower_bound=1)
     flags.DEFINE_integer("warmup", 5, "Untimed calls per model first.", lower_bound=0)
     flags.DEFINE_integer("threads", 2, "Intra-op threads for both frameworks.", lower_bound=1)
-    flags.DEFINE_bool("build-rss", True, "Also measure the peak RSS of building each model in a fresh process.")
+    flags.DEFINE_bool("build-rss", True, "Also measure the peak RSS of building models in a fresh process.")
+    flags.DEFINE_list("rss-models", None, "Models whose build RSS is measured (default: every --models).")
     define_results_dir_flag()
 
 
@@ -167,11 +168,12 @@ def main(argv):
                 with torch.inference_mode():
                     m(x)
             runners[(name, "timm")] = theirs
+    rss_models = (FLAGS["rss-models"].value or FLAGS.models) if FLAGS["build-rss"].value else []
     times = timing.time_interleaved(runners, FLAGS.runs, FLAGS.warmup, progress=timing.print_every(10))
     rows = [{"model": name, "timm_model": timm_name(name),
              "keras": timing.summarize(times[(name, "keras")]),
              "timm": timing.summarize(times[(name, "timm")]) if (name, "timm") in times else None,
-             "build_peak_rss_mb": build_peak_rss_mb(name) if FLAGS["build-rss"].value else None}
+             "build_peak_rss_mb": build_peak_rss_mb(name) if name in rss_models else None}
             for name in FLAGS.models]
     result = {"runs": FLAGS.runs, "warmup": FLAGS.warmup, "threads": FLAGS.threads,
               "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "rows": rows}

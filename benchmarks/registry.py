@@ -53,7 +53,7 @@ def render_statistics(_=None) -> str:
 BENCHMARKS = (
     Benchmark("benchmarks.build_time", full=("--rounds", "5"), quick=("--rounds", "1", "--models", "l1"),
               results=(build_time.RESULT,)),
-    Benchmark("benchmarks.model_latency", full=("--runs", "30"), quick=("--runs", "10", "--warmup", "2"),
+    Benchmark("benchmarks.model_latency", full=("--runs", "30"), quick=("--runs", "10", "--warmup", "2", "--rss-models", "l7"),
               results=(model_latency.RESULT, "model_latency.png")),
     Benchmark("benchmarks.dense_latency", full=(), quick=("--size", "256", "--runs", "5", "--warmup", "1"),
               results=(dense_latency.RESULT,)),
