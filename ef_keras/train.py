@@ -1,8 +1,9 @@
 """Train or fine-tune an EfficientFormer: `python -m ef_keras.train --model l1 --data imagenet2012 ...`.
 
 Examples:
-    # No download, no GPU: a small net on the digits (about a minute on 2 cores)
-    python -m ef_keras.train --data digits --model tiny.json --out runs/digits
+    # No download, no GPU: a small net on the digits with the small-data recipe (without
+    # --recipe embedded the digits get the paper's ImageNet recipe; benchmarks/digits_training.py)
+    python -m ef_keras.train --data digits --recipe embedded --model tiny.json --out runs/digits
 
     # The paper's ImageNet-1k recipe (tfds manual dir), with the distillation teacher
     python -m ef_keras.train --model l1 --data imagenet2012 --data-dir ~/tensorflow_datasets \\
