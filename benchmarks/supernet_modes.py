@@ -1,13 +1,14 @@
 """Which weight-sharing rule trains the supernet's children better, at equal training compute?
 
-    python benchmarks/supernet_modes.py [--uniform-steps 300] [--eval-images 2000] [--work-dir DIR]
+    python -m benchmarks.supernet_modes [--uniform-steps 300] [--eval-images 2000] [--work-dir DIR]
 
 The issue asks to pick the rule that trains every child slimming evaluates by measurement.
-Both rules train the default space on the embedded data with the quick job's settings
-(`search.train_supernet.quick_settings`), for the same number of training multiply-adds:
-"uniform" (one random child per step) gets `--uniform-steps` steps, "sandwich" (largest,
-smallest, two random children, in-place distillation) the number of steps that costs the
-same, from the children's forward multiply-adds (`ef_keras.info.block_macs` over each
+Every rule of `search.train_supernet.RULES` trains the default space on the embedded data
+with the quick job's settings (`quick_settings`), for the same number of training
+multiply-adds: "uniform" (one random child per step) gets `--uniform-steps` steps; "sandwich"
+(largest, smallest, two random children, in-place distillation) and "progressive" (the
+largest alone in the warm-up epoch, then uniform) the most steps whose schedule costs no
+more, from the children's forward multiply-adds (`ef_keras.info.block_macs` over each
 child's plan; Gumbel-sampled MetaPaths counted at their expectation under uniform α). The
 count is load-independent; the wall seconds are reported beside it.
 
@@ -15,8 +16,8 @@ Then each supernet scores the same children as slimming would (weights inherited
 re-estimated, `search.evaluate.Scorer`) on `--eval-images` search-validation images: the
 slimming start (largest widths, stage 4 in MB3D), EfficientFormer-L1's point of the space,
 the smallest child and 7 random deployable children. Reported: top-1 and cross-entropy per
-child and rule, and the mean difference (sandwich − uniform) with its paired standard error
-over children × images. Writes benchmarks/results/supernet_modes.{json,md}.
+child and rule, and each rule's mean difference from "uniform" with its paired standard
+error over children × images. Writes benchmarks/results/supernet_modes.{json,md}.
 """
 
 from __future__ import annotations
@@ -42,23 +43,26 @@ def _macs(space, widths, choices_probs, image_size):
     return fixed + sum(p4 * a + p3 * b for (p4, p3), a, b in zip(choices_probs, m4, m3))
 
 
-def step_macs(trainer, steps: int, image_size: int) -> float:
-    """Mean expected forward multiply-adds per training step of a trainer's rule (α uniform)."""
+def schedule_macs(trainer, total_steps: int, image_size: int) -> float:
+    """Expected forward multiply-adds of a trainer's whole schedule (α uniform)."""
     from search.scoring import uniform_probabilities
 
     uniform = uniform_probabilities(trainer.supernet.path_stage)
-    total = 0.0
-    for i in range(steps):
+    first = {min(q for q, s in enumerate(trainer.supernet.path_stage) if s == st) for st in range(4)}
+    cache, total = {}, 0.0
+    for i in range(total_steps):
         for role, widths, _ in trainer.children(i):
-            if role == "largest":
-                probs = [(p[0] / (p[0] + p[1]), p[1] / (p[0] + p[1])) for p in uniform]
-            elif role == "smallest":
-                first = {min(q for q, s in enumerate(trainer.supernet.path_stage) if s == st) for st in range(4)}
-                probs = [(1.0, 0.0) if p in first else (0.0, 0.0) for p in range(len(uniform))]
-            else:
-                probs = [(p[0], p[1]) for p in uniform]
-            total += _macs(trainer.space, tuple(int(w) for w in widths), probs, image_size)
-    return total / steps
+            key = (role, tuple(int(w) for w in widths))
+            if key not in cache:
+                if role == "largest":
+                    probs = [(p[0] / (p[0] + p[1]), p[1] / (p[0] + p[1])) for p in uniform]
+                elif role == "smallest":
+                    probs = [(1.0, 0.0) if p in first else (0.0, 0.0) for p in range(len(uniform))]
+                else:
+                    probs = [(p[0], p[1]) for p in uniform]
+                cache[key] = _macs(trainer.space, key[1], probs, image_size)
+            total += cache[key]
+    return total
 
 
 def children_to_score(space, seed: int = 0):
@@ -90,28 +94,34 @@ def main(argv):
     from search.evaluate import Scorer, load_split, search_splits, standard_error
     from search.space import default_space
     from search.supernet import load_supernet
-    from search.train_supernet import SupernetTrainer, quick_settings, train_supernet
+    from search.train_supernet import RULES, SupernetTrainer, quick_settings, train_supernet
 
     FLAGS = flags.FLAGS
     q = quick_settings()
     space = default_space()
     work = FLAGS["work-dir"].value
-    spe_uniform = FLAGS["uniform-steps"].value // q["epochs"]
-    per_step = {}
-    for rule in ("uniform", "sandwich"):
+    epochs, warmup = q["epochs"], q["warmup_epochs"]
+    spe = {"uniform": FLAGS["uniform-steps"].value // epochs}
+    budget = None
+    for rule in RULES:
         probe = SupernetTrainer(space, image_size=q["image_size"], classes=10, mixing=q["mixing"], rule=rule,
-                                total_steps=100, steps_per_epoch=50, batch_size=q["batch_size"], lr=q["lr"],
+                                total_steps=1, steps_per_epoch=1, batch_size=q["batch_size"], lr=q["lr"],
                                 weight_decay=0.025, alpha_lr=q["alpha_lr"], alpha_weight_decay=1e-3, seed=0,
                                 strategy=make_strategy("one_device"))
-        per_step[rule] = step_macs(probe, 100, q["image_size"])
+
+        def cost(steps_per_epoch):
+            probe.warmup_steps = warmup * steps_per_epoch
+            return schedule_macs(probe, epochs * steps_per_epoch, q["image_size"])
+
+        if rule == "uniform":
+            budget = cost(spe[rule])
+        else:  # the most steps per epoch whose schedule costs no more than the uniform rule's
+            spe[rule] = max(n for n in range(1, spe["uniform"] + 1) if n == 1 or cost(n) <= budget)
         del probe
         keras.backend.clear_session()
-    spe = {"uniform": spe_uniform,
-           "sandwich": max(1, round(spe_uniform * per_step["uniform"] / per_step["sandwich"]))}
-    print(f"forward MMACs per step: uniform {per_step['uniform'] / 1e6:.0f}, sandwich "
-          f"{per_step['sandwich'] / 1e6:.0f}: steps per epoch {spe}", flush=True)
+    print(f"steps per epoch at equal forward multiply-adds ({budget / 1e9:.0f} G): {spe}", flush=True)
     seconds = {}
-    for rule in ("uniform", "sandwich"):
+    for rule in RULES:
         start = time.time()
         train_supernet(os.path.join(work, rule), space=space, data="embedded",
                        **{**q, "rule": rule, "steps_per_epoch": spe[rule]})
@@ -122,44 +132,55 @@ def main(argv):
     calib = load_split("embedded", splits["search_train"], q["image_size"], max_images=256)[0]
     children = children_to_score(space)
     per_image = {}
-    for rule in ("uniform", "sandwich"):
+    for rule in RULES:
         supernet, _ = load_supernet(os.path.join(work, rule))
         scorer = Scorer(supernet, calib)
         per_image[rule] = {name: scorer(arch, x, y) for name, arch in children.items()}
         keras.backend.clear_session()
-    rows = []
-    for name, arch in children.items():
-        u, s = per_image["uniform"][name], per_image["sandwich"][name]
-        rows.append({"child": name, "arch": arch.to_dict(), "describe": arch.describe(),
-                     "uniform_top1": 100 * float(u[0].mean()), "sandwich_top1": 100 * float(s[0].mean()),
-                     "uniform_loss": float(u[1].mean()), "sandwich_loss": float(s[1].mean())})
-    d_acc = np.concatenate([100.0 * (per_image["sandwich"][n][0].astype(float) - per_image["uniform"][n][0])
-                            for n in children])
-    d_loss = np.concatenate([per_image["sandwich"][n][1] - per_image["uniform"][n][1] for n in children])
-    summary = {"top1_diff": float(d_acc.mean()), "top1_diff_se": standard_error(d_acc),
-               "loss_diff": float(d_loss.mean()), "loss_diff_se": standard_error(d_loss)}
-    z = abs(summary["loss_diff"]) / max(summary["loss_diff_se"], 1e-12)
-    winner = ("sandwich" if summary["loss_diff"] < 0 else "uniform") if z > 1.96 else None
-    result = {"command": "python benchmarks/supernet_modes.py " + " ".join(argv[1:]),
-              "settings": {**q, "uniform_steps": spe["uniform"] * q["epochs"],
-                           "sandwich_steps": spe["sandwich"] * q["epochs"], "eval_images": int(len(y))},
-              "forward_mmacs_per_step": {k: v / 1e6 for k, v in per_step.items()},
-              "train_seconds": seconds, "load_average": list(os.getloadavg()), "children": rows,
-              "sandwich_minus_uniform": summary, "winner_outside_noise": winner}
+    rows = [{"child": name, "describe": arch.describe(), "arch": arch.to_dict(),
+             **{f"{rule}_top1": 100 * float(per_image[rule][name][0].mean()) for rule in RULES},
+             **{f"{rule}_loss": float(per_image[rule][name][1].mean()) for rule in RULES}}
+            for name, arch in children.items()]
+    comparisons = {}
+    for rule in RULES[1:]:  # each against the uniform rule, paired over children x images
+        d_acc = np.concatenate([100.0 * (per_image[rule][n][0].astype(float) - per_image["uniform"][n][0])
+                                for n in children])
+        d_loss = np.concatenate([per_image[rule][n][1] - per_image["uniform"][n][1] for n in children])
+        comparisons[f"{rule}_minus_uniform"] = {"top1": float(d_acc.mean()), "top1_se": standard_error(d_acc),
+                                                "loss": float(d_loss.mean()), "loss_se": standard_error(d_loss)}
+    mean_loss = {rule: float(np.mean([r[f"{rule}_loss"] for r in rows])) for rule in RULES}
+    best = min(RULES, key=mean_loss.get)
+    outside = all(abs(c["loss"]) > 1.96 * c["loss_se"] for c in comparisons.values())
+    result = {"command": "python -m benchmarks.supernet_modes " + " ".join(argv[1:]),
+              "settings": {**q, "steps": {r: spe[r] * epochs for r in RULES}, "eval_images": int(len(y))},
+              "forward_gmacs": budget / 1e9, "train_seconds": seconds, "children": rows,
+              "comparisons": comparisons, "mean_loss": mean_loss, "best": best, "best_outside_noise": outside}
     out = FLAGS.out
     write_json(os.path.join(out, "supernet_modes.json"), result)
-    table = ["| child | architecture | uniform top-1 % | sandwich top-1 % | uniform loss | sandwich loss |",
-             "|---|---|---:|---:|---:|---:|"]
-    table += [f"| {r['child']} | {r['describe']} | {r['uniform_top1']:.2f} | {r['sandwich_top1']:.2f} | "
-              f"{r['uniform_loss']:.3f} | {r['sandwich_loss']:.3f} |" for r in rows]
-    text = "\n".join(table) + (
-        f"\n\nsandwich − uniform over the {len(rows)} children × {len(y)} images: top-1 {summary['top1_diff']:+.2f} ± "
-        f"{summary['top1_diff_se']:.2f} points, cross-entropy {summary['loss_diff']:+.4f} ± {summary['loss_diff_se']:.4f} "
-        f"(paired SE); steps uniform {result['settings']['uniform_steps']} / sandwich "
-        f"{result['settings']['sandwich_steps']} (equal forward multiply-adds), wall s uniform {seconds['uniform']:.0f} "
-        f"/ sandwich {seconds['sandwich']:.0f}; winner outside noise: {winner or 'none'}\n")
+    text = render(result)
     write_text(os.path.join(out, "supernet_modes.md"), text)
     print(text)
+
+
+def render(result: dict) -> str:
+    """The table of inherited top-1 per child and rule, and the paired comparisons."""
+    rules = list(result["mean_loss"])
+    lines = ["| child | architecture | " + " | ".join(f"{r} top-1 %" for r in rules) + " |",
+             "|---|---|" + "---:|" * len(rules)]
+    lines += [f"| {r['child']} | {r['describe']} | " + " | ".join(f"{r[f'{k}_top1']:.2f}" for k in rules) + " |"
+              for r in result["children"]]
+    steps = result["settings"]["steps"]
+    lines.append("")
+    for name, c in result["comparisons"].items():
+        lines.append(f"- {name.replace('_', ' ')} over {len(result['children'])} children x "
+                     f"{result['settings']['eval_images']} images: top-1 {c['top1']:+.2f} ± {c['top1_se']:.2f} points, "
+                     f"cross-entropy {c['loss']:+.4f} ± {c['loss_se']:.4f} (paired SE)")
+    lines.append(f"- steps at equal forward multiply-adds ({result['forward_gmacs']:.0f} G): "
+                 + ", ".join(f"{r} {steps[r]}" for r in rules) + "; wall s: "
+                 + ", ".join(f"{r} {result['train_seconds'][r]:.0f}" for r in rules))
+    lines.append(f"- lowest mean cross-entropy over the children: **{result['best']}**"
+                 + ("" if result["best_outside_noise"] else " (not every difference is outside noise)"))
+    return "\n".join(lines) + "\n"
 
 
 def define_flags():
