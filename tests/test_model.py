@@ -1,7 +1,5 @@
 """Model construction, heads, saving and the keras.applications-style argument checks."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -101,16 +99,3 @@ def test_bad_arguments_raise_clear_errors(kwargs, error, message):
     with pytest.raises(error, match=message) as err:
         ef_keras.EfficientFormer(**kwargs)
     assert "\n" not in str(err.value)
-
-
-def test_keras_files_saved_by_0_1_still_load():
-    """A `.keras` file written by ef_keras 0.1 loads with the same outputs, and the block plan kept 0.1's layer names.
-
-    The fixture was written by the 0.1 code itself (tests/fixtures/README.md, "0.1 .keras file").
-    """
-    fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-    model = keras.saving.load_model(os.path.join(fixtures, "v0_1_tiny.keras"))
-    io = np.load(os.path.join(fixtures, "v0_1_tiny_io.npz"))
-    assert isinstance(model, ef_keras.EfficientFormer) and model.config.num_vit == 1
-    np.testing.assert_allclose(model.predict(io["x"], verbose=0), io["y"], rtol=1e-5, atol=1e-6)
-    assert [layer.name for layer in model.layers] == list(io["layer_names"])  # get_layer("stage3_block2") still works
