@@ -40,7 +40,7 @@ flags.DEFINE_string("out_dir", os.path.join(os.path.dirname(os.path.abspath(__fi
 
 def specs(size):
     import ef_keras
-    from ef_keras.segmentation import SemanticFPN, mobilenet_v3_large_pyramid, pack_pyramid
+    from ef_keras.tasks.segmentation import SemanticFPN, mobilenet_v3_large_pyramid, pack_pyramid
 
     shape = (size, size, 3)
     l1 = lambda: ef_keras.EfficientFormer("l1", include_top=False, input_shape=shape)  # noqa: E731

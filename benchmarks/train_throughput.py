@@ -4,7 +4,7 @@
 
 Each train step is the real recipe step on a batch of 32 at 224x224: forward, label-smoothed
 cross-entropy, backward, adaptive gradient clipping (0.01) and AdamW. Ours is
-`ef_keras.training`'s distributed step (default strategy); timm's is `efficientformer_l1` in
+`ef_keras.training.loop`'s distributed step (default strategy); timm's is `efficientformer_l1` in
 train mode with `timm.utils.agc.adaptive_clip_grad` and `torch.optim.AdamW` (imported with
 tools/timm_reference.import_timm, skipped when torch/timm are missing). The variants run
 interleaved (round-robin) after warm-up; the table shows medians and minimums in images/s.
@@ -43,7 +43,9 @@ def _our_step(jit_compile, batch_size, image_size, mixed_precision):
     import numpy as np
     import tensorflow as tf
 
-    from ef_keras import EfficientFormer, recipe, training
+    from ef_keras import EfficientFormer
+
+    from ef_keras.training import loop as training, recipe
 
     if mixed_precision:
         keras.config.set_dtype_policy(mixed_precision)
