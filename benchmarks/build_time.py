@@ -4,8 +4,8 @@
 
 `--before` is checked out into a temporary git worktree; the working tree is "after". Each
 round starts one fresh Python per (model, side), alternating which side goes first, imports
-`ef_keras` from that checkout (not timed) and times `EfficientFormer(name)`: the cost a user
-pays to get a model, graph construction and weight creation included. Medians and p10 per
+`ef_keras` from that checkout (not timed) and times `create_model(name)` (any registered variant,
+V1 or V2): the cost a user pays to get a model, graph construction and weight creation included. Medians and p10 per
 side and their ratio (after / before) go to stdout and benchmarks/results/build_time.{json,md}.
 The issue's goal: no regression above 10 % (ratio <= 1.10). On this shared machine absolute
 seconds move between hours; only the interleaved ratio is meaningful.
@@ -39,7 +39,7 @@ sys.path.insert(0, {root!r})
 import ef_keras
 assert ef_keras.__file__.startswith({root!r}), ef_keras.__file__
 start = time.perf_counter()
-ef_keras.EfficientFormer({name!r})
+ef_keras.create_model({name!r})
 print(time.perf_counter() - start)
 """
 

@@ -49,11 +49,26 @@ def test_the_graph_sees_the_project_imports():
     assert "ef_keras.timing" in graph["deploy.report"]  # `from ef_keras import timing`
 
 
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_families_share_only_the_base_and_the_registry_imports_none():
+    """V1 never imports V2 and V2 never imports V1: what both use is `ef_keras.models` (plan, config, layers, base)."""
+    graph = import_graph()
+    families = ("ef_keras.models.efficientformer", "ef_keras.models.efficientformer_v2")
+    for family in families:
+        for other in set(families) - {family}:
+            crossing = {m: sorted(t for t in edges if _in(t, other)) for m, edges in graph.items() if _in(m, family)}
+            assert not any(crossing.values()), {m: t for m, t in crossing.items() if t}
+    assert not [t for t in graph["ef_keras.registry"] if any(_in(t, f) for f in families)]
+
+
 def _assert_acyclic(graph):
     try:
         tuple(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as e:
-        raise AssertionError(f"import circle: {' -> '.join(e.args[1])}") from None
+        raise AssertionError(f"import circle (each imports the next): {' -> '.join(reversed(e.args[1]))}") from None
 
 
 def test_no_import_circle_outside_search():
