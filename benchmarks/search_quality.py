@@ -4,7 +4,7 @@
 
 At (about) the slimmed architecture's LUT latency, each architecture is trained from scratch
 on the embedded dataset (the Fashion-MNIST subset) at the supernet's proxy resolution with
-the same fixed budget (`ef_keras.training.train`, the EMBEDDED recipe with --epochs epochs of
+the same fixed budget (`ef_keras.training.loop.train`, the EMBEDDED recipe with --epochs epochs of
 --steps-per-epoch batches, same seeds) and evaluated on all 5,000 held-out images:
 
 - slimmed: `<slim>/architecture.json` from `python -m search.slim`;
@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ef_keras.config import VARIANTS, EfficientFormerConfig  # noqa: E402
+from ef_keras.models.efficientformer.config import VARIANTS, EfficientFormerConfig  # noqa: E402
 from search.arch import WIDTH_STEP, Arch  # noqa: E402
 from search.slim import ARCH_JSON, TRAJECTORY, load_lut, predict_ms  # noqa: E402
 from ef_keras.output import write_json, write_text  # noqa: E402
@@ -110,8 +110,8 @@ def main(argv):
     from absl import flags
     from scipy.stats import kendalltau
 
-    from ef_keras.recipe import EMBEDDED
-    from ef_keras.training import train
+    from ef_keras.training.recipe import EMBEDDED
+    from ef_keras.training.loop import train
 
     FLAGS = flags.FLAGS
     lut = load_lut(FLAGS.lut)
@@ -181,7 +181,7 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app, flags
 
-    from ef_keras.errors import dashed_argv
+    from ef_keras.cli import dashed_argv
 
     flags.DEFINE_string("slim", "runs/slim", "output directory of `python -m search.slim`")
     flags.DEFINE_string("lut", None, "LUT (default: the embedded host LUT, as the search used)")

@@ -45,10 +45,11 @@ import tensorflow as tf
 from keras import ops
 
 from ef_keras import layers as ef_layers
-from ef_keras.config import ConfigError, EfficientFormerConfig
+from ef_keras.models.config import ConfigError
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from ef_keras.errors import EfKerasError
-from ef_keras.model import EfficientFormer, block_layer
-from ef_keras.plan import meta_blocks, plan
+from ef_keras.models.efficientformer.model import EfficientFormer, block_layer
+from ef_keras.models.plan import meta_blocks, plan
 from ef_keras.output import write_json, writing
 from search.arch import CANDIDATES, STAGES_WITH_3D, Arch
 

@@ -48,7 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ef_keras.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from search.arch import CANDIDATES
 from search.scoring import initial_num_vit, path_scores
 from search.supernet import (MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at)
@@ -99,10 +99,10 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
 
     `steps_per_epoch` caps the batches per epoch (each epoch reshuffles the whole split);
     `max_steps` stops early (after checkpointing) - used to test kill/resume. `strategy` is a
-    `tf.distribute.Strategy` or a name of `ef_keras.training.STRATEGIES`.
+    `tf.distribute.Strategy` or a name of `ef_keras.training.loop.STRATEGIES`.
     """
     from ef_keras import data as ef_data
-    from ef_keras.training import make_strategy
+    from ef_keras.training.loop import make_strategy
     from search.slim import load_eval_split
 
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing)
@@ -187,7 +187,7 @@ class SupernetTrainer:
     def __init__(self, config: EfficientFormerConfig, *, image_size: int, classes: int, mixing: str, total_steps: int,
                  steps_per_epoch: int, batch_size: int, lr: float, weight_decay: float, alpha_lr: float,
                  alpha_weight_decay: float, seed: int, strategy: tf.distribute.Strategy):
-        from ef_keras.training import enable_sync_batchnorm
+        from ef_keras.training.loop import enable_sync_batchnorm
 
         self.total, self.global_batch, self.seed, self.classes = total_steps, batch_size, seed, classes
         spe = steps_per_epoch
@@ -310,7 +310,7 @@ def define_flags():
     from absl import flags
 
     d = DEFAULT_SUPERNET
-    from ef_keras.training import STRATEGIES
+    from ef_keras.training.loop import STRATEGIES
 
     flags.DEFINE_string("data", "embedded", "dataset: embedded (Fashion-MNIST subset), digits, fashion_mnist, "
                                             "a tfds name or an ImageFolder directory")
@@ -337,7 +337,7 @@ def define_flags():
 
 def run():
     """Console entry point (`ef-train-supernet`): flags, then `main` with one-line errors for bad input."""
-    from ef_keras.errors import run as run_cli
+    from ef_keras.cli import run as run_cli
 
     define_flags()
     run_cli(main)

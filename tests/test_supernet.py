@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from ef_keras.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from search.arch import Arch, ArchError, full_arch, smallest_arch
 from search.supernet import (Supernet, SupernetError, child_model, gumbel_noise, load_supernet, save_supernet,
                              tau_at)
@@ -167,8 +167,8 @@ _MIRRORED_SUPERNET = """
 import json, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from ef_keras.config import EfficientFormerConfig
-from ef_keras.training import make_strategy
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
+from ef_keras.training.loop import make_strategy
 from search.train_supernet import train_supernet
 cfg = EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_vit=0)
 kw = dict(config=cfg, data="digits", image_size=64, epochs=2, warmup_epochs=1, steps_per_epoch=2, batch_size=16,
