@@ -179,7 +179,7 @@ def define_flags():
 
 def run():
     """CLI entry (`python -m android_ios_bench.export`): flags -> export_search_space, one-line errors."""
-    from ef_keras.errors import run as run_cli
+    from ef_keras.cli import run as run_cli
 
     define_flags()
     run_cli(main, user_errors=(LUTError,))

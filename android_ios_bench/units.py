@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from android_ios_bench.lut import LUTError, unit_key
-from ef_keras.plan import Block
+from ef_keras.models.plan import Block
 
 #: L7's stage widths: the default supernet maximum, so L1/L3/L7 and all smaller models are covered.
 DEFAULT_MAX_WIDTHS = (96, 192, 384, 768)
@@ -87,7 +87,7 @@ class SearchSpace:
 #: EfficientFormerV2's measured widths per stage: every width of S0/S1/S2/L plus a smaller
 #: endpoint, so the four variants are measured exactly and architectures between them interpolate.
 V2_WIDTHS = ((16, 32, 40), (32, 48, 64, 80), (64, 96, 120, 144, 192), (128, 176, 224, 288, 384))
-#: V2's stages 3-4 end in attention blocks; stage 3's attention is strided (ef_keras.config_v2).
+#: V2's stages 3-4 end in attention blocks; stage 3's attention is strided (ef_keras.models.efficientformer_v2.config).
 V2_ATTENTION_STAGES = (2, 3)
 
 
@@ -248,8 +248,8 @@ def build_unit(unit: Unit):
     import keras
 
     from ef_keras import layers as L
-    from ef_keras.config import EfficientFormerConfig
-    from ef_keras.model import block_layer
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
+    from ef_keras.models.efficientformer.model import block_layer
 
     u = unit.unit
     inputs = keras.Input(batch_shape=unit.input_shape, name="x")
@@ -273,14 +273,14 @@ def build_unit(unit: Unit):
 
 
 def _v2_unit_output(unit: Unit, inputs):
-    """A V2 unit on `inputs`, built by `ef_keras.model_v2`'s factory (the head as the model's top)."""
+    """A V2 unit on `inputs`, built by `ef_keras.models.efficientformer_v2.model`'s factory (the head as the model's top)."""
     import dataclasses as dc
 
     import keras
 
     from ef_keras import layers as L
-    from ef_keras.config_v2 import V2_VARIANTS
-    from ef_keras.model_v2 import block_layer_v2
+    from ef_keras.models.efficientformer_v2.config import V2_VARIANTS
+    from ef_keras.models.efficientformer_v2.model import block_layer as block_layer_v2
 
     u = unit.unit
     if unit.kind == "v2_head":

@@ -6,7 +6,7 @@
 checkout is "after". After one untimed build per (model, side) (the exported tree compiles its
 .pyc files then), each round starts one fresh Python per (model, side), alternating which
 side goes first, imports `ef_keras` from that tree (not timed) and times
-`EfficientFormer(name)`: the cost a user pays to get a model, graph construction and weight
+`create_model(name)` (any registered variant, V1 or V2): the cost a user pays to get a model, graph construction and weight
 creation included. Medians and p10 per side and their ratio (after / before) go to stdout and
 benchmarks/results/build_time.json. The goal (`benchmarks/goals.json`, `build_time_ratio`):
 no regression above 10 %. On this shared machine absolute seconds move between hours; only
@@ -25,7 +25,7 @@ from absl import flags
 from benchmarks import ROOT, define_results_dir_flag, finish, goals
 from benchmarks.checkout import export_commit, short_commit
 from ef_keras import provenance, timing
-from ef_keras.errors import run as run_cli
+from ef_keras.cli import run as run_cli
 
 FLAGS = flags.FLAGS
 RESULT = "build_time.json"
@@ -36,8 +36,9 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 sys.path.insert(0, {root!r})
 import ef_keras
 assert ef_keras.__file__.startswith({root!r}), ef_keras.__file__
+build = getattr(ef_keras, "create_model", ef_keras.EfficientFormer)  # 0.1 has no registry; V1 names build either way
 start = time.perf_counter()
-ef_keras.EfficientFormer({name!r})
+build({name!r})
 print(time.perf_counter() - start)
 """
 

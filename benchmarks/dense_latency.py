@@ -29,7 +29,7 @@ from absl import flags, logging  # noqa: E402
 
 from benchmarks import ROOT, define_results_dir_flag, finish, goals  # noqa: E402
 from ef_keras import provenance, timing  # noqa: E402
-from ef_keras.errors import run as run_cli  # noqa: E402
+from ef_keras.cli import run as run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 RESULT = "dense_latency.json"
@@ -60,7 +60,7 @@ def define_flags():
 
 def specs(size):
     import ef_keras
-    from ef_keras.segmentation import SemanticFPN, mobilenet_v3_large_pyramid, pack_pyramid
+    from ef_keras.tasks.segmentation import SemanticFPN, mobilenet_v3_large_pyramid, pack_pyramid
 
     shape = (size, size, 3)
     l1 = lambda: ef_keras.EfficientFormer("l1", include_top=False, input_shape=shape)  # noqa: E731

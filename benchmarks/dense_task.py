@@ -3,7 +3,7 @@ r"""EfficientFormer-L1 vs MobileNetV3-Large as detection/segmentation backbones 
     python -m benchmarks.dense_task                       # ~35 min on 2 cores (det needs the [dense] extra)
     python -m benchmarks.dense_task --tasks seg --seconds 120
 
-Data: `ef_keras.dense_data.compose` puts Fashion-MNIST scans from the shipped subset on
+Data: `ef_keras.tasks.dense_data.compose` puts Fashion-MNIST scans from the shipped subset on
 128x128 canvases (1-3 objects, 1.5-3x their 28 px size): --train canvases from the train
 split, --val from the held-out split (disjoint scans, another seed).
 
@@ -28,7 +28,7 @@ from absl import flags  # noqa: E402
 
 from benchmarks import define_results_dir_flag, finish  # noqa: E402
 from ef_keras import provenance  # noqa: E402
-from ef_keras.errors import run as run_cli  # noqa: E402
+from ef_keras.cli import run as run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 RESULT = "dense_task.json"
@@ -73,7 +73,7 @@ class Budget:
 
 def backbone(name, size):
     import ef_keras
-    from ef_keras.segmentation import mobilenet_v3_large_pyramid
+    from ef_keras.tasks.segmentation import mobilenet_v3_large_pyramid
 
     if name == "efficientformer_l1":
         return ef_keras.EfficientFormer("l1", include_top=False, input_shape=(size, size, 3))
@@ -89,7 +89,7 @@ def _optimizer():
 def run_seg(name, train, val, x_train, x_val):
     import keras
 
-    from ef_keras.segmentation import IGNORE_LABEL, SemanticFPN, mean_iou
+    from ef_keras.tasks.segmentation import IGNORE_LABEL, SemanticFPN, mean_iou
 
     keras.utils.set_random_seed(FLAGS.seed)
     model = SemanticFPN(backbone(name, FLAGS.size), num_classes=train.num_seg_classes)
@@ -110,7 +110,7 @@ def run_seg(name, train, val, x_train, x_val):
 def run_det(name, train, val, x_train, x_val):
     import keras
 
-    from ef_keras.detection import coco_map, retinanet
+    from ef_keras.tasks.detection import coco_map, retinanet
 
     keras.utils.set_random_seed(FLAGS.seed)
     model = retinanet(backbone(name, FLAGS.size), num_classes=train.num_classes)
@@ -154,7 +154,7 @@ def main(argv):
     import numpy as np
 
     from ef_keras.data import normalize
-    from ef_keras.dense_data import compose
+    from ef_keras.tasks.dense_data import compose
 
     common = dict(canvas_size=(FLAGS.size, FLAGS.size), max_objects=3, scale=(1.5, 3.0))
     train = compose("embedded", "train", num_images=FLAGS.train, seed=FLAGS.seed, **common)

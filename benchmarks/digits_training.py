@@ -22,7 +22,7 @@ from absl import flags, logging  # noqa: E402
 
 from benchmarks import define_results_dir_flag, finish  # noqa: E402
 from ef_keras import provenance  # noqa: E402
-from ef_keras.errors import run as run_cli  # noqa: E402
+from ef_keras.cli import run as run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 RESULT = "digits_training.json"
@@ -50,7 +50,8 @@ def main(argv):
     del argv
     run = provenance.start()
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs every save at INFO
-    from ef_keras import EfficientFormerConfig, recipe, training
+    from ef_keras import EfficientFormerConfig
+    from ef_keras.training import loop as training, recipe
 
     r = recipe.EMBEDDED.replace(epochs=FLAGS.epochs)
     with tempfile.TemporaryDirectory() as out:

@@ -38,7 +38,7 @@ from absl import flags
 from benchmarks import define_results_dir_flag, finish
 from benchmarks.checkout import export_commit, short_commit
 from ef_keras import provenance, timing
-from ef_keras.errors import run as run_cli
+from ef_keras.cli import run as run_cli
 
 FLAGS = flags.FLAGS
 RESULT = "import_cost.json"

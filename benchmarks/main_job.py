@@ -26,7 +26,7 @@ from absl import flags
 
 from benchmarks import ROOT, define_results_dir_flag, finish
 from ef_keras import provenance
-from ef_keras.errors import run as run_cli
+from ef_keras.cli import run as run_cli
 
 FLAGS = flags.FLAGS
 RESULT = "main_job.json"

@@ -29,7 +29,7 @@ from absl import flags  # noqa: E402
 
 from benchmarks import ROOT, define_results_dir_flag, finish, goals  # noqa: E402
 from ef_keras import provenance, timing  # noqa: E402
-from ef_keras.errors import run as run_cli  # noqa: E402
+from ef_keras.cli import run as run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 RESULT = "model_latency.json"

@@ -23,7 +23,8 @@ from absl import flags
 
 from benchmarks import RESULTS_DIR, ROOT
 from ef_keras import provenance
-from ef_keras.errors import EfKerasError, run as run_cli
+from ef_keras.cli import run as run_cli
+from ef_keras.errors import EfKerasError
 
 FLAGS = flags.FLAGS
 README = os.path.join(ROOT, "README.md")

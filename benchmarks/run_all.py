@@ -28,7 +28,8 @@ from absl import flags
 
 from benchmarks import RESULTS_DIR, ROOT
 from ef_keras import provenance
-from ef_keras.errors import InputError, run as run_cli
+from ef_keras.cli import run as run_cli
+from ef_keras.errors import InputError
 
 FLAGS = flags.FLAGS
 

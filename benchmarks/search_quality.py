@@ -123,8 +123,8 @@ def _train_once(config, run_dir: str, seed: int, steps: int, image_size: int, te
     """From-scratch training with the fixed budget; per-image test predictions (cached in run_dir)."""
     import keras
 
-    from ef_keras.recipe import EMBEDDED
-    from ef_keras.training import train
+    from ef_keras.training.recipe import EMBEDDED
+    from ef_keras.training.loop import train
     from search.evaluate import per_image
 
     cache = os.path.join(run_dir, "test_predictions.npz")
@@ -160,7 +160,7 @@ def main(argv):
     supernet, meta = load_supernet(FLAGS.supernet)
     space = supernet.space
     lo, hi, _ = reachable_range(space, lut)
-    from ef_keras.config import VARIANTS
+    from ef_keras.models.efficientformer.config import VARIANTS
 
     targets = {"30 % of range": lo + 0.3 * (hi - lo), "L1": predict_ms(VARIANTS["l1"], lut),
                "80 % of range": lo + 0.8 * (hi - lo)}
@@ -293,7 +293,7 @@ def define_flags():
 
 
 if __name__ == "__main__":
-    from ef_keras.errors import run
+    from ef_keras.cli import run
 
     define_flags()
     run(main)

@@ -30,8 +30,8 @@ import numpy as np
 
 def _macs(space, widths, choices_probs, image_size):
     """Expected forward multiply-adds of a child: per MetaPath, 4D and 3D blocks weighted by their probability."""
-    from ef_keras.info import block_macs
-    from ef_keras.plan import plan
+    from ef_keras.models.efficientformer.macs import block_macs
+    from ef_keras.models.plan import plan
 
     cfg = space.config
     grid = (image_size, image_size)
@@ -90,7 +90,7 @@ def main(argv):
     import keras
 
     from ef_keras.output import write_json, write_text
-    from ef_keras.training import make_strategy
+    from ef_keras.training.loop import make_strategy
     from search.evaluate import Scorer, load_split, search_splits, standard_error
     from search.space import default_space
     from search.supernet import load_supernet
@@ -193,7 +193,7 @@ def define_flags():
 
 
 if __name__ == "__main__":
-    from ef_keras.errors import run
+    from ef_keras.cli import run
 
     define_flags()
     run(main)

@@ -4,7 +4,7 @@
 
 Each train step is the real recipe step on a batch of 32 at 224x224: forward, label-smoothed
 cross-entropy, backward, adaptive gradient clipping (0.01) and AdamW. Ours is
-`ef_keras.training`'s distributed step (default strategy); timm's is `efficientformer_l1` in
+`ef_keras.training.loop`'s distributed step (default strategy); timm's is `efficientformer_l1` in
 train mode with `timm.utils.agc.adaptive_clip_grad` and `torch.optim.AdamW` (imported with
 tools/timm_reference.import_timm; skipped when torch/timm are missing or the size is not 224).
 The variants run interleaved (`ef_keras.timing`, one step of each per round in a shuffled order) after their
@@ -26,7 +26,7 @@ from absl import flags
 
 from benchmarks import define_results_dir_flag, finish
 from ef_keras import provenance, timing
-from ef_keras.errors import run as run_cli
+from ef_keras.cli import run as run_cli
 
 FLAGS = flags.FLAGS
 RESULT = "train_throughput.json"
@@ -50,7 +50,9 @@ def _our_step(model_name, jit_compile, batch_size, image_size, mixed_precision):
     import numpy as np
     import tensorflow as tf
 
-    from ef_keras import EfficientFormer, recipe, training
+    from ef_keras import EfficientFormer
+
+    from ef_keras.training import loop as training, recipe
 
     if mixed_precision:
         keras.config.set_dtype_policy(mixed_precision)

@@ -23,7 +23,7 @@ from absl import flags, logging  # noqa: E402
 
 from deploy.common import TARGET_PRECISIONS, DeployError  # noqa: E402
 from ef_keras.checks import check_int  # noqa: E402
-from ef_keras.errors import run as run_cli  # noqa: E402
+from ef_keras.cli import run as run_cli  # noqa: E402
 
 TARGETS = {"tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
 DEFAULT_PRECISION = {"tflite": "fp32", "coreml": "fp16", "onnx": "fp32"}
@@ -40,7 +40,7 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
     elif model.endswith(".keras"):
         if not os.path.isfile(model):
             raise DeployError(f"model file {model} does not exist or is not a file")
-        import ef_keras.segmentation  # noqa: F401  (registers SemanticFPN / PyramidBackbone for .keras files)
+        import ef_keras.tasks.segmentation  # noqa: F401  (registers SemanticFPN / PyramidBackbone for .keras files)
 
         try:
             built = keras.saving.load_model(model, compile=False)
@@ -53,7 +53,7 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
         from ef_keras.registry import architecture
 
         try:
-            config = architecture(model)  # either family: V2 files carry "family": "efficientformer_v2"
+            config = architecture(model)  # either family: the file's "family" field says which
         except ef_keras.ConfigError as e:
             raise DeployError(f"invalid architecture {model}: {_first_line(e)}") from e
         built = _build(ef_keras, config, image_size)

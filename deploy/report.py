@@ -39,7 +39,7 @@ def num_3d_blocks(model) -> int | None:
     The dimension-consistency budget is V1's design (one 4D->3D switch); EfficientFormerV2
     stays 4D throughout and reshapes inside every attention block, so it has no such budget.
     """
-    from ef_keras.config import EfficientFormerConfig
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
 
     config = getattr(model, "config", None)
     return config.num_vit if isinstance(config, EfficientFormerConfig) else None

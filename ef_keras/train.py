@@ -14,7 +14,7 @@ Examples:
         --num-classes 5 --epochs 30 --batch-size 64 --out runs/flowers
 
 Re-running with the same --out resumes from the last checkpoint. The logic lives in
-`ef_keras.training.train`; this module only parses flags and reports errors.
+`ef_keras.training.loop.train`; this module only parses flags and reports errors.
 """
 
 import os
@@ -22,7 +22,8 @@ import os
 from absl import flags, logging
 
 from ef_keras.data import DatasetError
-from ef_keras.errors import InputError, run as run_cli
+from ef_keras.cli import run as run_cli
+from ef_keras.errors import InputError
 
 #: Bad-input errors besides EfKerasError that the CLI reports in one line.
 USER_ERRORS = (DatasetError,)
@@ -69,7 +70,7 @@ def define_flags():
 
 
 def _recipe():
-    from ef_keras import recipe as recipes
+    from ef_keras.training import recipe as recipes
 
     base = recipes.RECIPES[FLAGS.recipe or ("embedded" if FLAGS.data == "embedded" else "paper")]
     return base.replace(epochs=FLAGS.epochs, batch_size=FLAGS["batch-size"].value,
@@ -87,7 +88,7 @@ def main(argv):
         raise InputError("--out DIR is required (the run directory; re-use it to resume)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs every save at INFO
-    from ef_keras import training
+    from ef_keras.training import loop as training
 
     result = training.train(
         FLAGS.model, FLAGS.data, out_dir=FLAGS.out, recipe=_recipe(), data_dir=FLAGS["data-dir"].value,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ef_keras.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from ef_keras.errors import EfKerasError
 from search.space import SearchSpace
 

@@ -1,7 +1,7 @@
 """Elastic forward pass of the supernet: any child (widths, depths, 4D/3D) from one traced graph.
 
 The supernet holds every weight at its largest width (Keras layers built by
-`ef_keras.model.block_layer`, as the plain model's). A child network is given as tensors:
+`ef_keras.models.efficientformer.model.block_layer`, as the plain model's). A child network is given as tensors:
 
 - `widths` (4,) int32: channels of each stage; every tensor is sliced from the front
   (conv kernels [:, :, :Cin, :Cout], Dense kernels [:Cin, :Cout], norm and layer-scale
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ef_keras.layers import BN_EPSILON, LN_EPSILON
+from ef_keras.models.common_layers import BN_EPSILON, LN_EPSILON
 
 #: Candidate index per MetaPath, in the order of the supernet's α columns ("4d", "3d", "id").
 MB4D, MB3D, IDENTITY = 0, 1, 2

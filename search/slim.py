@@ -191,7 +191,7 @@ def resolve_target(target, target_like, lut: dict) -> float:
     if (target is None) == (target_like is None):
         raise SlimError("give exactly one of --target MS or --target-like l1|l3|l7")
     if target_like is not None:
-        from ef_keras.config import VARIANTS
+        from ef_keras.models.efficientformer.config import VARIANTS
 
         if target_like.lower() not in VARIANTS:
             raise SlimError(f"--target-like must be one of {sorted(VARIANTS)}, got {target_like!r}")
@@ -656,7 +656,7 @@ def define_flags():
 
 def run():
     """Console entry point (`ef-slim`): flags, then `main` with one-line errors for bad input."""
-    from ef_keras.errors import run as run_cli
+    from ef_keras.cli import run as run_cli
 
     define_flags()
     run_cli(main)

@@ -34,11 +34,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ef_keras import layers as ef_layers
 from ef_keras.errors import EfKerasError
-from ef_keras.model import EfficientFormer, block_layer
+from ef_keras.models.common_layers import LN_EPSILON
+from ef_keras.models.efficientformer.model import EfficientFormer, block_layer
 from ef_keras.output import write_json, writing
-from ef_keras.plan import meta_blocks, plan
+from ef_keras.models.plan import meta_blocks, plan
 from search import elastic
 from search.arch import CANDIDATES, STAGES_WITH_3D, Arch
 from search.space import SearchSpace, SpaceError
@@ -100,7 +100,7 @@ class Supernet(keras.Model):
                 block_layer(dataclasses.replace(b, kind="meta3d"), config, name=f"stage{b.stage}_path{b.index}_3d")
                 if b.stage in STAGES_WITH_3D else None)
         self.num_paths = len(self.path_stage)
-        self.norm = keras.layers.LayerNormalization(epsilon=ef_layers.LN_EPSILON, name="norm")
+        self.norm = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="norm")
         self.head = keras.layers.Dense(classes, name="head")
         self.alpha = self.add_weight(name="alpha", shape=(self.num_paths, len(CANDIDATES)),
                                      initializer="zeros", trainable=True)

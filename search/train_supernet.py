@@ -114,7 +114,7 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     from ef_keras.checks import read_json
     from ef_keras.output import check_run_directory
     from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
-    from ef_keras.training import make_strategy
+    from ef_keras.training.loop import make_strategy
 
     space = space or default_space()
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing, rule)
@@ -382,7 +382,7 @@ def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
 
-    from ef_keras.training import STRATEGIES
+    from ef_keras.training.loop import STRATEGIES
 
     q = quick_settings()
     flags.DEFINE_string("data", "embedded", "dataset: embedded (Fashion-MNIST subset), digits, fashion_mnist, "
@@ -409,7 +409,7 @@ def define_flags():
 
 def run():
     """Console entry point (`ef-train-supernet`): flags, then `main` with one-line errors for bad input."""
-    from ef_keras.errors import run as run_cli
+    from ef_keras.cli import run as run_cli
 
     define_flags()
     run_cli(main)

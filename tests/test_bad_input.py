@@ -27,7 +27,7 @@ import ef_keras
 from android_ios_bench.android import AndroidSettings
 from ef_keras import output
 from ef_keras.errors import EfKerasError
-from ef_keras.recipe import EMBEDDED
+from ef_keras.training.recipe import EMBEDDED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(ROOT, "tests", "cli_driver.py")

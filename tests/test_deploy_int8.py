@@ -12,7 +12,7 @@ import pytest
 import deploy
 import ef_keras
 from deploy import calibration, common, convert, int8_graph, report, testing, tflite, verify
-from ef_keras.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from tests.helpers import TINY, TINY_INPUT
 
 #: A searched-like architecture: empty early stages and no attention (what the digits proxy search returned),

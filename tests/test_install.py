@@ -18,7 +18,9 @@ import pytest
 from absl import flags
 from helpers import TINY
 
-from ef_keras.errors import MissingExtraError, dashed_argv, require
+from ef_keras.cli import dashed_argv
+
+from ef_keras.errors import MissingExtraError, require
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("ef_keras", "deploy", "search", "android_ios_bench")

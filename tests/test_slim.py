@@ -18,8 +18,8 @@ import tensorflow as tf
 from android_ios_bench import lut as L
 from android_ios_bench.units import SearchSpace as LUTSpace
 from android_ios_bench.units import search_space_units
-from ef_keras.config import EfficientFormerConfig
-from ef_keras.model import EfficientFormer
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.model import EfficientFormer
 from search import actions
 from search.arch import Arch
 from search.evaluate import load_split, search_splits

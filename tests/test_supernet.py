@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from ef_keras.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from search.arch import Arch, ArchError, full_arch, smallest_arch
 from search.space import SearchSpace, SpaceError, default_space
 from search.supernet import (Supernet, SupernetError, child_model, gumbel_noise, load_supernet, save_supernet,
@@ -179,7 +179,7 @@ def test_sandwich_children_are_largest_smallest_and_two_random():
 
 
 def _trainer(rule):
-    from ef_keras.training import make_strategy
+    from ef_keras.training.loop import make_strategy
 
     return SupernetTrainer(TINY, image_size=64, classes=10, mixing="hard", rule=rule, total_steps=10,
                            steps_per_epoch=5, batch_size=8, lr=1e-3, weight_decay=0.0, alpha_lr=1e-3,
@@ -211,8 +211,8 @@ _MIRRORED_SUPERNET = """
 import json, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from ef_keras.config import EfficientFormerConfig
-from ef_keras.training import make_strategy
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
+from ef_keras.training.loop import make_strategy
 from search.space import SearchSpace
 from search.train_supernet import train_supernet
 cfg = EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_vit=0)

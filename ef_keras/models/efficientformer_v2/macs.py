@@ -1,18 +1,18 @@
-"""Parameter and multiply-accumulate counts of EfficientFormerV2 architectures.
+"""Multiply-accumulate counts of EfficientFormerV2 architectures, and their parameter convention.
 
-Parameters, two conventions:
+Parameters (counted by `ef_keras.info.model_info` with this family's rule), two conventions:
   * `params_all`: every trainable parameter, as timm counts them (BN gamma/beta included,
     running statistics excluded): S0 3,600,256 · S1 6,185,560 · S2 12,710,112 · L 26,322,288,
     equal to timm's own counts (recorded by the fixture generator from the real timm models).
   * `params_no_bn`: `params_all` without BatchNorm gamma/beta (what folds into the preceding
-    convs at inference): S0 3,550,944 · S1 6,114,648 · S2 12,588,320 · L 26,125,864. The
+    convs at inference, `FOLDED_LAYERS`): S0 3,550,944 · S1 6,114,648 · S2 12,588,320 · L 26,125,864. The
     README's 3.535 / 6.092 / 12.551 / 26.069 M are 16-57 k lower; no combination of
     parameter kinds found so far (BN, layer scales, bias tables, conv or depthwise biases,
     talking heads, the distillation head) reproduces all four, so this module does not
     claim to reproduce them. `model_info` also returns it as `params_paper`, the key V1's
     consumers read.
 
-GMACs (`gmacs_v2`), counted over the block plan: every convolution (depthwise included) and
+GMACs (`gmacs`), counted over the block plan: every convolution (depthwise included) and
 every linear as weights × output positions, bias not counted; the talking heads as the 1×1
 convs they are; both attention matmuls (q·kᵀ and attn·v); both classifier heads.
 BatchNorm, GELU, softmax, the bilinear upsampling, residual adds and pooling are free. This
@@ -23,28 +23,12 @@ rule gives 0.396 / 0.652 / 1.247 / 2.553 GMACs for S0 / S1 / S2 / L at 224, the 
 
 from __future__ import annotations
 
-import numpy as np
+import keras
 
-from ef_keras.config_v2 import EfficientFormerV2Config, get_v2_config
+from ef_keras.models.efficientformer_v2.config import get_v2_config
 
-
-def count_params_v2(model) -> dict[str, int]:
-    """`params_all` (trainable, as timm) and `params_no_bn` (BatchNorm gamma/beta left out)."""
-    import keras
-
-    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    bn = 0
-    seen = set()
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            bn += int(sum(np.prod(w.shape) for w in layer.trainable_weights))
-        stack.extend(getattr(layer, "_layers", []))
-    return {"params_all": trainable, "params_no_bn": trainable - bn}
+#: What `params_no_bn` leaves out: it folds into the preceding convolutions at inference.
+FOLDED_LAYERS = (keras.layers.BatchNormalization,)
 
 
 def _conv(out_grid, cin, cout, k, groups=1):
@@ -55,7 +39,7 @@ def _attention(queries, keys, heads, key_dim, val_dim):
     return heads * queries * keys * (key_dim + val_dim)
 
 
-def gmacs_v2(config, image_size=(224, 224), classes=1000, distillation=True) -> float:
+def gmacs(config, image_size=(224, 224), classes=1000, distillation=True) -> float:
     """Multiply-accumulates (×1e9) of one image under the rule in the module docstring."""
     cfg = get_v2_config(config)
     macs = 0
@@ -90,34 +74,3 @@ def gmacs_v2(config, image_size=(224, 224), classes=1000, distillation=True) -> 
         elif b.kind == "v2_head":
             macs += (2 if distillation else 1) * b.cin * classes
     return macs / 1e9
-
-
-def model_info_v2(model_or_config, image_size=(224, 224)) -> dict:
-    """Parameters (both conventions) and GMACs of a V2 model, or of a V2 config / variant name (builds it)."""
-    from ef_keras.model_v2 import EfficientFormerV2
-
-    if isinstance(model_or_config, (str, dict, EfficientFormerV2Config)):
-        model = EfficientFormerV2(model_or_config, input_shape=(*image_size, 3))
-    else:
-        model = model_or_config
-    params = count_params_v2(model)
-    # `params_paper`: the key V1's consumers (describe, reports) read; for V2 it is the README's
-    # no-BN convention, whose published figures this count does not reproduce (module docstring).
-    return {"name": model.config.name, **params, "params_paper": params["params_no_bn"],
-            "gmacs": gmacs_v2(model.config, tuple(model.image_shape[:2]), getattr(model, "classes", 1000),
-                              getattr(model, "distillation", True))}
-
-
-def is_v2(model_or_config) -> bool:
-    """True for a V2 model, V2 config, V2 config dict or V2 variant name ("s0", "efficientformerv2_l")."""
-    from ef_keras.config_v2 import V2_VARIANTS
-    from ef_keras.model_v2 import EfficientFormerV2
-
-    if isinstance(model_or_config, (EfficientFormerV2, EfficientFormerV2Config)):
-        return True
-    if isinstance(model_or_config, dict):
-        return model_or_config.get("family") == "efficientformer_v2"
-    if isinstance(model_or_config, str):
-        key = model_or_config.lower()
-        return key.startswith("efficientformerv2") or key in V2_VARIANTS
-    return False

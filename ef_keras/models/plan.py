@@ -1,29 +1,32 @@
-"""The block plan: the one walk of an EfficientFormer network.
+"""The block plan: the one walk of an EfficientFormer network, and the layout it is walked from.
 
 Everything that needs to know "what runs, in which order, at which width and grid" reads
-this list instead of walking the network itself: the Keras model builder
-(`ef_keras.model`), the supernet (`search.supernet`), GMAC counting (`ef_keras.info`), the
-checkpoint key mapping (`ef_keras.checkpoint`) and the latency table's unit walk
-(`android_ios_bench.units` / `predictor`). Adding a block kind or a feature tap therefore
-means changing one list, not six walks.
+this list instead of walking the network itself: the Keras model builders
+(`ef_keras.models.efficientformer.model`, `..._v2.model`), the supernet (`search.supernet`),
+GMAC counting (each family's `macs`), the checkpoint key maps (each family's `weights`) and
+the latency table's unit walk (`android_ios_bench.units` / `predictor`). Adding a block kind or
+a feature tap therefore means changing one list, not six walks.
 
-A plan is built from stage widths and, per stage, the block types in order ("4d"/"3d"). A
-named architecture has 3D blocks only at the end of the last stage (`EfficientFormerConfig
-.stage_blocks`); the supernet's sub-networks may also place them in stage 3. Every switch
-between a 4D feature map and 3D tokens is one `flat` unit (a reshape), and the network
-always ends on tokens: the reference's single `Flat` sits right before the first 3D block
-of the last stage, or closes it when it has none.
+A V1 plan is built from a `Layout`: stage widths and, per stage, the block types in order
+("4d"/"3d"). A named architecture has 3D blocks only at the end of the last stage
+(`EfficientFormerConfig.layout`); the supernet's sub-networks may also place them in stage 3.
+Every switch between a 4D feature map and 3D tokens is one `flat` unit (a reshape), and the
+network always ends on tokens: the reference's single `Flat` sits right before the first 3D
+block of the last stage, or closes it when it has none. EfficientFormerV2 walks its own plan
+(`EfficientFormerV2Config.blocks`) with the same `Block` record.
 
 Block indices follow the reference (timm `stages.{stage}.blocks.{index}`): the `Flat` takes
 a slot in its stage's numbering, so L1's only 3D block is `stages.3.blocks.4`, after 4D
 blocks 0-2 and the Flat at 3. The Keras layer names carry the same index
-(`stage3_block4`), which keeps `.keras` files of 0.1 loading.
+(`stage3_block4`), which keeps `.keras` files of 0.1 and 0.2 loading.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Iterator, Sequence
+
+from ef_keras.models.config import ConfigError
 
 #: Unit kinds in a plan, in the order they first appear.
 KINDS = ("stem", "downsample", "meta4d", "flat", "meta3d", "head")
@@ -50,8 +53,8 @@ class Block:
             (EfficientFormerV2); None where the config's single ratio applies.
         attn_stride: 2 for EfficientFormerV2's strided attention (stage 3), else None.
 
-    Other families (EfficientFormerV2, `ef_keras.config_v2`) use the same record with their
-    own kinds; a kind ending in "stem", "downsample" or "head" names the unit like V1's.
+    Other families (EfficientFormerV2, `ef_keras.models.efficientformer_v2.config`) use the
+    same record with their own kinds; a kind ending in "stem", "downsample" or "head" names the unit like V1's.
     """
 
     kind: str
@@ -117,9 +120,45 @@ def _down(n, stride):
     return n
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """An architecture's layout: stage widths and, per stage, its block types in order ("4d"/"3d").
+
+    The one type for "widths plus per-stage block types": `EfficientFormerConfig.layout` gives a
+    named architecture's (3D blocks close stage 4), and any supernet sub-network is one (3D
+    blocks may also sit in stage 3). The plan walks it, and the latency predictor prices it.
+
+    Example:
+        >>> Layout((48, 96, 224, 448), (("4d",) * 3, ("4d",) * 2, ("4d",) * 6, ("4d",) * 3 + ("3d",))).depths
+        (3, 2, 6, 4)
+    """
+
+    widths: tuple[int, ...]
+    stage_blocks: tuple[tuple[str, ...], ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "stage_blocks", tuple(tuple(b) for b in self.stage_blocks))
+        if len(self.widths) != NUM_STAGES or len(self.stage_blocks) != NUM_STAGES:
+            raise ConfigError(f"a layout needs {NUM_STAGES} widths and {NUM_STAGES} block lists, got "
+                              f"{self.widths} and {len(self.stage_blocks)} lists")
+        bad = sorted({b for stage in self.stage_blocks for b in stage} - set(BLOCK_TYPES))
+        if bad:
+            raise ConfigError(f"block types must be one of {BLOCK_TYPES}, got {bad}")
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        """Blocks per stage (Flat excluded)."""
+        return tuple(len(stage) for stage in self.stage_blocks)
+
+    def blocks(self, image_size=(224, 224), classes: int = 1000) -> list[Block]:
+        """The block plan: every unit of this layout for `image_size` inputs, in order."""
+        return list(_walk(self.widths, self.stage_blocks, tuple(image_size), classes))
+
+
 def plan(widths: Sequence[int], stage_blocks: Sequence[Sequence[str]], image_size=(224, 224),
          classes: int = 1000) -> list[Block]:
-    """Every unit of the network with these stage widths and per-stage block types, in order.
+    """`Layout(widths, stage_blocks).blocks(image_size, classes)`: every unit, in order.
 
     Args:
         widths: channels of stages 1-4.
@@ -127,13 +166,10 @@ def plan(widths: Sequence[int], stage_blocks: Sequence[Sequence[str]], image_siz
         image_size: (H, W) of the input (entries may be None).
         classes: the head's output width.
     """
-    return list(_walk(tuple(widths), tuple(tuple(s) for s in stage_blocks), tuple(image_size), classes))
+    return Layout(widths, stage_blocks).blocks(image_size, classes)
 
 
 def _walk(widths, stage_blocks, image_size, classes) -> Iterator[Block]:
-    if len(widths) != NUM_STAGES or len(stage_blocks) != NUM_STAGES:
-        raise ValueError(f"a plan needs {NUM_STAGES} widths and {NUM_STAGES} block lists, "
-                         f"got {widths} and {len(stage_blocks)} lists")
     stem = Block("stem", 0, None, 3, widths[0], image_size)
     yield stem
     grid, tokens = stem.out_grid, False
@@ -144,8 +180,6 @@ def _walk(widths, stage_blocks, image_size, classes) -> Iterator[Block]:
             grid = down.out_grid
         index = 0
         for kind in blocks:
-            if kind not in BLOCK_TYPES:
-                raise ValueError(f"block types must be one of {BLOCK_TYPES}, got {kind!r}")
             if (kind == "3d") != tokens:
                 yield Block("flat", stage, index, width, width, grid)
                 tokens, index = not tokens, index + 1

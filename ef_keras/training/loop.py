@@ -37,7 +37,7 @@ from ef_keras.checks import check_int
 from ef_keras.errors import EfKerasError
 from ef_keras.output import check_run_directory, run_directory, write_json, write_text, writing
 from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
-from ef_keras.recipe import EMBEDDED, PAPER, Recipe
+from ef_keras.training.recipe import EMBEDDED, PAPER, Recipe
 
 #: The smallest value of each integer argument of train().
 _COUNT_LOWS = {"num_classes": 1, "checkpoint_every": 0, "keep_checkpoints": 1, "steps_per_epoch": 1, "eval_steps": 1,
@@ -188,8 +188,7 @@ def build_model(arch, num_classes: int, image_size: int, drop_path_rate: float =
             When its classifier has another number of classes, the heads are left freshly
             initialised (fine-tuning) and a message says so.
     """
-    from ef_keras import EfficientFormer, ConfigError
-    from ef_keras.model import ModelArgumentError
+    from ef_keras import ConfigError, EfficientFormer, ModelArgumentError
 
     try:
         if callable(arch) and not isinstance(arch, type):
@@ -205,7 +204,7 @@ def build_model(arch, num_classes: int, image_size: int, drop_path_rate: float =
 
 
 def _init_from_checkpoint(model, path, num_classes, log):
-    from ef_keras.checkpoint import CheckpointError, load_weights_from_checkpoint, read_state_dict
+    from ef_keras.weights import CheckpointError, load_weights_from_checkpoint, read_state_dict
 
     if not os.path.exists(path):
         raise TrainError(f"--init-checkpoint {path} does not exist")

@@ -28,14 +28,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from ef_keras.layers import (BN_EPSILON, BN_MOMENTUM, DropPath, LayerScale, _half, _pad1, _padded_shape,
-                             attention_bias_index, gelu)
+from ef_keras.models.common_layers import (ConvStem, DropPath, LayerScale, attention_bias_index, batch_norm, gelu,
+                                           half, pad1, padded_shape, stride2_conv)
 
 _register = keras.saving.register_keras_serializable(package="ef_keras")
-
-
-def _bn(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def _with_channels(shape, c):
@@ -44,7 +40,7 @@ def _with_channels(shape, c):
 
 def _halved(shape, c=None):
     b, h, w, cin = shape
-    return (b, _half(h), _half(w), cin if c is None else c)
+    return (b, half(h), half(w), cin if c is None else c)
 
 
 def _conv(filters, kernel=1, name=None):
@@ -53,7 +49,7 @@ def _conv(filters, kernel=1, name=None):
 
 
 def _dw(stride=1, name=None):
-    """Depthwise 3x3 with bias; at stride 2 call it on `_pad1(x)` ("valid")."""
+    """Depthwise 3x3 with bias; at stride 2 call it on `pad1(x)` ("valid")."""
     return keras.layers.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid", name=name)
 
 
@@ -83,34 +79,10 @@ def downsample_bias_index(resolution):
 
 
 @_register
-class V2Stem(keras.layers.Layer):
-    """Two [3x3 stride-2 conv -> BN -> GELU]: (B, H, W, 3) -> (B, H/4, W/4, C); widths C/2 then C."""
+class V2Stem(ConvStem):
+    """Two [3x3 stride-2 conv -> BN -> GELU]: (B, H, W, 3) -> (B, H/4, W/4, C), widths C/2 then C."""
 
-    def __init__(self, out_channels, **kwargs):
-        super().__init__(**kwargs)
-        self.out_channels = out_channels
-        self.conv1 = keras.layers.Conv2D(out_channels // 2, 3, strides=2, padding="valid", name="conv1")
-        self.norm1 = _bn("norm1")
-        self.conv2 = keras.layers.Conv2D(out_channels, 3, strides=2, padding="valid", name="conv2")
-        self.norm2 = _bn("norm2")
-
-    def build(self, input_shape):
-        shape = tuple(input_shape)
-        self.conv1.build(_padded_shape(shape))
-        mid = _halved(shape, self.out_channels // 2)
-        self.norm1.build(mid)
-        self.conv2.build(_padded_shape(mid))
-        self.norm2.build(_halved(mid, self.out_channels))
-
-    def call(self, x, training=None):
-        x = gelu(self.norm1(self.conv1(_pad1(x)), training=training))
-        return gelu(self.norm2(self.conv2(_pad1(x)), training=training))
-
-    def compute_output_shape(self, input_shape):
-        return _halved(_halved(tuple(input_shape)), self.out_channels)
-
-    def get_config(self):
-        return {**super().get_config(), "out_channels": self.out_channels}
+    activation = staticmethod(gelu)
 
 
 @_register
@@ -125,11 +97,11 @@ class V2FFN(keras.layers.Layer):
         super().__init__(**kwargs)
         self.dim, self.hidden_dim = dim, hidden_dim
         self.fc1 = _conv(hidden_dim, 1, "fc1")
-        self.norm1 = _bn("norm1")
+        self.norm1 = batch_norm("norm1")
         self.mid = _dw(1, "mid")
-        self.mid_norm = _bn("mid_norm")
+        self.mid_norm = batch_norm("mid_norm")
         self.fc2 = _conv(dim, 1, "fc2")
-        self.norm2 = _bn("norm2")
+        self.norm2 = batch_norm("norm2")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -154,7 +126,7 @@ class V2FFN(keras.layers.Layer):
 def _conv_bn(layer, name, filters, kernel=1, depthwise=False, stride=1):
     """Adds a (conv, BN) pair of sub-layers `<name>_conv`, `<name>_bn` to `layer` (timm's ConvNorm)."""
     conv = _dw(stride, f"{name}_conv") if depthwise else _conv(filters, kernel, f"{name}_conv")
-    bn = _bn(f"{name}_bn")
+    bn = batch_norm(f"{name}_bn")
     setattr(layer, f"{name}_conv", conv)
     setattr(layer, f"{name}_bn", bn)
     return conv, bn
@@ -213,10 +185,15 @@ class Attention4D(keras.layers.Layer):
         self.talking_head2 = _conv(num_heads, 1, "talking_head2")
         _conv_bn(self, "proj", dim)
 
+    @property
+    def bias_grid(self) -> tuple:
+        """The (h, w) attention grid whose offsets index the bias table (what a resize maps between)."""
+        return self.attn_grid
+
     def build(self, input_shape):
         shape = tuple(input_shape)
         if self.stride:
-            self.stride_conv.build(_padded_shape(shape))
+            self.stride_conv.build(padded_shape(shape))
             shape = _halved(shape)
             self.stride_bn.build(shape)
         attn_shape = (shape[0], *self.attn_grid, self.dim)
@@ -243,7 +220,7 @@ class Attention4D(keras.layers.Layer):
         if (h, w) != self.resolution:
             raise ValueError(f"Attention4D built for a {self.resolution} grid got {(h, w)}")
         if self.stride:
-            x = self.stride_bn(self.stride_conv(_pad1(x)), training=training)
+            x = self.stride_bn(self.stride_conv(pad1(x)), training=training)
         n = self.num_tokens
         q = _heads_first(self.q_bn(self.q_conv(x), training=training), self.num_heads, n)
         k = _heads_first(self.k_bn(self.k_conv(x), training=training), self.num_heads, n)
@@ -304,21 +281,26 @@ class Attention4DDownsample(keras.layers.Layer):
         _conv_bn(self, "v_local", self.dh, depthwise=True, stride=2)
         _conv_bn(self, "proj", out_dim)
 
+    @property
+    def bias_grid(self) -> tuple:
+        """The (H, W) key grid whose offsets index the bias table (what a resize maps between)."""
+        return self.resolution
+
     def build(self, input_shape):
         shape = tuple(input_shape)
-        half = _halved(shape)
+        half_shape = _halved(shape)
         kh = self.key_dim * self.num_heads
-        self.q_local.build(_padded_shape(shape))
-        self.q_proj_conv.build(half)
-        self.q_proj_bn.build(_with_channels(half, kh))
+        self.q_local.build(padded_shape(shape))
+        self.q_proj_conv.build(half_shape)
+        self.q_proj_bn.build(_with_channels(half_shape, kh))
         self.k_conv.build(shape)
         self.k_bn.build(_with_channels(shape, kh))
         self.v_conv.build(shape)
         self.v_bn.build(_with_channels(shape, self.dh))
-        self.v_local_conv.build(_padded_shape(_with_channels(shape, self.dh)))
-        self.v_local_bn.build(_with_channels(half, self.dh))
-        self.proj_conv.build(_with_channels(half, self.dh))
-        self.proj_bn.build(_with_channels(half, self.out_dim))
+        self.v_local_conv.build(padded_shape(_with_channels(shape, self.dh)))
+        self.v_local_bn.build(_with_channels(half_shape, self.dh))
+        self.proj_conv.build(_with_channels(half_shape, self.dh))
+        self.proj_bn.build(_with_channels(half_shape, self.out_dim))
         self.attention_biases = self.add_weight(
             name="attention_biases", shape=(self.num_heads, self.num_keys), initializer="zeros")
 
@@ -333,7 +315,7 @@ class Attention4DDownsample(keras.layers.Layer):
         centre = np.zeros((3, 3, 1, 1), "float32")
         centre[1, 1] = 1.0
         kernel = self.q_local.kernel + ops.convert_to_tensor(centre, dtype=self.q_local.kernel.dtype)
-        return ops.depthwise_conv(_pad1(x), kernel, strides=2, padding="valid") + self.q_local.bias
+        return ops.depthwise_conv(pad1(x), kernel, strides=2, padding="valid") + self.q_local.bias
 
     def call(self, x, training=None):
         _, h, w, _ = x.shape
@@ -343,7 +325,7 @@ class Attention4DDownsample(keras.layers.Layer):
         q = _heads_first(self.q_proj_bn(self.q_proj_conv(q), training=training), self.num_heads, self.num_queries)
         k = _heads_first(self.k_bn(self.k_conv(x), training=training), self.num_heads, self.num_keys)
         v_map = self.v_bn(self.v_conv(x), training=training)
-        v_local = self.v_local_bn(self.v_local_conv(_pad1(v_map)), training=training)
+        v_local = self.v_local_bn(self.v_local_conv(pad1(v_map)), training=training)
         v = _heads_first(v_map, self.num_heads, self.num_keys)
         bias = ops.take(self.attention_biases, self.bias_index, axis=1)  # (heads, N2, N)
         attn = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * self.scale + bias, axis=-1)
@@ -372,8 +354,8 @@ class V2Downsample(keras.layers.Layer):
         self.in_channels, self.out_channels, self.use_attn = in_channels, out_channels, use_attn
         self.resolution = None if resolution is None else tuple(resolution)
         self.key_dim, self.num_heads, self.attn_ratio = key_dim, num_heads, attn_ratio
-        self.conv = keras.layers.Conv2D(out_channels, 3, strides=2, padding="valid", name="conv")
-        self.norm = _bn("norm")
+        self.conv = stride2_conv(out_channels, "conv")
+        self.norm = batch_norm("norm")
         if use_attn:
             if self.resolution is None:
                 raise ValueError("V2Downsample with use_attn needs the input resolution")
@@ -382,13 +364,13 @@ class V2Downsample(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        self.conv.build(_padded_shape(shape))
+        self.conv.build(padded_shape(shape))
         self.norm.build(_halved(shape, self.out_channels))
         if self.use_attn:
             self.attn.build(shape)
 
     def call(self, x, training=None):
-        out = self.norm(self.conv(_pad1(x)), training=training)
+        out = self.norm(self.conv(pad1(x)), training=training)
         if self.use_attn:
             out = self.attn(x, training=training) + out
         return out

@@ -140,7 +140,7 @@ def _check_backbone(backbone):
         raise SegmentationError(
             f"backbone must be a keras.Model with a pyramid_outputs dict {{'P2'..'P5'}} (keras-hub's "
             f"FeaturePyramidBackbone convention), got {type(backbone).__name__}; build EfficientFormer with "
-            "pyramid outputs, or wrap a model in ef_keras.segmentation.PyramidBackbone")
+            "pyramid outputs, or wrap a model in ef_keras.tasks.segmentation.PyramidBackbone")
     missing = [level for level in LEVELS if level not in pyramid]
     if missing:
         raise SegmentationError(f"backbone.pyramid_outputs lacks {', '.join(missing)} (has {sorted(pyramid)}); "
@@ -164,7 +164,7 @@ class SemanticFPN(keras.Model):
 
     Example:
         >>> import numpy as np
-        >>> from ef_keras.segmentation import SemanticFPN, mobilenet_v3_large_pyramid
+        >>> from ef_keras.tasks.segmentation import SemanticFPN, mobilenet_v3_large_pyramid
         >>> model = SemanticFPN(mobilenet_v3_large_pyramid((64, 64, 3)), num_classes=5)
         >>> model.predict(np.zeros((1, 64, 64, 3)), verbose=0).shape
         (1, 64, 64, 5)

@@ -4,7 +4,7 @@ A V2 architecture is data: per-stage widths and depths, how many attention block
 stages 3 and 4 (`num_vit`), and the FFN expansion ratio of every block (V2 searched them
 per block). `EfficientFormerV2Config` round-trips through JSON like V1's config.
 
-`blocks()` is V2's block plan: `ef_keras.plan.Block` records like V1's, one ordered list
+`blocks()` is V2's block plan: `ef_keras.models.plan.Block` records like V1's, one ordered list
 of units (kind, stage, reference index, channels, grid, Keras layer name) that the
 model builder, the checkpoint key mapping and the GMAC count all walk, instead of each
 walking the network by hand. Kinds: "v2_stem", "v2_downsample", "v2_attn_downsample"
@@ -19,17 +19,12 @@ snap-research `models/efficientformer_v2.py`.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from typing import Any
+from typing import ClassVar
 
-from ef_keras.checks import check_int, check_number
-from ef_keras.config import ConfigError, load_architecture_file
-from ef_keras.output import write_text
-from ef_keras.plan import Block
+from ef_keras.models.config import NUM_STAGES, ArchitectureConfig, ConfigError
+from ef_keras.models.plan import Block
+from ef_keras.registry import architecture
 
-NUM_STAGES = 4
-WIDTH_MULTIPLE = 8
 #: Stage 3 (index 2) attention runs at stride 2; only the downsampling into stage 4 has attention.
 STRIDED_ATTN_STAGE = 2
 ATTN_DOWNSAMPLE_STAGE = 3
@@ -38,7 +33,7 @@ KINDS = ("v2_stem", "v2_downsample", "v2_ffn", "v2_attn_ffn", "v2_attn_downsampl
 
 
 @dataclasses.dataclass(frozen=True)
-class EfficientFormerV2Config:
+class EfficientFormerV2Config(ArchitectureConfig):
     """One EfficientFormerV2 architecture.
 
     Args:
@@ -57,9 +52,6 @@ class EfficientFormerV2Config:
         True
     """
 
-    widths: tuple
-    depths: tuple
-    num_vit: int
     mlp_ratios: tuple
     name: str = "custom"
     key_dim: int = 32
@@ -68,32 +60,17 @@ class EfficientFormerV2Config:
     downsample_key_dim: int = 16
     layer_scale_init: float = 1e-5
 
-    def __post_init__(self):
-        object.__setattr__(self, "widths", _int_tuple("widths", self.widths))
-        object.__setattr__(self, "depths", _int_tuple("depths", self.depths))
-        object.__setattr__(self, "mlp_ratios", _ratios(self.mlp_ratios, self.depths))
-        self.validate()
+    family: ClassVar[str] = "v2"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("widths", "depths", "num_vit", "mlp_ratios")
+    INT_FIELDS: ClassVar[tuple[str, ...]] = ("key_dim", "num_heads", "attn_ratio", "downsample_key_dim")
+    MIN_DEPTH: ClassVar[int] = 1
+    DEPTH_RULE: ClassVar[str] = "every V2 stage needs at least one block"
 
-    def validate(self) -> None:
-        """Raises ConfigError (one line, saying what to change) if unbuildable."""
-        for i, w in enumerate(self.widths):
-            if w <= 0 or w % WIDTH_MULTIPLE:
-                raise ConfigError(f"widths[{i}]={w}: every stage width must be a positive multiple of "
-                                  f"{WIDTH_MULTIPLE} (got widths={list(self.widths)})")
-        for i, d in enumerate(self.depths):
-            if d < 1:
-                raise ConfigError(f"depths[{i}]={d}: every V2 stage needs at least one block "
-                                  f"(got depths={list(self.depths)})")
-        if not isinstance(self.num_vit, int) or isinstance(self.num_vit, bool):
-            raise ConfigError(f"num_vit must be an integer, got {self.num_vit!r}")
-        if not 0 <= self.num_vit <= min(self.depths[2:]):
-            raise ConfigError(f"num_vit={self.num_vit} must be between 0 and the depths of stages 3 and 4 "
-                              f"(got depths={list(self.depths)})")
-        for field in ("key_dim", "num_heads", "attn_ratio", "downsample_key_dim"):
-            check_int(field, getattr(self, field), low=1, error=ConfigError)
-        if not isinstance(self.name, str):
-            raise ConfigError(f"name must be a string, got {self.name!r}")
-        check_number("layer_scale_init", self.layer_scale_init, low=0, low_open=True, error=ConfigError)
+    def _normalise(self) -> None:
+        object.__setattr__(self, "mlp_ratios", _ratios(self.mlp_ratios, self.depths))
+
+    def num_vit_limit(self) -> tuple[int, str]:
+        return min(self.depths[2:]), f"the depths of stages 3 and 4 (got depths={list(self.depths)})"
 
     def blocks(self, image_size=(224, 224), classes: int = 1000) -> list[Block]:
         """The block plan: every unit of this architecture for `image_size` inputs, in order."""
@@ -111,60 +88,6 @@ class EfficientFormerV2Config:
                     2 if attn and stage == STRIDED_ATTN_STAGE else None))
         units.append(Block("v2_head", NUM_STAGES - 1, None, self.widths[-1], classes, grid))
         return units
-
-    # ------------------------------------------------------------------ JSON
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["widths"], d["depths"] = list(self.widths), list(self.depths)
-        d["mlp_ratios"] = [list(r) for r in self.mlp_ratios]
-        return {"family": "efficientformer_v2", **d}
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EfficientFormerV2Config":
-        if not isinstance(data, dict):
-            raise ConfigError(f"an architecture config must be a JSON object, got {type(data).__name__}")
-        data = dict(data)
-        family = data.pop("family", "efficientformer_v2")
-        if family != "efficientformer_v2":
-            raise ConfigError(f"this is a {family!r} architecture, not EfficientFormerV2; "
-                              "load it with the matching config class")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown V2 architecture field(s) {unknown}; known fields: {sorted(known)}")
-        missing = sorted({"widths", "depths", "num_vit", "mlp_ratios"} - set(data))
-        if missing:
-            raise ConfigError(f"V2 architecture config is missing required field(s) {missing}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "EfficientFormerV2Config":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"architecture config is not valid JSON: {e}") from e
-        return cls.from_dict(data)
-
-    def save(self, path: str) -> None:
-        """Writes the JSON atomically (temp file + rename)."""
-        write_text(path, self.to_json() + "\n")
-
-    @classmethod
-    def load(cls, path: str) -> "EfficientFormerV2Config":
-        return load_architecture_file(cls, path)
-
-
-def _int_tuple(field, value):
-    try:
-        items = tuple(value)
-    except TypeError as e:
-        raise ConfigError(f"{field} must be a list of {NUM_STAGES} integers, got {value!r}") from e
-    if len(items) != NUM_STAGES or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        raise ConfigError(f"{field} must be a list of {NUM_STAGES} integers, got {list(items)!r}")
-    return items
 
 
 def _ratios(value, depths):
@@ -211,18 +134,5 @@ V2_DROP_PATH = {"s0": 0.0, "s1": 0.0, "s2": 0.02, "l": 0.1}
 
 
 def get_v2_config(name_or_path) -> EfficientFormerV2Config:
-    """Resolves "s0" / "S2" / "efficientformerv2_l", a V2 architecture JSON path, or a config."""
-    if isinstance(name_or_path, EfficientFormerV2Config):
-        return name_or_path
-    if isinstance(name_or_path, dict):
-        return EfficientFormerV2Config.from_dict(name_or_path)
-    if not isinstance(name_or_path, str):
-        raise ConfigError(f"expected a V2 variant name, a JSON path or an EfficientFormerV2Config, "
-                          f"got {name_or_path!r}")
-    key = name_or_path.lower().removeprefix("efficientformer").strip("_-").removeprefix("v2").strip("_-")
-    if key in V2_VARIANTS:
-        return V2_VARIANTS[key]
-    if name_or_path.endswith(".json") or os.path.sep in name_or_path:
-        return EfficientFormerV2Config.load(name_or_path)
-    raise ConfigError(f"unknown EfficientFormerV2 variant {name_or_path!r}; choose one of "
-                      f"{sorted(V2_VARIANTS)} or pass a V2 architecture .json file")
+    """Resolves "s0" / "S2" / "efficientformerv2_l", a V2 architecture JSON path, a dict or a config."""
+    return architecture(name_or_path, family=EfficientFormerV2Config.family)
