@@ -75,7 +75,7 @@ def evaluate(label, path, report, x, y, float_pred):
             "reference_ops": report.get("xnnpack_reference_ops") or tflite.reference_ops(path),
             "agreement": float(np.mean(pred == float_pred)), "accuracy": float(np.mean(pred == y)),
             "float_accuracy": float(np.mean(float_pred == y)), "images": int(len(y)),
-            "float_graph_max_abs_diff": (report.get("int8_graph") or {}).get("float_max_abs_diff"),
+            "float_graph_max_abs_diff": (report.get("export_graph") or {}).get("float_max_abs_diff"),
             "seconds": round(time.time() - start, 1)}
 
 
@@ -86,7 +86,7 @@ def main(argv):
 
     import deploy
     import ef_keras
-    from deploy import common, int8_graph, tflite
+    from deploy import common, export_graph, tflite
 
     if FLAGS.model.endswith(".keras"):
         model = keras.saving.load_model(FLAGS.model, compile=False)
@@ -103,7 +103,8 @@ def main(argv):
         path = os.path.join(work, f"int8_{form}.tflite")
         report = deploy.to_tflite(model, path, precision="int8", calibration_data=calib, int8_gelu=form)
         # the float delta of the approximation itself, on the held-out images
-        graph_pred = (int8_graph.export_model(model, form).predict(x, batch_size=250, verbose=0).argmax(-1)
+        graph_pred = (export_graph.export_model(model, int8=True, gelu_form=form)[0].predict(
+            x, batch_size=250, verbose=0).argmax(-1)
                       if form != "exact" else float_pred)
         row = evaluate(f"int8, export graph, GELU {form}", path, report, x, y, float_pred)
         row["approx_float_accuracy"] = float(np.mean(graph_pred == y))

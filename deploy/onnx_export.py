@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from deploy import report as report_lib, verify as verification
+from deploy import export_graph, report as report_lib, verify as verification
 from deploy.common import DeployError, check_output_path, input_spec
 from ef_keras.errors import require
 from ef_keras.output import commit, remove, temp_path
@@ -23,7 +23,7 @@ MIN_OPSET = 17
 NUM_THREADS = 2
 
 
-def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False) -> dict:
+def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False, fold_scales=True) -> dict:
     """Converts a Keras model with one static-shape input to a verified `.onnx` file (fp32).
 
     Args:
@@ -33,6 +33,8 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False) -
         verify: compare with Keras in ONNX Runtime (always on in the CLI); False keeps the
             load and NaN check.
         overwrite: replace an existing output.
+        fold_scales: fold the layer scales into the linear ops before them (`deploy.export_graph`;
+            default); False exports the unfolded graph, for debugging.
 
     Returns:
         The report dict, also written to `<out_path>.report.json`.
@@ -44,18 +46,23 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False) -
     report_path = report_lib.report_path(out_path)
     check_output_path(report_path, overwrite, ".json")
 
-    proto = convert(model, spec, opset)
+    graph, outcome = export_graph.export_model(model, fold_scales=fold_scales)
+    graph_report = export_graph.graph_report(model, graph, spec, outcome)
+    proto = convert(graph, spec, opset)
+    if outcome:  # what folding removed: the same conversion of the unfolded model, census only
+        graph_report["ops_removed"] = report_lib.census_delta(node_census(convert(model, spec, opset)),
+                                                              node_census(proto))
     tmp = temp_path(out_path)
     try:
         with open(tmp, "wb") as f:
             f.write(proto.SerializeToString())
         session = _session(tmp)
         metrics = verification.check(model, spec, lambda x: run(session, x), "fp32", "ONNX", verify)
-        census = dict(sorted(collections.Counter(node.op_type for node in proto.graph.node).items()))
+        census = node_census(proto)
         result = report_lib.build(
             target="onnx", path=out_path, model=model, spec=spec, precision="fp32", census=census,
             size=os.path.getsize(tmp), verification=metrics,
-            extra={"onnx": {"opset": opset, "runtime": "onnxruntime CPU"},
+            extra={"export_graph": graph_report, "onnx": {"opset": opset, "runtime": "onnxruntime CPU"},
                    "latency_ms": latency_ms(session, spec)})
         commit(tmp, out_path)
     finally:
@@ -78,6 +85,11 @@ def convert(model, spec, opset: int):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DeployError(f"ONNX conversion failed ({type(e).__name__}): {first}") from e
     return proto
+
+
+def node_census(proto) -> dict:
+    """{ONNX node type: count} of a ModelProto's graph."""
+    return dict(sorted(collections.Counter(node.op_type for node in proto.graph.node).items()))
 
 
 def _session(path: str):

@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from deploy import calibration, int8_graph, report as report_lib, verify as verification
+from deploy import calibration, export_graph, int8_graph, report as report_lib, verify as verification
 from deploy.common import (DYNAMIC_INT8, DeployError, check_output_path, check_precision, input_spec,
                            litert_interpreter)
 from ef_keras.output import commit, remove, temp_path
@@ -29,7 +29,7 @@ MIN_CALIBRATION_SAMPLES = 4
 
 
 def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verify=True, overwrite=False,
-              int8_gelu="exact") -> dict:
+              int8_gelu="exact", fold_scales=True) -> dict:
     """Converts a Keras model with one static-shape input to a verified `.tflite` file.
 
     Args:
@@ -37,15 +37,18 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
         out_path: the `.tflite` file to write; its directory must exist.
         precision: "fp32", "fp16" (fp16 weights, fp32 compute), "int8" (full integer with
             float input/output; needs `calibration_data`) or "int8-dynamic" (int8 weights,
-            float activations). int8 converts `deploy.int8_graph.export_model(model)` and
-            leaves the ops XNNPACK cannot run in int8 in float islands, so an
-            EfficientFormer runs in one XNNPACK partition (`op_census_by_dtype` in the
-            report lists every op that stayed float).
+            float activations). int8 converts the int8 export graph
+            (`deploy.export_graph`) and leaves the ops XNNPACK cannot run in int8 in float
+            islands, so an EfficientFormer runs in one XNNPACK partition
+            (`op_census_by_dtype` in the report lists every op that stayed float).
         calibration_data: for int8: an image folder, a tfds name or preprocessed arrays
             (see `deploy.calibration`).
         int8_gelu: int8 only: "exact" (default, the model's GELU in a float island), or the
             opt-in approximations "tanh" / "sigmoid" that quantise to int8 ops; the report's
-            `int8_graph` says how far the approximated float model is from `model`.
+            `export_graph` says how far the approximated float model is from `model`.
+        fold_scales: fold every layer scale into the linear op before it (default; the
+            report's `export_graph` names any that cannot be folded and the ops removed).
+            False exports the unfolded graph, for debugging.
         verify: compare the converted model with Keras (on by default, always on in the
             CLI). False only for callers that check numerics themselves; the NaN check and
             the op census still run.
@@ -56,8 +59,8 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
         reshape/transpose/gather counts, XNNPACK partitions, diffs vs Keras, host latency.
     """
     precision = precision if precision == DYNAMIC_INT8 else check_precision(precision)
-    if int8_gelu not in int8_graph.GELU_FORMS:
-        raise DeployError(f"unknown int8 GELU form {int8_gelu!r}; choose one of {', '.join(int8_graph.GELU_FORMS)}")
+    if int8_gelu not in export_graph.GELU_FORMS:
+        raise DeployError(f"unknown int8 GELU form {int8_gelu!r}; choose one of {', '.join(export_graph.GELU_FORMS)}")
     if int8_gelu != "exact" and precision != "int8":
         raise DeployError(f"the GELU approximation {int8_gelu!r} applies to full-integer int8 only, not {precision}")
     spec = input_spec(model)
@@ -68,18 +71,20 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
     if samples is not None and len(samples) < MIN_CALIBRATION_SAMPLES:
         raise DeployError(f"calibration data has {len(samples)} sample(s); int8 needs at least "
                           f"{MIN_CALIBRATION_SAMPLES} (64 recommended) real inputs")
-    graph, graph_report = model, None
-    if precision == "int8":
-        graph = int8_graph.export_model(model, int8_gelu)
-        graph_report = _float_delta(model, graph, spec, int8_gelu)
-
+    graph, outcome = export_graph.export_model(model, fold_scales=fold_scales, int8=precision == "int8",
+                                               gelu_form=int8_gelu)
+    graph_report = export_graph.graph_report(model, graph, spec, outcome, int8_gelu if precision == "int8" else None)
     flatbuffer = convert(graph, spec, precision, samples)
+    if outcome:  # what folding removed: the same conversion of the unfolded graph, census only
+        unfolded, _ = export_graph.export_model(model, fold_scales=False, int8=precision == "int8", gelu_form=int8_gelu)
+        graph_report["ops_removed"] = report_lib.census_delta(
+            op_census(convert(unfolded, spec, precision, samples)), op_census(flatbuffer))
     tmp = temp_path(out_path)
     try:
         with open(tmp, "wb") as f:
             f.write(flatbuffer)
         metrics = verification.check(model, spec, lambda x: run(tmp, x), precision, "TFLite", verify)
-        census = op_census(tmp)
+        census = op_census(flatbuffer)
         _check_builtins(census)
         result = report_lib.build(
             target="tflite", path=out_path, model=model, spec=spec, precision=precision, census=census,
@@ -87,28 +92,12 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
             extra={"xnnpack": xnnpack_summary(tmp), "xnnpack_reference_ops": reference_ops(tmp),
                    "op_census_by_dtype": dtype_census(tmp), "latency_ms": latency_ms(tmp, spec),
                    "calibration_samples": None if samples is None else int(len(samples)),
-                   **({"int8_graph": graph_report} if graph_report else {})})
+                   "export_graph": graph_report})
         commit(tmp, out_path)
     finally:
         remove(tmp)
     report_lib.write(result, report_path)
     return result
-
-
-def _float_delta(model, graph, spec, gelu_form: str) -> dict:
-    """How far the float export graph is from `model` on the verification inputs (rounding only for exact GELU)."""
-    if graph is model:  # no EfficientFormer blocks: nothing was rewritten
-        return {"gelu": gelu_form, "rewritten": False}
-    from deploy.common import keras_predict
-
-    inputs = verification.sample_inputs(spec)
-    reference, exported = keras_predict(model, inputs), keras_predict(graph, inputs)
-    diff = float(np.abs(reference - exported).max())
-    top1 = (float(np.mean(reference.argmax(-1) == exported.argmax(-1)))
-            if reference.ndim == 2 and reference.shape[1] > 1 else None)
-    return {"gelu": gelu_form, "rewritten": True, "float_max_abs_diff": diff,
-            "float_max_rel_diff": diff / max(1.0, float(np.sqrt(np.mean(reference ** 2)))),
-            "float_top1_agreement": top1}
 
 
 def convert(model, spec, precision: str, calibration_samples=None,
@@ -168,11 +157,11 @@ def run(path: str, inputs: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-def op_census(path: str) -> dict:
-    """{op name: count} over the model's primary subgraph, before any delegate is applied."""
+def op_census(flatbuffer: bytes) -> dict:
+    """{op name: count} over a model's primary subgraph (its flatbuffer bytes), before any delegate is applied."""
     Interpreter = litert_interpreter()
 
-    ops = Interpreter(model_path=path)._get_ops_details()  # no public API lists the ops
+    ops = Interpreter(model_content=flatbuffer)._get_ops_details()  # no public API lists the ops
     return dict(sorted(collections.Counter(op["op_name"] for op in ops).items()))
 
 
