@@ -25,9 +25,22 @@ by the scale) fell back to the reference kernels: 15 partitions for L1 at initia
 that is below `RANGE_FLOOR` (2^-8) of the output's range to that floor. This costs nothing
 measurable: such an input is below half an output step, and it still has 2^-15 of the
 output's range as its own step.
+
+**Ranges and islands chosen by agreement with float** (`benchmarks/int8_agreement.py`, a
+trained proxy on 5,000 held-out images; deploy/README.md has the table):
+- activation ranges (`RANGES`): "percentile" (default) clips each tensor's range to leave
+  out the `PERCENTILE_TAIL` (1e-4) most extreme calibration values on each side, instead of
+  the converter's min/max ("minmax"), which spends int8 steps on rare outliers;
+- the input convolution stays int8: keeping it (and the PAD before it) in float
+  (`float_input_conv`, measured because a normalised 8-bit image spans ~4.8 units, so an
+  int8 input step of ~0.019 is coarser than a pixel step of ~0.017) agreed no better once
+  the ranges are percentiles;
+- weights stay per-channel (the converter's default); per-tensor agreed the same, within noise.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -38,42 +51,119 @@ from deploy.common import litert_interpreter
 FLOAT_ISLAND_OPS = ("GELU", "AVERAGE_POOL_2D", "SOFTMAX", "BATCH_MATMUL", "RSQRT", "SQUARED_DIFFERENCE")
 #: The smallest range of an ADD/SUB input relative to the output's (XNNPACK's own limit is 2^-10 of the scale).
 RANGE_FLOOR = 2.0 ** -8
+#: Activation range methods and the fewest calibration samples each needs.
+RANGES = {"percentile": 16, "minmax": 4}
+#: "percentile" leaves this fraction of a tensor's calibration values outside its range, on each side.
+PERCENTILE_TAIL = 1e-4
 
 
-def quantize(converter, float_ops=FLOAT_ISLAND_OPS) -> bytes:
+def quantize(converter, float_ops=FLOAT_ISLAND_OPS, samples=None, ranges: str = "percentile",
+             float_input_conv: bool = False, per_channel: bool = True) -> bytes:
     """Full-integer quantisation (float input/output) that leaves `float_ops` in float islands.
 
     `converter` is a `tf.lite.TFLiteConverter` with `Optimize.DEFAULT` and a
-    `representative_dataset` set. It calibrates once, then quantises with the ops in
-    `float_ops` denylisted, plus, when RSQRT is among them, the ADD of LayerNorm's epsilon
-    feeding each RSQRT (XNNPACK rejects that int8 ADD: epsilon's scale is far below the
-    variance's), and with the residual-branch ranges floored (`floor_residual_ranges`).
-    This is the step `tf.lite.experimental.QuantizationDebugger` runs for selective
-    quantisation (`get_nondebug_quantized_model`), called directly. With `float_ops=()` the
-    result is the converter's plain full-integer model (no islands, no floors).
+    `representative_dataset` set; `samples` are the same calibration inputs (for
+    "percentile" `ranges`). It calibrates once, sets the activation ranges
+    (`percentile_ranges` unless "minmax"), floors the residual-branch ranges
+    (`floor_residual_ranges`), then quantises with the ops in `float_ops` denylisted, plus
+    the ADD of LayerNorm's epsilon feeding each RSQRT when RSQRT is among them (XNNPACK
+    rejects that int8 ADD: epsilon's scale is far below the variance's) and, with
+    `float_input_conv`, the input convolution; `per_channel=False` gives weights one scale
+    per tensor (these two are off by default and kept to measure them). This is the step
+    `tf.lite.experimental.QuantizationDebugger` runs for selective quantisation
+    (`get_nondebug_quantized_model`), called directly. With `float_ops=()` the result is
+    the converter's plain full-integer model (min/max ranges, no islands, no floors).
     """
     from tensorflow.lite.python import convert as tflite_convert
 
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # no public switch; the debugger sets it the same way
     calibrated = converter.convert()
-    if float_ops:
-        calibrated = floor_residual_ranges(calibrated)
+    if not float_ops:
+        return tflite_convert.mlir_quantize(calibrated, fully_quantize=False)
+    if ranges == "percentile":
+        calibrated = percentile_ranges(calibrated, samples)
+    calibrated = floor_residual_ranges(calibrated)
     nodes = _epsilon_adds(calibrated) if "RSQRT" in float_ops else []
-    return tflite_convert.mlir_quantize(calibrated, fully_quantize=False, denylisted_ops=list(float_ops) or None,
-                                        denylisted_nodes=nodes or None)
+    if float_input_conv:
+        nodes += input_conv(calibrated)
+    return tflite_convert.mlir_quantize(calibrated, fully_quantize=False, denylisted_ops=list(float_ops),
+                                        denylisted_nodes=nodes or None, disable_per_channel=not per_channel)
 
 
-def _epsilon_adds(flatbuffer: bytes) -> list:
-    """Output tensor names of the ADD ops that feed an RSQRT (LayerNorm's variance + epsilon)."""
+def _graph(flatbuffer: bytes):
+    """(ops, {tensor index: name}, {tensor index: producing op}, {tensor index: consuming ops}) of a model."""
     Interpreter = litert_interpreter()
 
     interpreter = Interpreter(model_content=flatbuffer)
     nodes = interpreter._get_ops_details()  # no public API lists the ops
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     producer = {int(t): n for n in nodes for t in n["outputs"]}
+    consumers = {}
+    for n in nodes:
+        for t in n["inputs"]:
+            consumers.setdefault(int(t), []).append(n)
+    return interpreter, nodes, names, producer, consumers
+
+
+def input_conv(flatbuffer: bytes) -> list:
+    """Output tensor names of the ops from the graph input to its first convolution (PAD, CONV_2D), or []."""
+    interpreter, _, names, _, consumers = _graph(flatbuffer)
+    tensor, chain = interpreter.get_input_details()[0]["index"], []
+    while len(consumers.get(tensor, [])) == 1 and len(chain) < 4:
+        node = consumers[tensor][0]
+        chain.append(names[int(node["outputs"][0])])
+        if node["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            return chain
+        if node["op_name"] not in ("PAD", "RESHAPE"):
+            break
+        tensor = int(node["outputs"][0])
+    return []
+
+
+def _epsilon_adds(flatbuffer: bytes) -> list:
+    """Output tensor names of the ADD ops that feed an RSQRT (LayerNorm's variance + epsilon)."""
+    _, nodes, names, producer, _ = _graph(flatbuffer)
     feeding = [producer.get(int(n["inputs"][0])) for n in nodes if n["op_name"] == "RSQRT"]
     return [names[int(n["outputs"][0])] for n in feeding if n is not None and n["op_name"] == "ADD"]
+
+
+def percentile_ranges(calibrated: bytes, samples, tail: float = PERCENTILE_TAIL) -> bytes:
+    """The calibrated model with each activation's range set to leave out its `tail` most extreme values per side.
+
+    Runs the calibrated float model on `samples` (every intermediate tensor kept) and, per
+    tensor, takes the k-th smallest and k-th largest of all its values over the samples,
+    k = max(1, round(tail x count)): exact order statistics, kept in running top-k arrays
+    so memory stays at the size of one activation. Ranges always include 0.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    Interpreter = litert_interpreter()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    tensors = model.subgraphs[0].tensors
+    ranged = [i for i, t in enumerate(tensors) if t.quantization is not None and t.quantization.min is not None
+              and len(t.quantization.min) == 1 and model.buffers[t.buffer].data is None]
+    with warnings.catch_warnings():  # "intended for debugging purposes only": keeping every tensor is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    size = {i: int(np.prod(tensors[i].shape)) for i in ranged}
+    keep = {i: max(1, round(tail * size[i] * len(samples))) for i in ranged}
+    low, high = {}, {}
+    for sample in samples:
+        interpreter.set_tensor(inp["index"], np.asarray(sample, np.float32)[None])
+        interpreter.invoke()
+        for i in ranged:
+            values = np.concatenate([interpreter.get_tensor(i).ravel(), low.get(i, []), high.get(i, [])])
+            k = min(keep[i], values.size)
+            low[i] = np.partition(values, k - 1)[:k]
+            high[i] = np.partition(values, values.size - k)[-k:]
+    for i in ranged:
+        q = tensors[i].quantization
+        q.min = np.array([min(0.0, float(low[i].max()))], np.float32)
+        q.max = np.array([max(0.0, float(high[i].min()))], np.float32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def floor_residual_ranges(calibrated: bytes, floor: float = RANGE_FLOOR) -> bytes:
@@ -130,4 +220,5 @@ def floor_residual_ranges(calibrated: bytes, floor: float = RANGE_FLOOR) -> byte
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-__all__ = ["FLOAT_ISLAND_OPS", "RANGE_FLOOR", "quantize", "floor_residual_ranges"]
+__all__ = ["FLOAT_ISLAND_OPS", "RANGE_FLOOR", "RANGES", "PERCENTILE_TAIL", "quantize", "input_conv", "percentile_ranges",
+           "floor_residual_ranges"]

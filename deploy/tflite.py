@@ -23,13 +23,10 @@ from deploy.common import (DYNAMIC_INT8, DeployError, check_output_path, check_p
 from ef_keras.output import commit, remove, temp_path
 
 NUM_THREADS = 2
-#: Full-integer calibration needs at least this many samples (64 are used when available): fewer
-#: is almost always a wrong folder or split, and gives activation ranges of one or two images.
-MIN_CALIBRATION_SAMPLES = 4
 
 
 def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verify=True, overwrite=False,
-              int8_gelu="exact", fold_scales=True) -> dict:
+              int8_gelu="exact", int8_ranges="percentile", fold_scales=True) -> dict:
     """Converts a Keras model with one static-shape input to a verified `.tflite` file.
 
     Args:
@@ -46,6 +43,9 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
         int8_gelu: int8 only: "exact" (default, the model's GELU in a float island), or the
             opt-in approximations "tanh" / "sigmoid" that quantise to int8 ops; the report's
             `export_graph` says how far the approximated float model is from `model`.
+        int8_ranges: int8 only: how activation ranges come from the calibration data,
+            "percentile" (default: all but the 1e-4 most extreme values per side; needs 16
+            samples) or "minmax" (the converter's own; needs 4). See `deploy.int8_graph`.
         fold_scales: fold every layer scale into the linear op before it (default; the
             report's `export_graph` names any that cannot be folded and the ops removed).
             False exports the unfolded graph, for debugging.
@@ -63,22 +63,28 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
         raise DeployError(f"unknown int8 GELU form {int8_gelu!r}; choose one of {', '.join(export_graph.GELU_FORMS)}")
     if int8_gelu != "exact" and precision != "int8":
         raise DeployError(f"the GELU approximation {int8_gelu!r} applies to full-integer int8 only, not {precision}")
+    if int8_ranges not in int8_graph.RANGES:
+        raise DeployError(f"unknown int8 range method {int8_ranges!r}; choose one of {', '.join(int8_graph.RANGES)}")
+    if int8_ranges != "percentile" and precision != "int8":
+        raise DeployError(f"int8 range method {int8_ranges!r} applies to full-integer int8 only, not {precision}")
     spec = input_spec(model)
     out_path = check_output_path(out_path, overwrite, ".tflite")
     report_path = report_lib.report_path(out_path)
     check_output_path(report_path, overwrite, ".json")
     samples = calibration.calibration_samples(calibration_data, spec) if precision == "int8" else None
-    if samples is not None and len(samples) < MIN_CALIBRATION_SAMPLES:
-        raise DeployError(f"calibration data has {len(samples)} sample(s); int8 needs at least "
-                          f"{MIN_CALIBRATION_SAMPLES} (64 recommended) real inputs")
+    if samples is not None and len(samples) < int8_graph.RANGES[int8_ranges]:
+        others = ", ".join(f"{name} needs {n}" for name, n in int8_graph.RANGES.items() if name != int8_ranges)
+        raise DeployError(f"calibration data has {len(samples)} sample(s); int8 with {int8_ranges} ranges needs at "
+                          f"least {int8_graph.RANGES[int8_ranges]} real inputs ({calibration.DEFAULT_SAMPLES} "
+                          f"recommended; {others})")
     graph, outcome = export_graph.export_model(model, fold_scales=fold_scales, int8=precision == "int8",
                                                gelu_form=int8_gelu)
     graph_report = export_graph.graph_report(model, graph, spec, outcome, int8_gelu if precision == "int8" else None)
-    flatbuffer = convert(graph, spec, precision, samples)
+    flatbuffer = convert(graph, spec, precision, samples, ranges=int8_ranges)
     if outcome:  # what folding removed: the same conversion of the unfolded graph, census only
         unfolded, _ = export_graph.export_model(model, fold_scales=False, int8=precision == "int8", gelu_form=int8_gelu)
         graph_report["ops_removed"] = report_lib.census_delta(
-            op_census(convert(unfolded, spec, precision, samples)), op_census(flatbuffer))
+            op_census(convert(unfolded, spec, precision, samples, ranges=int8_ranges)), op_census(flatbuffer))
     tmp = temp_path(out_path)
     try:
         with open(tmp, "wb") as f:
@@ -92,6 +98,7 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
             extra={"xnnpack": xnnpack_summary(tmp), "xnnpack_reference_ops": reference_ops(tmp),
                    "op_census_by_dtype": dtype_census(tmp), "latency_ms": latency_ms(tmp, spec),
                    "calibration_samples": None if samples is None else int(len(samples)),
+                   "int8_ranges": int8_ranges if precision == "int8" else None,
                    "export_graph": graph_report})
         commit(tmp, out_path)
     finally:
@@ -101,11 +108,15 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
 
 
 def convert(model, spec, precision: str, calibration_samples=None,
-            float_ops=int8_graph.FLOAT_ISLAND_OPS) -> bytes:
+            float_ops=int8_graph.FLOAT_ISLAND_OPS, ranges="percentile", float_input_conv=False,
+            per_channel=True) -> bytes:
     """Runs the TFLite converter (builtins only) and returns the flatbuffer bytes.
 
-    For int8, `float_ops` are the op types left in float islands (`int8_graph.quantize`);
-    `()` gives the converter's plain full-integer model.
+    For int8, `float_ops` are the op types left in float islands, `ranges` the activation
+    range method, `float_input_conv` whether the input convolution stays float and
+    `per_channel` whether weights get per-channel scales (`int8_graph.quantize`; the last
+    three for measuring the choices); `float_ops=()` gives the converter's plain
+    full-integer model.
     """
     import tensorflow as tf
     import keras
@@ -128,7 +139,10 @@ def convert(model, spec, precision: str, calibration_samples=None,
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: ([s[None]] for s in calibration_samples)
         try:
-            return int8_graph.quantize(converter, float_ops) if precision == "int8" else converter.convert()
+            if precision == "int8":
+                return int8_graph.quantize(converter, float_ops, calibration_samples, ranges, float_input_conv,
+                                           per_channel)
+            return converter.convert()
         except Exception as e:  # the converter raises ConverterError with a multi-page log
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DeployError(f"TFLite conversion failed ({precision}): {first}") from e
