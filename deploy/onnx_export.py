@@ -10,11 +10,12 @@ a file is never kept.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 
 import numpy as np
 
-from deploy import export_graph, report as report_lib, verify as verification
+from deploy import export_graph, report as report_lib, roofline, verify as verification
 from deploy.common import DeployError, check_output_path, input_spec
 from ef_keras.errors import require
 from ef_keras.output import commit, remove, temp_path
@@ -63,7 +64,7 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False, f
             target="onnx", path=out_path, model=model, spec=spec, precision="fp32", census=census,
             size=os.path.getsize(tmp), verification=metrics,
             extra={"export_graph": graph_report, "onnx": {"opset": opset, "runtime": "onnxruntime CPU"},
-                   "latency_ms": latency_ms(session, spec)})
+                   **timed(session, proto)})
         commit(tmp, out_path)
     finally:
         remove(tmp)
@@ -92,14 +93,15 @@ def node_census(proto) -> dict:
     return dict(sorted(collections.Counter(node.op_type for node in proto.graph.node).items()))
 
 
-def _session(path: str):
+def _session(model):
+    """An ONNX Runtime CPU session (2 intra-op threads) for a model path or its serialised bytes."""
     ort = require("onnxruntime", "deploy", "ONNX verification")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = NUM_THREADS
     options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # e.g. INVALID_GRAPH for ops tf2onnx could not map
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DeployError(f"ONNX Runtime cannot load the converted model: {first}") from e
@@ -112,8 +114,40 @@ def run(session, inputs: np.ndarray) -> np.ndarray:
                      for s in inputs])
 
 
-def latency_ms(session, spec, warmup: int = 3, runs: int = 20) -> float:
-    """Median host latency of one ONNX Runtime call (CPU, 2 threads) in milliseconds."""
-    name = session.get_inputs()[0].name
-    feed = {name: verification.sample_inputs(spec, count=1)}
-    return report_lib.median_ms(lambda: session.run(None, feed), warmup, runs)
+def invoker(session):
+    """A no-argument callable that runs the session once on a fixed seeded input."""
+    inp = session.get_inputs()[0]
+    feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype("float32")}
+    return lambda: session.run(None, feed)
+
+
+def flops(proto) -> float:
+    """2 x the multiply-adds of an ONNX model's Conv, MatMul and Gemm nodes (shapes from ONNX shape inference)."""
+    onnx = require("onnx", "deploy", "ONNX FLOP count")
+
+    graph = onnx.shape_inference.infer_shapes(proto).graph
+    shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
+              for v in (*graph.value_info, *graph.input, *graph.output)}
+    shapes.update({t.name: tuple(t.dims) for t in graph.initializer})
+    macs = 0
+    for node in graph.node:
+        out = int(np.prod(shapes.get(node.output[0], (0,))))
+        if node.op_type == "Conv":  # W (O, I/groups, kh, kw)
+            macs += out * int(np.prod(shapes[node.input[1]][1:]))
+        elif node.op_type in ("MatMul", "Gemm"):
+            trans_a = any(a.name == "transA" and a.i for a in node.attribute)
+            a = shapes[node.input[0]]
+            macs += out * (a[-2] if trans_a else a[-1])
+    return 2.0 * macs
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_session():
+    """The roofline probe in ONNX Runtime (converted once per process)."""
+    return _session(convert(roofline.probe_model(), roofline.PROBE_SPEC, MIN_OPSET).SerializeToString())
+
+
+def timed(session, proto, runs: int = 20, warmup: int = 3) -> dict:
+    """The report's host latency and roofline: the model and the matmul probe in ONNX Runtime, timed interleaved."""
+    result = roofline.measure(invoker(session), flops(proto), invoker(_probe_session()), "fp32", runs, warmup)
+    return {"latency_ms": result["model_median_ms"], "latency_p10_ms": result["model_p10_ms"], "roofline": result}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 
-from ef_keras import timing
 from ef_keras.output import write_json
 
 #: Op names per target that count as layout ops (TFLite builtins, MIL ops, ONNX node types).
@@ -87,11 +86,6 @@ def write(report: dict, path: str) -> None:
     write_json(path, report)
 
 
-def median_ms(fn, warmup: int, runs: int) -> float:
-    """Median wall time of `fn()` in ms after `warmup` untimed calls (`ef_keras.timing`)."""
-    return timing.summarize(timing.time_interleaved({"fn": fn}, runs, warmup)["fn"])["median_ms"]
-
-
 def format_table(report: dict) -> str:
     """A short human-readable summary of a report (what the CLI prints)."""
     v = report["verification"]
@@ -134,7 +128,12 @@ def format_table(report: dict) -> str:
                                               f"max|diff| {graph['float_max_abs_diff']:.2e} "
                                               f"(rel {graph['float_max_rel_diff']:.2e})"))
     if report.get("latency_ms") is not None:
-        rows.append(("host latency (median)", f"{report['latency_ms']:.2f} ms"))
+        rows.append(("host latency (median / p10)", f"{report['latency_ms']:.2f} / {report['latency_p10_ms']:.2f} ms"))
+    r = report.get("roofline")
+    if r:
+        rows.append(("roofline share (median)", f"{r['share_median']:.0%}: {r['model_gflop']:.2f} G / "
+                                                f"{r['model_median_ms']:.2f} ms = {r['achieved_median']:.0f} {r['unit']} "
+                                                f"of the probe's {r['probe_median']:.0f} ({r['probe']})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {val}" for k, val in rows)
 
@@ -157,5 +156,5 @@ def _top(census: dict, n: int = 4):
     return sorted(census.items(), key=lambda kv: -kv[1])[:n]
 
 
-__all__ = ["report_path", "layout_counts", "reshape_transpose_budget", "build", "census_delta", "write", "median_ms",
+__all__ = ["report_path", "layout_counts", "reshape_transpose_budget", "build", "census_delta", "write",
            "format_table", "delegation_warning"]

@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from deploy import calibration, export_graph, int8_graph, report as report_lib, verify as verification
+from deploy import calibration, export_graph, int8_graph, report as report_lib, roofline, verify as verification
 from deploy.common import (DYNAMIC_INT8, DeployError, check_output_path, check_precision, input_spec,
                            litert_interpreter)
 from ef_keras.output import commit, remove, temp_path
@@ -96,7 +96,7 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
             target="tflite", path=out_path, model=model, spec=spec, precision=precision, census=census,
             size=os.path.getsize(tmp), verification=metrics,
             extra={"xnnpack": xnnpack_summary(tmp), "xnnpack_reference_ops": reference_ops(tmp),
-                   "op_census_by_dtype": dtype_census(tmp), "latency_ms": latency_ms(tmp, spec),
+                   "op_census_by_dtype": dtype_census(tmp), **timed(flatbuffer, precision),
                    "calibration_samples": None if samples is None else int(len(samples)),
                    "int8_ranges": int8_ranges if precision == "int8" else None,
                    "export_graph": graph_report})
@@ -243,12 +243,41 @@ def dtype_census(path: str) -> dict:
     return {dtype: dict(sorted(ops.items())) for dtype, ops in sorted(census.items())}
 
 
-def latency_ms(path: str, spec, warmup: int = 3, runs: int = 20, num_threads: int = NUM_THREADS) -> float:
-    """Median host latency of one invoke (XNNPACK, `num_threads`) in milliseconds."""
-    interpreter = _interpreter(path, num_threads)
-    inp = interpreter.get_input_details()[0]
-    interpreter.set_tensor(inp["index"], verification.sample_inputs(spec, count=1).astype(inp["dtype"]))
-    return report_lib.median_ms(interpreter.invoke, warmup, runs)
+def invoker(flatbuffer: bytes, num_threads: int = NUM_THREADS):
+    """A no-argument callable that runs the model once (XNNPACK, `num_threads`) on a fixed seeded input."""
+    interpreter = litert_interpreter()(model_content=flatbuffer, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.random.default_rng(0).standard_normal(detail["shape"]).astype(
+        detail["dtype"]))
+    return interpreter.invoke
+
+
+def flops(flatbuffer: bytes) -> float:
+    """2 x the multiply-adds of a TFLite model's CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and BATCH_MATMUL ops."""
+    interpreter = litert_interpreter()(model_content=flatbuffer)
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+    macs = 0
+    for op in interpreter._get_ops_details():  # no public API lists the ops
+        name, ins = op["op_name"], [int(i) for i in op["inputs"]]
+        out = int(np.prod(shapes[int(op["outputs"][0])]))
+        if name == "CONV_2D":  # filter (O, kh, kw, I)
+            macs += out * int(np.prod(shapes[ins[1]][1:]))
+        elif name == "DEPTHWISE_CONV_2D":  # filter (1, kh, kw, C)
+            macs += out * shapes[ins[1]][1] * shapes[ins[1]][2]
+        elif name == "FULLY_CONNECTED":  # weights (O, I)
+            macs += out * shapes[ins[1]][-1]
+        elif name == "BATCH_MATMUL":  # (..., M, K) x (..., K, N); the converter writes transposes as ops
+            macs += out * shapes[ins[0]][-1]
+    return 2.0 * macs
+
+
+def timed(flatbuffer: bytes, precision: str, runs: int = 20, warmup: int = 3) -> dict:
+    """The report's host latency and roofline: the model and the matmul probe timed interleaved (`deploy.roofline`)."""
+    result = roofline.measure(invoker(flatbuffer), flops(flatbuffer),
+                              invoker(roofline.tflite_probe(roofline.tflite_precision(precision))), precision,
+                              runs, warmup)
+    return {"latency_ms": result["model_median_ms"], "latency_p10_ms": result["model_p10_ms"], "roofline": result}
 
 
 def _check_builtins(census: dict) -> None:
