@@ -57,7 +57,7 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False, f
     try:
         with open(tmp, "wb") as f:
             f.write(proto.SerializeToString())
-        session = _session(tmp)
+        session = open_session(tmp)
         metrics = verification.check(model, spec, lambda x: run(session, x), "fp32", "ONNX", verify)
         census = node_census(proto)
         result = report_lib.build(
@@ -93,7 +93,7 @@ def node_census(proto) -> dict:
     return dict(sorted(collections.Counter(node.op_type for node in proto.graph.node).items()))
 
 
-def _session(model):
+def open_session(model):
     """An ONNX Runtime CPU session (2 intra-op threads) for a model path or its serialised bytes."""
     ort = require("onnxruntime", "deploy", "ONNX verification")
 
@@ -142,12 +142,12 @@ def flops(proto) -> float:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe_session():
+def probe_session():
     """The roofline probe in ONNX Runtime (converted once per process)."""
-    return _session(convert(roofline.probe_model(), roofline.PROBE_SPEC, MIN_OPSET).SerializeToString())
+    return open_session(convert(roofline.probe_model(), roofline.PROBE_SPEC, MIN_OPSET).SerializeToString())
 
 
 def timed(session, proto, runs: int = 20, warmup: int = 3) -> dict:
     """The report's host latency and roofline: the model and the matmul probe in ONNX Runtime, timed interleaved."""
-    result = roofline.measure(invoker(session), flops(proto), invoker(_probe_session()), "fp32", runs, warmup)
+    result = roofline.measure(invoker(session), flops(proto), invoker(probe_session()), "fp32", runs, warmup)
     return {"latency_ms": result["model_median_ms"], "latency_p10_ms": result["model_p10_ms"], "roofline": result}

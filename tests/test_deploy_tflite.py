@@ -104,7 +104,7 @@ def test_calibration_sources(tmp_path, calib_dir):
         calibration.calibration_samples("no_such_dataset_xyz", spec)
 
 
-def _silent_nan_convert(model, spec, precision, samples=None):
+def _silent_nan_convert(model, spec, precision, samples=None, **int8_options):
     """The route the facts file marks as silently broken: a concrete function of a Keras 3 model."""
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
         tf.TensorSpec(spec.shape, tf.float32))
