@@ -66,6 +66,8 @@ def test_batchnorm_folded_into_conv(tmp_path):
     model = testing.randomize_weights(keras.Model(inputs, x))
     result = deploy.to_tflite(model, str(tmp_path / "bn.tflite"))
     assert result["op_census"] == {"CONV_2D": 2}
+    # the roofline's FLOP count: 2 x (16x16 outputs x 8 channels x 3x3x3 taps + 16x16 x 4 x 8)
+    assert result["roofline"]["model_gflop"] * 1e9 == pytest.approx(2 * (16 * 16 * 8 * 27 + 16 * 16 * 4 * 8))
     assert result["dimension_consistency_budget"] is None  # not an EfficientFormer
 
 
