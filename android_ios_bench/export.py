@@ -120,7 +120,8 @@ def export_items(items: Iterable[ManifestItem], out_dir: str, *, search_space: d
                     rel = os.path.join(fmt, item.key + (".tflite" if fmt == "tflite" else ".mlpackage"))
                     os.makedirs(os.path.join(out_dir, fmt), exist_ok=True)
                     convert = deploy.to_tflite if fmt == "tflite" else deploy.to_coreml
-                    convert(model, os.path.join(out_dir, rel), precision=precision, verify=verify, overwrite=True)
+                    convert(model, os.path.join(out_dir, rel), precision=precision, verify=verify, overwrite=True,
+                            measure=False)
                     entry[fmt] = rel
                 if item.key not in by_key:
                     manifest["entries"].append(entry)

@@ -26,6 +26,10 @@ def test_tiny_v2_converts_to_one_xnnpack_partition(tmp_path):
     assert report["verification"]["max_rel_diff"] <= report["verification"]["tolerance"]
     assert report["xnnpack"]["partitions"] == 1 and report["xnnpack"]["fully_delegated"]
     assert report["op_census"]["RESIZE_BILINEAR"] == 1 and "STRIDED_SLICE" not in report["op_census"]
+    # Layout ops: 7 per Attention4D (q, k and v to tokens, v's and the attention's heads axis, the output back to
+    # a map; the talking heads need none), 8 in the attention downsampling, 1 where the two heads are averaged.
+    layout = report["reshape_transpose_gather"]
+    assert layout["reshape"] + layout["transpose"] == 7 * 2 + 8 + 1 and layout["gather"] == 0
 
 
 def test_mil_upsample_bilinear_on_hand_worked_values():

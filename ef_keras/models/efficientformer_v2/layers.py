@@ -211,28 +211,33 @@ class Attention4D(keras.layers.Layer):
         self.attention_biases = self.add_weight(
             name="attention_biases", shape=(self.num_heads, self.num_tokens), initializer="zeros")
 
-    def _talking_head(self, conv, attn):
-        """A 1x1 conv across the heads axis of (B, heads, N, M) logits (PyTorch Conv2d on NCHW)."""
-        return ops.transpose(conv(ops.transpose(attn, (0, 2, 3, 1))), (0, 3, 1, 2))
-
     def call(self, x, training=None):
         _, h, w, _ = x.shape
         if (h, w) != self.resolution:
             raise ValueError(f"Attention4D built for a {self.resolution} grid got {(h, w)}")
         if self.stride:
             x = self.stride_bn(self.stride_conv(pad1(x)), training=training)
-        n = self.num_tokens
-        q = _heads_first(self.q_bn(self.q_conv(x), training=training), self.num_heads, n)
-        k = _heads_first(self.k_bn(self.k_conv(x), training=training), self.num_heads, n)
+        n, heads, d = self.num_tokens, self.num_heads, self.key_dim
+        q = self.q_bn(self.q_conv(x), training=training)  # (B, h, w, heads*d)
+        k = self.k_bn(self.k_conv(x), training=training)
         v_map = self.v_bn(self.v_conv(x), training=training)
         v_local = self.v_local_bn(self.v_local_conv(v_map), training=training)
-        v = _heads_first(v_map, self.num_heads, n)
-        bias = ops.take(self.attention_biases, self.bias_index, axis=1)  # (heads, N, N)
-        attn = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * self.scale + bias
-        attn = self._talking_head(self.talking_head1, attn)
-        attn = ops.softmax(attn, axis=-1)
-        attn = self._talking_head(self.talking_head2, attn)
-        out = _to_map(ops.matmul(attn, v), self.attn_grid) + v_local
+        # Talking head 1 (a 1x1 conv across heads before the softmax) is linear in the logits, so it folds
+        # into the query: logits[n, o, m] = sum_g w1[g, o] (scale q_g[n] . k_g[m] + bias[g, n, m]) + b1[o]
+        # = q'_o[n] . k[m] + bias'[n, o, m], with q'_o = q scaled per source head g by scale w1[g, o] over
+        # all heads*d channels. The logits come out as (B, N, heads, M): no layout op for q, k or the heads.
+        w1, b1 = self.talking_head1.kernel[0, 0], self.talking_head1.bias  # (heads in, heads out), (heads,)
+        q_mix = ops.repeat(ops.transpose(w1) * self.scale, d, axis=1)  # (heads out, heads*d)
+        q = ops.reshape(q, (-1, n, 1, heads * d)) * q_mix  # (B, N, heads, heads*d)
+        k = ops.reshape(k, (-1, 1, n, heads * d))
+        bias = ops.take(self.attention_biases, self.bias_index, axis=1)  # (heads, N, M), a constant at export
+        bias = ops.einsum("go,gnm->nom", w1, bias) + b1[:, None]
+        attn = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) + bias, axis=-1)
+        # Talking head 2 mixes the heads axis of (B, N, heads, M): a matmul from the left, again no layout op.
+        w2, b2 = self.talking_head2.kernel[0, 0], self.talking_head2.bias
+        attn = ops.matmul(ops.transpose(w2), attn) + b2[:, None]
+        attn = ops.transpose(attn, (0, 2, 1, 3))  # (B, heads, N, M) for the per-head product with v
+        out = _to_map(ops.matmul(attn, _heads_first(v_map, heads, n)), self.attn_grid) + v_local
         if self.stride:
             out = upsample_bilinear_2x(out)
         return self.proj_bn(self.proj_conv(gelu(out)), training=training)
