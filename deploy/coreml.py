@@ -26,7 +26,7 @@ import numpy as np
 from deploy import export_graph, report as report_lib, verify as verification
 from deploy.common import DeployError, check_output_path, check_precision, input_spec, size_bytes
 from ef_keras.errors import require
-from ef_keras.output import commit, remove, temp_path
+from ef_keras.output import is_mlpackage, writing
 from deploy.mil_eval import MilProgram, block_census, main_block
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
 
@@ -71,8 +71,7 @@ def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_lab
     if outcome and measure:  # what folding removed: the same conversion of the unfolded model, census only
         graph_report["ops_removed"] = report_lib.census_delta(
             mil_census(convert(model, spec, precision, image_input, labels)), mil_census(mlmodel))
-    tmp = temp_path(out_path)
-    try:
+    with writing(out_path, overwrite=overwrite, ours=is_mlpackage) as tmp:
         mlmodel.save(tmp)
         program = MilProgram(tmp)
         if image_input:
@@ -91,9 +90,6 @@ def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_lab
                               "weights": {"fp32": "fp32", "fp16": "fp16", "int8": "int8 (linear symmetric)"}[precision],
                               "image_input": bool(image_input), "class_labels": len(labels) if labels else None,
                               "output": OUTPUT_NAME}})
-        commit(tmp, out_path)
-    finally:
-        remove(tmp)
     report_lib.write(result, report_path)
     return result
 

@@ -18,7 +18,7 @@ import numpy as np
 from deploy import export_graph, report as report_lib, roofline, verify as verification
 from deploy.common import DeployError, check_output_path, input_spec
 from ef_keras.errors import require
-from ef_keras.output import commit, remove, temp_path
+from ef_keras.output import writing
 
 MIN_OPSET = 17
 NUM_THREADS = 2
@@ -53,8 +53,7 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False, f
     if outcome:  # what folding removed: the same conversion of the unfolded model, census only
         graph_report["ops_removed"] = report_lib.census_delta(node_census(convert(model, spec, opset)),
                                                               node_census(proto))
-    tmp = temp_path(out_path)
-    try:
+    with writing(out_path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:
             f.write(proto.SerializeToString())
         session = open_session(tmp)
@@ -65,9 +64,6 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False, f
             size=os.path.getsize(tmp), verification=metrics,
             extra={"export_graph": graph_report, "onnx": {"opset": opset, "runtime": "onnxruntime CPU"},
                    **timed(session, proto)})
-        commit(tmp, out_path)
-    finally:
-        remove(tmp)
     report_lib.write(result, report_path)
     return result
 

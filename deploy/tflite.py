@@ -13,15 +13,13 @@ from __future__ import annotations
 import collections
 import functools
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from deploy import calibration, export_graph, int8_graph, report as report_lib, roofline, verify as verification
 from deploy.common import (DYNAMIC_INT8, DeployError, check_output_path, check_precision, input_spec,
                            litert_interpreter)
-from ef_keras.output import commit, remove, temp_path
+from ef_keras.output import scratch_directory, writing
 
 NUM_THREADS = 2
 
@@ -85,13 +83,13 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
     graph, outcome = export_graph.export_model(model, fold_scales=fold_scales, int8=precision == "int8",
                                                gelu_form=int8_gelu)
     graph_report = export_graph.graph_report(model, graph, spec, outcome, int8_gelu if precision == "int8" else None)
-    flatbuffer = convert(graph, spec, precision, samples, ranges=int8_ranges)
+    flatbuffer = convert(graph, spec, precision, samples, ranges=int8_ranges, beside=out_path)
     if outcome and measure:  # what folding removed: the same conversion of the unfolded graph, census only
         unfolded, _ = export_graph.export_model(model, fold_scales=False, int8=precision == "int8", gelu_form=int8_gelu)
         graph_report["ops_removed"] = report_lib.census_delta(
-            op_census(convert(unfolded, spec, precision, samples, ranges=int8_ranges)), op_census(flatbuffer))
-    tmp = temp_path(out_path)
-    try:
+            op_census(convert(unfolded, spec, precision, samples, ranges=int8_ranges, beside=out_path)),
+            op_census(flatbuffer))
+    with writing(out_path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:
             f.write(flatbuffer)
         metrics = verification.check(model, spec, lambda x: run(tmp, x), precision, "TFLite", verify)
@@ -105,29 +103,27 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
                    "calibration_samples": None if samples is None else int(len(samples)),
                    "int8_ranges": int8_ranges if precision == "int8" else None,
                    "export_graph": graph_report})
-        commit(tmp, out_path)
-    finally:
-        remove(tmp)
     report_lib.write(result, report_path)
     return result
 
 
 def convert(model, spec, precision: str, calibration_samples=None,
             float_ops=int8_graph.FLOAT_ISLAND_OPS, ranges="percentile", float_input_conv=False,
-            per_channel=True) -> bytes:
+            per_channel=True, beside: str | None = None) -> bytes:
     """Runs the TFLite converter (builtins only) and returns the flatbuffer bytes.
 
     For int8, `float_ops` are the op types left in float islands, `ranges` the activation
     range method, `float_input_conv` whether the input convolution stays float and
     `per_channel` whether weights get per-channel scales (`int8_graph.quantize`; the last
     three for measuring the choices); `float_ops=()` gives the converter's plain
-    full-integer model.
+    full-integer model. The SavedModel the converter reads is written to a scratch directory
+    beside `beside` (the output being made; default the project's cache, never the system
+    temp directory: `ef_keras.output.scratch_directory`), removed afterwards.
     """
     import tensorflow as tf
     import keras
 
-    export_dir = tempfile.mkdtemp(prefix="deploy_tflite_")
-    try:
+    with scratch_directory(beside) as export_dir:
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint("serve", lambda x: model(x, training=False),
@@ -151,8 +147,6 @@ def convert(model, spec, precision: str, calibration_samples=None,
         except Exception as e:  # the converter raises ConverterError with a multi-page log
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DeployError(f"TFLite conversion failed ({precision}): {first}") from e
-    finally:
-        shutil.rmtree(export_dir, ignore_errors=True)
 
 
 def _interpreter(path: str, num_threads: int = NUM_THREADS):

@@ -166,8 +166,13 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     if not isinstance(path, (str, os.PathLike)):
         raise CheckpointError(f"a checkpoint path (.safetensors, .pth or .pt) is needed, got {path!r}")
     path = os.fspath(path)
+    if not path:
+        raise CheckpointError("the checkpoint path is empty; give a .safetensors, .pth or .pt file")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} is a directory; give the checkpoint file in it (.safetensors, "
+                              ".pth or .pt)")
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint file not found: {path}")
+        raise CheckpointError(f"checkpoint file {path} does not exist; check the path")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".safetensors":
         from safetensors import SafetensorError
@@ -292,18 +297,21 @@ def load_weights_from_checkpoint(model, path: str, skip_head: bool = False):
     return load_state_dict(model, read_state_dict(path), skip_head=skip_head, source=os.fspath(path))
 
 
-def save_checkpoint(model, path: str) -> None:
+def save_checkpoint(model, path: str, *, overwrite: bool = True) -> None:
     """Writes `model`'s weights as a `.safetensors` state dict in timm's key layout (PyTorch tensor layout).
 
     What `load_weights_from_checkpoint` reads back and what timm's model of the family loads with
     `strict=True`: every weight under its timm key, BatchNorm step counters (0; timm's state dicts
     have them), and the attention-bias index buffers where timm keeps them in the state dict. The
-    write is atomic.
+    write is atomic and follows `ef_keras.output`'s rule: an existing file is replaced only with
+    `overwrite` (default True, as `keras.Model.save`), an existing directory never.
     """
     from safetensors.numpy import save_file
 
     from ef_keras.output import writing
 
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).endswith(".safetensors"):
+        raise CheckpointError(f"save_checkpoint writes .safetensors; give a path ending in .safetensors, got {path!r}")
     family = family_of(model)
     state = {key: np.ascontiguousarray(_INVERSE[t.transform](np.asarray(t.variable.numpy())))
              for key, t in family.weight_map(model, include_head=has_head(model)).items()}
@@ -311,7 +319,7 @@ def save_checkpoint(model, path: str) -> None:
                   for key in list(state) if key.endswith(".running_var")})
     if family.bias_index_in_state_dict:
         state.update({key: index.astype(np.int64) for key, index in family.bias_index_keys(model).items()})
-    with writing(os.fspath(path)) as tmp:
+    with writing(path, overwrite=overwrite, error=CheckpointError) as tmp:
         save_file(state, tmp)
 
 

@@ -150,7 +150,7 @@ CASES = [
     (DESCRIBE, "imagenet_for_custom_arch", with_files(), ["--model", "tiny.json", "--weights", "imagenet"],
      "exists only for l1, l3 and l7"),
     (DESCRIBE, "missing_checkpoint", with_files(), ["--model", "tiny.json", "--weights", "none.safetensors"],
-     "not found"),
+     "does not exist"),
     (LUT, "max_widths_not_integers", with_files(), ["--lut-out", "lut.json", "--max-widths", "96,abc"],
      "--max-widths must be comma-separated integers"),
     (LUT, "zero_threads", with_files(), ["--lut-out", "lut.json", "--threads", "0"], "--threads"),

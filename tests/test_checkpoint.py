@@ -71,7 +71,7 @@ def test_corrupt_and_unreadable_files(tmp_path, l1_state):
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         ef_keras.load_weights_from_checkpoint(ef_keras.EfficientFormerL1(), str(truncated))
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         ef_keras.load_weights_from_checkpoint(ef_keras.EfficientFormerL1(), str(tmp_path / "nope.safetensors"))
     h5 = tmp_path / "l1.h5"
     h5.write_bytes(b"x")

@@ -35,9 +35,10 @@ import keras
 from ef_keras import data as ef_data
 from ef_keras.checks import check_int
 from ef_keras.errors import EfKerasError
-from ef_keras.output import check_run_directory, run_directory, write_json, write_text, writing
+from ef_keras.output import check_run_directory, run_directory, write_json, write_text
 from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
-from ef_keras.training.recipe import EMBEDDED, PAPER, Recipe
+from ef_keras.saving import load_model, save_model
+from ef_keras.training.recipe import RECIPES, Recipe, default_recipe, describe
 
 #: The smallest value of each integer argument of train().
 _COUNT_LOWS = {"num_classes": 1, "checkpoint_every": 0, "keep_checkpoints": 1, "steps_per_epoch": 1, "eval_steps": 1,
@@ -182,20 +183,21 @@ def build_model(arch, num_classes: int, image_size: int, drop_path_rate: float =
     """An EfficientFormer for training, optionally initialised from a checkpoint.
 
     Args:
-        arch: a variant name ("l1"), an architecture JSON path, an `EfficientFormerConfig`, or
-            a callable `(num_classes, image_size, drop_path_rate) -> keras.Model`.
+        arch: a variant name of either family ("l1", "s0"), an architecture JSON path or config of
+            either family, or a callable `(num_classes, image_size, drop_path_rate) -> keras.Model`.
         init_checkpoint: a `.keras` model of ours, or an official/timm `.pth`/`.safetensors`.
             When its classifier has another number of classes, the heads are left freshly
             initialised (fine-tuning) and a message says so.
     """
-    from ef_keras import ConfigError, EfficientFormer, ModelArgumentError
+    from ef_keras import ConfigError, ModelArgumentError
+    from ef_keras.registry import build_model as build_architecture
 
     try:
         if callable(arch) and not isinstance(arch, type):
             model = arch(num_classes, image_size, drop_path_rate)
         else:
-            model = EfficientFormer(arch, classes=num_classes, input_shape=(image_size, image_size, 3),
-                                    drop_path_rate=drop_path_rate)
+            model = build_architecture(arch, classes=num_classes, input_shape=(image_size, image_size, 3),
+                                       drop_path_rate=drop_path_rate)
     except (ConfigError, ModelArgumentError) as e:
         raise TrainError(str(e)) from e
     if init_checkpoint:
@@ -209,10 +211,7 @@ def _init_from_checkpoint(model, path, num_classes, log):
     if not os.path.exists(path):
         raise TrainError(f"--init-checkpoint {path} does not exist")
     if _is_keras_file(path):
-        try:
-            source = keras.saving.load_model(path, compile=False)
-        except Exception as e:  # Keras raises many types for unreadable archives
-            raise TrainError(f"cannot read {path} as a Keras model: {str(e).splitlines()[0]}") from e
+        source = load_model(path, what="--init-checkpoint", error=TrainError)
         src_classes = _head_classes(source)
         copied = 0
         for layer in source.layers:
@@ -251,14 +250,15 @@ def load_teacher(teacher, num_classes: int) -> keras.Model | None:
     """A teacher model (Keras model or `.keras` path) checked to predict `num_classes` classes."""
     if teacher is None:
         return None
+    where = "the teacher"
     if isinstance(teacher, (str, os.PathLike)):
-        if not os.path.exists(teacher):
-            raise TrainError(f"teacher {teacher} does not exist")
-        try:
-            teacher = keras.saving.load_model(teacher, compile=False)
-        except Exception as e:
-            raise TrainError(f"cannot load teacher {teacher}: {str(e).splitlines()[0]}") from e
-    out = teacher.outputs[0] if isinstance(teacher.outputs, (list, tuple)) else teacher.outputs
+        where = f"the teacher {os.fspath(teacher)}"
+        teacher = load_model(teacher, what="--teacher", error=TrainError)
+    outputs = teacher.outputs if isinstance(teacher.outputs, (list, tuple)) else [teacher.outputs]
+    out = outputs[0]
+    if len(outputs) != 1 or len(out.shape) != 2:
+        raise TrainError(f"{where} ({type(teacher).__name__}) outputs {[tuple(o.shape) for o in outputs]}, not one "
+                         "(batch, classes) score per image: the teacher must be an image classifier")
     if out.shape[-1] != num_classes:
         raise TrainError(f"the teacher predicts {out.shape[-1]} classes but the dataset has {num_classes}; "
                          "give a teacher trained on this dataset")
@@ -307,8 +307,10 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
         arch: see `build_model`.
         dataset: a `make_dataset` name ("embedded", "imagenet2012", a tfds name, a folder).
         out_dir: run directory (checkpoints, logs, final model). Reusing it resumes.
-        recipe: a `Recipe` (default: `EMBEDDED` for the embedded data, else `PAPER`).
-        num_classes: classifier size (default: the dataset's).
+        recipe: a `Recipe` (default: `EMBEDDED` for the small in-memory datasets, else `PAPER`:
+            `recipe.default_recipe`). The first line logged names it and its resolution.
+        num_classes: classifier size; the dataset's (default), and any other value is refused (the
+            labels decide it).
         teacher: None, a Keras model or a `.keras` path -> hard distillation.
         strategy: a name from `STRATEGIES` or a `tf.distribute.Strategy`.
         init_checkpoint: weights to start from (fine-tuning); ignored when resuming.
@@ -323,7 +325,10 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
     Returns:
         dict with the final eval_top1, eval_top5, eval_loss, train_loss, steps, epochs and paths.
     """
-    recipe = recipe or (EMBEDDED if dataset == ef_data.EMBEDDED else PAPER)
+    recipe = recipe or RECIPES[default_recipe(dataset)]
+    if not isinstance(recipe, Recipe):
+        raise TrainError(f"recipe must be an ef_keras.training.recipe.Recipe, got {type(recipe).__name__}")
+    ef_data.get_augment(recipe.augment)  # an unknown augmentation fails now, not after the model is built
     _check_counts(num_classes=num_classes, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                   steps_per_epoch=steps_per_epoch, eval_steps=eval_steps, seed=seed, verbose=verbose)
     check_run_directory(out_dir)
@@ -334,8 +339,16 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
     if recipe.batch_size % replicas:
         raise TrainError(f"batch size {recipe.batch_size} is not divisible by the {replicas} replicas; "
                          f"use a multiple of {replicas}")
-    if num_classes is None:
-        num_classes = ef_data.num_classes_of(dataset, data_dir)
+    data_classes = ef_data.num_classes_of(dataset, data_dir)
+    if num_classes is not None and num_classes != data_classes:
+        raise TrainError(f"num_classes (--num-classes) is {num_classes} but {dataset!r} has {data_classes} classes: "
+                         "the classifier's size comes from the data's labels; drop --num-classes")
+    num_classes = data_classes
+    if default_recipe(dataset) != "paper" and recipe.image_size >= RECIPES["paper"].image_size:
+        hint = " (an ImageNet-size recipe on a small dataset; --recipe embedded fits it)"
+    else:
+        hint = ""
+    log(f"training on {dataset!r} ({num_classes} classes) with {describe(recipe)}{hint}")
     spe = ef_data.steps_per_epoch(dataset, recipe.batch_size, data_dir, cap=steps_per_epoch)
     settings = {"arch": _describe_arch(arch), "dataset": dataset, "num_classes": num_classes, "steps_per_epoch": spe,
                 "seed": seed, "recipe": dataclasses.asdict(recipe)}
@@ -476,8 +489,7 @@ def _finish(out_dir, model, optimizer, metrics, rows, steps, epochs, num_classes
     if optimizer_uses_ema(optimizer):
         _swap_ema(optimizer, model)
     model_path = os.path.join(out_dir, "model.keras")
-    with writing(model_path) as tmp:
-        model.save(tmp)
+    save_model(model, model_path)
     result = {"eval_top1": metrics["top1"], "eval_top5": metrics["top5"], "eval_loss": metrics["loss"],
               "train_loss": float(rows[-1]["train_loss"]) if rows else None, "steps": steps, "epochs": epochs,
               "num_classes": num_classes, "replicas": replicas, "model_path": model_path, "out_dir": out_dir}
