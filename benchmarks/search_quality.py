@@ -49,7 +49,8 @@ BOOTSTRAP = 2000
 
 
 def scaled_l1(space, target_ms: float, predict) -> tuple[object, float, float]:
-    """(Arch, width factor, depth factor) of the L1 scaled closest to uniformly, within ±2 % of the target."""
+    """(Arch, width factor, depth factor) of the L1 scaled most uniformly (width factor closest to the depth
+    factor, then latency closest to the target) within ±2 % of the target."""
     from search.arch import Arch
 
     l1 = ((48, 96, 224, 448), (3, 2, 6, 4))
@@ -62,8 +63,9 @@ def scaled_l1(space, target_ms: float, predict) -> tuple[object, float, float]:
             choices = tuple(("4d",) * d + ("id",) * (dmax - d) for d, dmax in zip(depths, space.depths))
             choices = choices[:3] + (tuple("3d" if k == depths[3] - 1 else c for k, c in enumerate(choices[3])),)
             arch = Arch(widths, choices)
-            if abs(predict(arch) - target_ms) <= TOLERANCE * target_ms:
-                key = abs(fw - fd)
+            latency = predict(arch)
+            if abs(latency - target_ms) <= TOLERANCE * target_ms:
+                key = (round(abs(fw - fd), 2), abs(latency - target_ms))  # most uniform, then closest
                 if best is None or key < best[0]:
                     best = (key, arch, float(fw), float(fd))
     if best is None:
