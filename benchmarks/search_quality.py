@@ -41,6 +41,10 @@ import time
 
 import numpy as np
 
+from benchmarks import define_results_dir_flag, finish
+from ef_keras import provenance
+from ef_keras.cli import run as run_cli
+
 RESULT = "search_quality.json"
 PLOT = "search_quality.png"
 PRIMARY_ENDPOINT = ("test top-1 (5,000 held-out images), mean over seeds, searched minus scaled L1, per target; "
