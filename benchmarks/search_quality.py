@@ -29,7 +29,7 @@ baselines):
   (goal >= 0.6) with a bootstrap CI over architectures; mean ± SD over seeds for each.
 
 The runs are resumable (each finished run is kept in `<work>`); results go to
-benchmarks/results/search_quality.{json,md,png}. Expect hours on 2 shared cores.
+benchmarks/results/search_quality.{json,png}. Expect hours on 2 shared cores.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ import time
 
 import numpy as np
 
+from benchmarks import define_results_dir_flag, finish
+from ef_keras import provenance
+from ef_keras.cli import run as run_cli
+
+RESULT = "search_quality.json"
+PLOT = "search_quality.png"
 PRIMARY_ENDPOINT = ("test top-1 (5,000 held-out images), mean over seeds, searched minus scaled L1, per target; "
                     "95 % bootstrap CI over images (2,000 resamples); success at >= 2 of 3 targets")
 TOLERANCE = 0.02
@@ -49,7 +55,8 @@ BOOTSTRAP = 2000
 
 
 def scaled_l1(space, target_ms: float, predict) -> tuple[object, float, float]:
-    """(Arch, width factor, depth factor) of the L1 scaled closest to uniformly, within ±2 % of the target."""
+    """(Arch, width factor, depth factor) of the L1 scaled most uniformly (width factor closest to the depth
+    factor, then latency closest to the target) within ±2 % of the target."""
     from search.arch import Arch
 
     l1 = ((48, 96, 224, 448), (3, 2, 6, 4))
@@ -62,8 +69,9 @@ def scaled_l1(space, target_ms: float, predict) -> tuple[object, float, float]:
             choices = tuple(("4d",) * d + ("id",) * (dmax - d) for d, dmax in zip(depths, space.depths))
             choices = choices[:3] + (tuple("3d" if k == depths[3] - 1 else c for k, c in enumerate(choices[3])),)
             arch = Arch(widths, choices)
-            if abs(predict(arch) - target_ms) <= TOLERANCE * target_ms:
-                key = abs(fw - fd)
+            latency = predict(arch)
+            if abs(latency - target_ms) <= TOLERANCE * target_ms:
+                key = (round(abs(fw - fd), 2), abs(latency - target_ms))  # most uniform, then closest
                 if best is None or key < best[0]:
                     best = (key, arch, float(fw), float(fd))
     if best is None:
@@ -154,6 +162,7 @@ def main(argv):
     from search.supernet import load_supernet
 
     FLAGS = flags.FLAGS
+    run = provenance.start()
     started = time.time()
     work = FLAGS["work-dir"].value
     lut = load_lut(FLAGS.lut)
@@ -203,7 +212,11 @@ def main(argv):
                          else 0.0, "inherited_top1": inherited,
                          "_correct": np.stack([c for c, _ in per_seed])})
     summary = _summarise(rows, targets)
-    _write(rows, summary, targets, seeds, FLAGS, argv, time.time() - started, FLAGS.out)
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    result = {"primary_endpoint": PRIMARY_ENDPOINT, "seeds": seeds, "steps": FLAGS.steps, "targets_ms": targets,
+              "seconds": round(time.time() - started), "rows": clean, "summary": summary, "plot": PLOT}
+    _plot(clean, targets, os.path.join(FLAGS["results-dir"].value, PLOT))
+    return finish(run, RESULT, result, render)
 
 
 def _summarise(rows, targets) -> dict:
@@ -228,19 +241,12 @@ def _summarise(rows, targets) -> dict:
     return out
 
 
-def _write(rows, summary, targets, seeds, FLAGS, argv, seconds, out_dir):
-    from ef_keras.errors import require
-    from ef_keras.output import write_json, write_text, writing
-
-    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    result = {"command": "python -m benchmarks.search_quality " + " ".join(argv[1:]),
-              "primary_endpoint": PRIMARY_ENDPOINT, "seeds": seeds, "steps": FLAGS.steps,
-              "targets_ms": targets, "seconds": round(seconds), "load_average": list(os.getloadavg()),
-              "rows": clean, "summary": summary}
-    write_json(os.path.join(out_dir, "search_quality.json"), result)
+def render(result: dict) -> str:
+    """The README table, the endpoints and the goals of a search-quality result."""
+    summary = result["summary"]
     lines = ["| target | architecture | widths / depths / vit | LUT ms | test top-1 % mean ± SD over seeds | "
              "inherited top-1 % |", "|---|---|---|---:|---:|---:|"]
-    for r in clean:
+    for r in result["rows"]:
         lines.append(f"| {r['target']} ({r['target_ms']:.2f} ms) | {r['name']} | {r['describe']} | {r['lut_ms']:.3f} | "
                      f"{r['mean_top1']:.2f} ± {r['sd_top1']:.2f} | {r['inherited_top1']:.2f} |")
     lines.append("")
@@ -252,11 +258,21 @@ def _write(rows, summary, targets, seeds, FLAGS, argv, seconds, out_dir):
     lines.append(f"- Kendall τ, inherited vs from-scratch, over {summary['architectures']} architectures: "
                  f"{summary['kendall_tau']:.2f} (95 % CI {summary['kendall_tau_ci95'][0]:.2f} to "
                  f"{summary['kendall_tau_ci95'][1]:.2f})")
-    lines.append(f"- Goals: primary {'met' if summary['goal_primary_met'] else 'NOT met'} ({summary['targets_won']} of 3 "
-                 f"targets), above random 75th percentile {'met' if summary['goal_random_p75_met'] else 'NOT met'}, "
-                 f"τ >= 0.6 {'met' if summary['goal_tau_met'] else 'NOT met'}")
-    write_text(os.path.join(out_dir, "search_quality.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines.append(f"- Goals: searched above scaled L1 with the CI excluding 0 at >= 2 of 3 targets: "
+                 f"{'**met**' if summary['goal_primary_met'] else '**not met**'} ({summary['targets_won']} of 3); "
+                 f"above the random 75th percentile at every target: "
+                 f"{'**met**' if summary['goal_random_p75_met'] else '**not met**'}; τ >= 0.6: "
+                 f"{'**met**' if summary['goal_tau_met'] else '**not met**'}")
+    lines.append(f"\n{len(result['seeds'])} seeds x {result['steps']} steps of 32 per architecture, "
+                 f"{result['seconds'] / 3600:.1f} h. Primary endpoint, fixed in the script before the run: "
+                 f"{result['primary_endpoint']}. Plot: `benchmarks/results/{result['plot']}`.")
+    return "\n".join(lines)
+
+
+def _plot(rows, targets, path):
+    from ef_keras.errors import require
+    from ef_keras.output import writing
+
     matplotlib = require("matplotlib", "search", "the search-quality plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -266,17 +282,17 @@ def _write(rows, summary, targets, seeds, FLAGS, argv, seconds, out_dir):
               "random slimming": ("X", "tab:brown", 9), "scaled L1": ("D", "tab:blue", 8),
               "random": ("o", "tab:gray", 6)}
     for kind, (marker, color, size) in styles.items():
-        pts = [r for r in clean if r["name"].startswith(kind)]
+        pts = [r for r in rows if r["name"].startswith(kind)]
         ax.errorbar([r["lut_ms"] for r in pts], [r["mean_top1"] for r in pts], yerr=[r["sd_top1"] for r in pts],
                     fmt=marker, color=color, markersize=size, capsize=2, label=kind, linestyle="none")
-    for label, ms in targets.items():
+    for ms in targets.values():
         ax.axvline(ms, color="k", lw=0.6, ls=":")
     ax.set_xlabel("predicted latency (ms, host LUT)")
     ax.set_ylabel("test top-1 % from scratch (mean ± SD over seeds)")
     ax.set_title("search quality: searched vs scaled L1, random architectures and null searches")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with writing(os.path.join(out_dir, "search_quality.png")) as tmp:
+    with writing(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
@@ -289,11 +305,9 @@ def define_flags():
     flags.DEFINE_string("seeds", "0,1", "comma-separated training seeds")
     flags.DEFINE_integer("steps", 240, "training batches of 32 per architecture and seed (the fixed budget)")
     flags.DEFINE_string("work-dir", "runs/search_quality", "searches, training runs and predictions (resumable)")
-    flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"), "results folder")
+    define_results_dir_flag()
 
 
 if __name__ == "__main__":
-    from ef_keras.cli import run
-
     define_flags()
-    run(main)
+    run_cli(main)

@@ -17,7 +17,7 @@ re-estimated, `search.evaluate.Scorer`) on `--eval-images` search-validation ima
 slimming start (largest widths, stage 4 in MB3D), EfficientFormer-L1's point of the space,
 the smallest child and 7 random deployable children. Reported: top-1 and cross-entropy per
 child and rule, and each rule's mean difference from "uniform" with its paired standard
-error over children × images. Writes benchmarks/results/supernet_modes.{json,md}.
+error over children × images. Writes benchmarks/results/supernet_modes.json.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ import os
 import time
 
 import numpy as np
+
+from benchmarks import define_results_dir_flag, finish
+from ef_keras import provenance
+from ef_keras.cli import run as run_cli
+
+RESULT = "supernet_modes.json"
 
 
 def _macs(space, widths, choices_probs, image_size):
@@ -89,7 +95,6 @@ def main(argv):
 
     import keras
 
-    from ef_keras.output import write_json, write_text
     from ef_keras.training.loop import make_strategy
     from search.evaluate import Scorer, load_split, search_splits, standard_error
     from search.space import default_space
@@ -97,6 +102,7 @@ def main(argv):
     from search.train_supernet import RULES, SupernetTrainer, quick_settings, train_supernet
 
     FLAGS = flags.FLAGS
+    run = provenance.start()
     q = quick_settings()
     space = default_space()
     work = FLAGS["work-dir"].value
@@ -151,15 +157,10 @@ def main(argv):
     mean_loss = {rule: float(np.mean([r[f"{rule}_loss"] for r in rows])) for rule in RULES}
     best = min(RULES, key=mean_loss.get)
     outside = all(abs(c["loss"]) > 1.96 * c["loss_se"] for c in comparisons.values())
-    result = {"command": "python -m benchmarks.supernet_modes " + " ".join(argv[1:]),
-              "settings": {**q, "steps": {r: spe[r] * epochs for r in RULES}, "eval_images": int(len(y))},
+    result = {"settings": {**q, "steps": {r: spe[r] * epochs for r in RULES}, "eval_images": int(len(y))},
               "forward_gmacs": budget / 1e9, "train_seconds": seconds, "children": rows,
               "comparisons": comparisons, "mean_loss": mean_loss, "best": best, "best_outside_noise": outside}
-    out = FLAGS.out
-    write_json(os.path.join(out, "supernet_modes.json"), result)
-    text = render(result)
-    write_text(os.path.join(out, "supernet_modes.md"), text)
-    print(text)
+    return finish(run, RESULT, result, render)
 
 
 def render(result: dict) -> str:
@@ -189,11 +190,9 @@ def define_flags():
     flags.DEFINE_integer("uniform-steps", 300, "steps of the uniform rule (the sandwich rule gets equal compute)")
     flags.DEFINE_integer("eval-images", 2000, "search-validation images per child")
     flags.DEFINE_string("work-dir", "runs/supernet_modes", "where the two supernets are trained (resumable)")
-    flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"), "results folder")
+    define_results_dir_flag()
 
 
 if __name__ == "__main__":
-    from ef_keras.cli import run
-
     define_flags()
-    run(main)
+    run_cli(main)

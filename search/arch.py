@@ -20,6 +20,7 @@ import dataclasses
 
 from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from ef_keras.errors import EfKerasError
+from ef_keras.models.plan import Layout
 from search.space import SearchSpace
 
 #: Candidate names in the order of the supernet's α columns.
@@ -50,8 +51,13 @@ class Arch:
 
     # ----------------------------------------------------------------- derived
     @property
+    def layout(self) -> Layout:
+        """The blocks this sub-network runs, identities dropped: the plan's and the predictor's layout type."""
+        return Layout(self.widths, tuple(tuple(c for c in stage if c != "id") for stage in self.choices))
+
+    @property
     def depths(self) -> tuple[int, ...]:
-        return tuple(sum(c != "id" for c in stage) for stage in self.choices)
+        return self.layout.depths
 
     @property
     def num_vit(self) -> int:

@@ -553,7 +553,6 @@ def main(argv):
     FLAGS = flags.FLAGS
     del argv
     started = time.time()
-    _quiet_tensorflow()
     from ef_keras.output import check_run_directory
 
     check_run_directory(FLAGS.out)
@@ -596,16 +595,6 @@ def main(argv):
           f"{time.time() - t0:.0f} s = {100 * (time.time() - t0) / total:.0f} %)")
     for k, v in result["files"].items():
         print(f"  {k:12s} {v}")
-
-
-def _quiet_tensorflow() -> None:
-    """No TensorFlow Python notices (retracing, checkpoint sharding) in the job's log; its warnings stay."""
-    from absl import logging
-
-    import tensorflow as tf
-
-    logging.set_verbosity(logging.WARNING)
-    tf.get_logger().setLevel("WARNING")
 
 
 def _target_in_lut_ms(target_ms: float, target_like, lut_path, lut: dict) -> float:

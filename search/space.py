@@ -50,6 +50,8 @@ class SearchSpace:
             if lo <= 0 or lo % self.width_step or hi % self.width_step or lo > hi:
                 raise SpaceError(f"stage {s + 1}: widths {lo}..{hi} must be multiples of {self.width_step} "
                                  f"with 0 < min <= max")
+        if any(d < 1 for d in self.config.depths):
+            raise SpaceError(f"every stage needs at least one block, got depths {list(self.config.depths)}")
 
     @property
     def max_widths(self) -> tuple[int, ...]:
@@ -75,13 +77,24 @@ class SearchSpace:
             raise SpaceError(f"malformed search space record: {e}") from e
 
 
-def default_space(layer_scale_init: float = 0.1) -> SearchSpace:
-    """The space of the quick proxy job (module docstring).
+#: The default space's largest widths, narrowest widths and largest depths (module docstring).
+DEFAULT_MAX_WIDTHS = (64, 128, 256, 512)
+DEFAULT_MIN_WIDTHS = (32, 64, 128, 256)
+DEFAULT_DEPTHS = (4, 3, 6, 4)
+
+
+def default_space(layer_scale_init: float = 0.1, max_widths=DEFAULT_MAX_WIDTHS, min_widths=DEFAULT_MIN_WIDTHS,
+                  depths=DEFAULT_DEPTHS) -> SearchSpace:
+    """The space of the quick proxy job (module docstring), or another grid of the same form.
 
     Layer scales start at 0.1, not the paper's 1e-5: in a short proxy run (a few hundred
     steps) scales from 1e-5 only grew to ~0.006 (measured in 0.2), every block stayed near
-    the identity and removing any block changed no held-out prediction.
+    the identity and removing any block changed no held-out prediction. A config that
+    cannot exist (a depth of 0, a width off the grid) raises `SpaceError`.
     """
-    config = EfficientFormerConfig(widths=(64, 128, 256, 512), depths=(4, 3, 6, 4), num_vit=0,
-                                   layer_scale_init=layer_scale_init, name="supernet")
-    return SearchSpace(config, min_widths=(32, 64, 128, 256), width_step=16)
+    try:
+        config = EfficientFormerConfig(widths=tuple(max_widths), depths=tuple(depths), num_vit=0,
+                                       layer_scale_init=layer_scale_init, name="supernet")
+    except ValueError as e:
+        raise SpaceError(f"not a supernet: {e}") from e
+    return SearchSpace(config, min_widths=tuple(min_widths), width_step=16)

@@ -55,7 +55,7 @@ import numpy as np
 from search.arch import CANDIDATES
 from search.evaluate import load_split, search_splits
 from search.scoring import importance_report
-from search.space import SearchSpace, default_space
+from search.space import DEFAULT_DEPTHS, DEFAULT_MAX_WIDTHS, DEFAULT_MIN_WIDTHS, SearchSpace, SpaceError, default_space
 from search.supernet import MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at
 
 #: Weight-sharing rules (module docstring).
@@ -364,10 +364,15 @@ class SupernetTrainer:
 def main(argv):
     from absl import flags
 
+    from ef_keras.checks import parse_int_list
+
     del argv
     FLAGS = flags.FLAGS
     t0 = time.time()
-    space = default_space(FLAGS["layer-scale-init"].value)
+    space = default_space(FLAGS["layer-scale-init"].value,
+                          max_widths=parse_int_list("--max-widths", FLAGS["max-widths"].value, 4, SpaceError),
+                          min_widths=parse_int_list("--min-widths", FLAGS["min-widths"].value, 4, SpaceError),
+                          depths=parse_int_list("--depths", FLAGS["depths"].value, 4, SpaceError))
     _, importance = train_supernet(
         FLAGS.out, space=space, data=FLAGS.data, data_dir=FLAGS["data-dir"].value,
         image_size=FLAGS["image-size"].value, epochs=FLAGS.epochs, warmup_epochs=FLAGS["warmup-epochs"].value,
@@ -389,6 +394,10 @@ def define_flags():
                                             "a tfds name or an ImageFolder directory")
     flags.DEFINE_string("data-dir", None, "tfds data directory")
     flags.DEFINE_string("out", "runs/supernet", "output directory (resumes if it holds a checkpoint)")
+    flags.DEFINE_string("max-widths", ",".join(map(str, DEFAULT_MAX_WIDTHS)), "the supernet's stage widths")
+    flags.DEFINE_string("min-widths", ",".join(map(str, DEFAULT_MIN_WIDTHS)),
+                        "the narrowest width slimming may give each stage (multiples of 16)")
+    flags.DEFINE_string("depths", ",".join(map(str, DEFAULT_DEPTHS)), "the supernet's blocks per stage")
     flags.DEFINE_integer("image-size", q["image_size"], "proxy input size (multiple of 32)")
     flags.DEFINE_integer("epochs", q["epochs"], "training epochs")
     flags.DEFINE_integer("warmup-epochs", q["warmup_epochs"], "epochs of weight-only training")
