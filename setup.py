@@ -60,7 +60,7 @@ setup(
         "all": sorted(set(DATA + DEPLOY + SEARCH)),
         "dense": DENSE,
         "torch": ["torch>=2.1"],  # only to read .pth/.pt checkpoints
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"],
     },
     # One console script per tool; ef-keras-describe / ef-keras-train are the 0.1 names, kept as aliases.
     entry_points={"console_scripts": [

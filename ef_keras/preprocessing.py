@@ -11,13 +11,50 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ef_keras.presets import DEFAULT, IMAGENET_MEAN, IMAGENET_STD, Preset, preset_for
+from ef_keras.checks import check_number
+from ef_keras.errors import InputError
+from ef_keras.presets import DEFAULT, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, Preset, variant_preset
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "preprocess_input"]
 
 
 def _preset(preset) -> Preset:
-    return preset if isinstance(preset, Preset) else preset_for(preset)
+    """None -> DEFAULT; a Preset as is; a variant name of any family via `variant_preset` (unknown: PresetError)."""
+    if preset is None:
+        return DEFAULT
+    return preset if isinstance(preset, Preset) else variant_preset(preset)
+
+
+def _channel_hint(shape) -> str:
+    """What to do about an image whose last axis is not 3 RGB channels."""
+    if len(shape) == 2 or (shape and shape[-1] == 1):
+        return "a grey image needs 3 channels: np.repeat(image[..., None], 3, -1) or PIL's image.convert('RGB')"
+    if shape and shape[-1] == 4:
+        return "drop the alpha channel: image[..., :3] (or PIL's image.convert('RGB'))"
+    return "give RGB pixels in [0, 255] with channels last"
+
+
+def _check_pixels(array: np.ndarray, what: str, ranks: tuple[int, ...]) -> None:
+    """Refuses a pixel array of the wrong rank, channel count, size or dtype, or with NaN / Inf values."""
+    want = " or ".join({3: "(H, W, 3)", 4: "(batch, H, W, 3)"}[r] for r in ranks)
+    if array.ndim not in ranks or array.shape[-1] != 3:
+        raise InputError(f"{what} expects {want} RGB pixels, got shape {array.shape}; {_channel_hint(array.shape)}")
+    if 0 in array.shape:
+        raise InputError(f"{what} got an empty image of shape {array.shape}; give an image at least 1x1")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise InputError(f"{what} expects real-valued pixels in [0, 255], got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise InputError(f"{what} got NaN or Inf pixel values; give pixels in [0, 255] (check how the image was "
+                         "decoded or scaled)")
+
+
+def _as_pixels(images, what: str, ranks: tuple[int, ...]) -> np.ndarray:
+    try:
+        array = np.asarray(images)
+    except (ValueError, TypeError) as e:  # ragged lists, objects numpy cannot stack
+        raise InputError(f"{what} expects an array of RGB pixels: {e}") from e
+    _check_pixels(array, what, ranks)
+    return array
 
 
 def preprocess_input(images, preset: Preset | str | None = None):
@@ -26,8 +63,8 @@ def preprocess_input(images, preset: Preset | str | None = None):
     Equivalent to scale 1/(255·std) and offset −mean/std per channel. `preset` is a `Preset`
     or a variant name (default: the ImageNet mean/std every EfficientFormer preset uses).
     """
-    p = _preset(preset) if preset is not None else DEFAULT
-    x = np.asarray(images, dtype="float32") / 255.0
+    p = _preset(preset)
+    x = _as_pixels(images, "preprocess_input", (3, 4)).astype("float32") / 255.0
     return (x - np.asarray(p.mean, "float32")) / np.asarray(p.std, "float32")
 
 
@@ -46,12 +83,28 @@ def eval_transform(image, image_size: int | tuple[int, int] | None = None, crop_
         image_size: output size S or (height, width); default the preset's.
         crop_pct, interpolation: default the preset's (timm: 0.95, bicubic).
         preset: a `Preset` or variant name supplying the defaults (None: `presets.DEFAULT`).
+
+    Bad arguments raise `InputError` (one line): an image that is not (H, W, 3), empty, or holds
+    NaN / Inf (values are checked on eager inputs; inside tf.data only the static shape is), a size
+    that is not a positive integer (pair), a crop_pct outside (0, 1], an unknown interpolation.
     """
-    p = _preset(preset) if preset is not None else DEFAULT
+    p = _preset(preset)
     size = image_size if image_size is not None else p.image_size
-    out_h, out_w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-    crop_pct = p.crop_pct if crop_pct is None else crop_pct
+    pair = (size, size) if isinstance(size, (int, np.integer)) else size
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise InputError(f"image_size must be a positive integer or a (height, width) pair, got {size!r}")
+    out_h, out_w = (check_number("image_size", v, low=1, integer=True) for v in pair)
+    crop_pct = check_number("crop_pct", p.crop_pct if crop_pct is None else crop_pct, low=0, high=1, low_open=True)
     method = p.interpolation if interpolation is None else interpolation
+    if method not in INTERPOLATIONS:
+        raise InputError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {method!r}")
+    if tf.is_symbolic_tensor(image):  # inside tf.data or a tf.function: the values are not known yet
+        static = tuple(image.shape)
+        if image.shape.rank is not None and (len(static) != 3 or static[-1] not in (3, None)):
+            raise InputError(f"eval_transform expects (H, W, 3) RGB pixels, got shape {static}; "
+                             f"{_channel_hint(static)}")
+    else:
+        image = _as_pixels(image, "eval_transform", (3,))
     # The scaled size each side must reach; the side needing the larger scale decides it. Integer arithmetic,
     # so e.g. a 256 short side at crop 0.875 is an exact no-op.
     target_h, target_w = int(out_h / crop_pct), int(out_w / crop_pct)

@@ -121,8 +121,29 @@ def get_preset(name: str) -> Preset:
 
 
 def preset_for(name: str | None) -> Preset:
-    """The preset of variant `name` if it has one, else `DEFAULT` (same evaluation, no weights)."""
+    """The preset of variant `name` if it has one, else `DEFAULT` (same evaluation, no weights).
+
+    For a model's own config name, which may be a custom or searched architecture's; a name a
+    user passes as a preset goes through `variant_preset`, which refuses unknown names.
+    """
     return PRESETS.get(name, DEFAULT) if isinstance(name, str) else DEFAULT
+
+
+def variant_preset(name) -> Preset:
+    """The preset of a registered variant of any family ("l1", "S0", "efficientformerv2_l").
+
+    A variant without published weights gets `DEFAULT`; a name no family registers (`ef_keras.list_models()`,
+    the one list of every family's names) raises PresetError naming them, instead of silently
+    falling back to the defaults.
+    """
+    from ef_keras.registry import UnknownModelError, list_models, registered
+
+    try:
+        entry = registered(name)
+    except UnknownModelError as e:
+        raise PresetError(f"unknown preset {name!r}: give a Preset or a variant name ({', '.join(list_models())})") \
+            from e
+    return PRESETS.get(entry.name, DEFAULT)
 
 
 @functools.lru_cache(maxsize=None)
@@ -153,11 +174,20 @@ def decode_predictions(preds, top: int = 5, classes: str = "imagenet1k") -> list
         [("n02123045", "tabby, tabby cat", 0.71), ...].
     """
     names = class_names(classes)
-    preds = np.asarray(preds)
+    try:
+        preds = np.asarray(preds)
+    except (ValueError, TypeError) as e:  # ragged lists, objects numpy cannot stack
+        raise PresetError(f"decode_predictions expects a (batch, {len(names)}) array of scores: {e}") from e
     if preds.ndim != 2 or preds.shape[1] != len(names):
         raise PresetError(f"decode_predictions expects a batch of {len(names)}-class predictions, shape "
                           f"(batch, {len(names)}), got an array of shape {preds.shape}")
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or not 1 <= top <= len(names):
         raise PresetError(f"top must be an integer from 1 to {len(names)}, got {top!r}")
-    order = np.argsort(-preds, axis=1, kind="stable")[:, :top]
+    if not np.issubdtype(preds.dtype, np.number) or np.issubdtype(preds.dtype, np.complexfloating):
+        raise PresetError(f"decode_predictions expects real-valued scores, got an array of dtype {preds.dtype}")
+    if not np.isfinite(preds).all():
+        raise PresetError("decode_predictions got NaN or Inf scores: the model's output is not finite "
+                          "(check the input images and the weights); nothing to decode")
+    # Descending, ties in index order; ~x orders integers descending without -x's overflow at the dtype's minimum.
+    order = np.argsort(~preds if np.issubdtype(preds.dtype, np.integer) else -preds, axis=1, kind="stable")[:, :top]
     return [[(*names[i], float(row[i])) for i in idx] for row, idx in zip(preds, order)]
