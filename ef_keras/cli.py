@@ -7,7 +7,8 @@ is a bug in our code and keeps its full traceback. `EF_KERAS_TRACEBACK=1` shows 
 (with the chained cause) for every error. Flags may be spelled with dashes or underscores.
 absl's log level starts at WARNING (TensorFlow's checkpoint saver, the converters and tf2onnx
 log every save and pass at INFO; TensorFlow's Python logger notes retracing), unless
-`--verbosity` is given.
+`--verbosity` is given. SIGTERM (`kill`, a scheduler stopping the job) exits through Python, so
+`finally` blocks and `ef_keras.output`'s atexit handler remove the run's temp files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,19 @@ import os
 import sys
 
 from ef_keras.errors import EfKerasError, is_environment_error, one_line
+
+
+def exit_on_sigterm() -> None:
+    """Makes SIGTERM raise SystemExit(143) in the main thread, unless another handler is installed.
+
+    The default action kills the process on the spot, leaving its temp files; an exit runs the
+    `finally` blocks and atexit handlers that remove them (`ef_keras.output`).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def cli_main(main, user_errors: tuple = ()):
@@ -34,6 +48,7 @@ def cli_main(main, user_errors: tuple = ()):
         if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
             python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)  # retracing notices
+        exit_on_sigterm()
         try:
             return main(argv)
         except (EfKerasError, OSError, *user_errors) as e:

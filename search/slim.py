@@ -464,7 +464,7 @@ def _load_state(path: str):
 def _finish(supernet, arch: Arch, state: dict, out_dir: str, target_ms: float, calibration, data, data_dir,
             step_ctx) -> dict:
     """Writes architecture JSON, the inherited-weights model and the plot; scores start and end on the test split."""
-    from ef_keras.output import writing
+    from ef_keras.saving import save_model
     from search.evaluate import per_image
     from search.supernet import child_model
 
@@ -472,8 +472,7 @@ def _finish(supernet, arch: Arch, state: dict, out_dir: str, target_ms: float, c
     config = arch.to_config(supernet.space, name=name)
     config.save(os.path.join(out_dir, ARCH_JSON))
     model = child_model(supernet, arch, name=name, calibration=calibration)
-    with writing(os.path.join(out_dir, MODEL_FILE)) as tmp:
-        model.save(tmp)
+    save_model(model, os.path.join(out_dir, MODEL_FILE))
     test_x, test_y = load_split(data, None, supernet.image_size, data_dir)
     start = Arch.from_dict(state["steps"][0]["arch"])
     state["test"] = {"images": int(len(test_y)), "what": "inherited supernet weights, BatchNorm recalibrated",

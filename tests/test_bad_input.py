@@ -325,6 +325,110 @@ def test_failed_write_leaves_nothing_and_stale_temps_of_dead_runs_go(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [live.name]
 
 
+@pytest.fixture(scope="module")
+def tiny_model():
+    return ef_keras.EfficientFormer(TINY, input_shape=TINY_INPUT, classes=10)
+
+
+def _lut_doc():
+    with open(os.path.join(ROOT, "android_ios_bench", "luts", "host_x86_2core_fp32.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _manifest_doc():
+    from android_ios_bench import lut as L
+
+    return {"format": L.MANIFEST_FORMAT, "version": 1, "created": L.now_iso(), "precision": "fp32",
+            "search_space": _lut_doc()["search_space"], "entries": []}
+
+
+def _plot(path):
+    from search.slim import plot_trajectory
+
+    arch = {"widths": [48, 96, 224, 448], "depths": [3, 2, 6, 4], "vit": 1}
+    plot_trajectory({"target_ms": 1.0, "steps": [{"step": 0, "latency_ms": 2.0, "acc": 50.0, "arch": arch}]}, path)
+
+
+#: Every writer of a user-named file: (name, file name, write(model, path)). Each goes through ef_keras.output.
+WRITERS = [
+    ("save_checkpoint", "w.safetensors", lambda m, p: ef_keras.save_checkpoint(m, p)),
+    ("save_checkpoint_no_overwrite", "w.safetensors", lambda m, p: ef_keras.save_checkpoint(m, p, overwrite=False)),
+    ("keras_save_model", "m.keras", lambda m, p: __import__("ef_keras.saving").saving.save_model(m, p)),
+    ("config_save", "arch.json", lambda m, p: m.config.save(p)),
+    ("write_json", "r.json", lambda m, p: output.write_json(p, {"a": 1})),
+    ("write_text", "r.md", lambda m, p: output.write_text(p, "table")),
+    ("save_lut", "lut.json", lambda m, p: __import__("android_ios_bench.lut").lut.save_lut(_lut_doc(), p)),
+    ("save_manifest", "manifest.json",
+     lambda m, p: __import__("android_ios_bench.lut").lut.save_manifest(_manifest_doc(), p)),
+    ("plot", "trajectory.png", lambda m, p: _plot(p)),
+    ("to_tflite", "m.tflite", lambda m, p: __import__("deploy").to_tflite(m, p, overwrite=True)),
+    ("to_onnx", "m.onnx", lambda m, p: __import__("deploy").to_onnx(m, p, overwrite=True)),
+    ("to_coreml", "m.mlpackage", lambda m, p: __import__("deploy").to_coreml(m, p, overwrite=True)),
+]
+
+
+@pytest.mark.parametrize("write, name", [(w[2], w[1]) for w in WRITERS], ids=[w[0] for w in WRITERS])
+def test_a_directory_passed_to_any_writer_survives_untouched(tiny_model, tmp_path, write, name):
+    target = tmp_path / name
+    target.mkdir()
+    (target / "keep.txt").write_text("precious")
+    (target / "sub").mkdir()
+    before = snapshot(str(tmp_path))
+    with pytest.raises(EfKerasError, match="directory") as err:
+        write(tiny_model, str(target))
+    assert "\n" not in str(err.value)
+    assert snapshot(str(tmp_path)) == before  # nothing changed, no temp file left beside it
+
+
+def test_a_directory_appearing_before_the_commit_is_not_replaced(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(output.OutputError, match="did not write"):
+        with output.writing(str(target)) as tmp:
+            _write(tmp, "new")
+            target.mkdir()  # created by someone else while we were writing
+            (target / "keep.txt").write_text("precious")
+    assert sorted(os.listdir(tmp_path)) == ["out.json"] and (target / "keep.txt").read_text() == "precious"
+
+
+def test_scratch_directories_go_beside_the_output_never_the_system_temp(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with output.scratch_directory(str(tmp_path / "m.tflite")) as beside, output.scratch_directory() as cached:
+        assert os.path.dirname(beside) == str(tmp_path) and os.path.isdir(beside)
+        assert cached.startswith(str(tmp_path / "cache" / "ef_keras" / "scratch" / "."))
+    assert not os.path.exists(beside) and not os.path.exists(cached)
+
+
+KILLED_WRITER = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from ef_keras import output
+from ef_keras.cli import exit_on_sigterm
+exit_on_sigterm() if sys.argv[1] == "term" else None
+with output.scratch_directory({beside!r}) as scratch, output.writing({target!r}) as tmp:
+    open(os.path.join(scratch, "saved_model.pb"), "wb").write(b"x" * 1000)
+    open(tmp, "wb").write(b"partial")
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["term", "kill"])
+def test_a_killed_writer_leaves_nothing_after_sigterm_and_the_next_run_cleans_after_kill_9(tmp_path, how):
+    target = str(tmp_path / "m.tflite")
+    code = KILLED_WRITER.format(root=ROOT, beside=target, target=target)
+    proc = subprocess.Popen([sys.executable, "-c", code, how], env=ENV, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    assert len(os.listdir(tmp_path)) == 2  # the scratch directory and the temp file, beside the output
+    proc.send_signal(signal.SIGTERM if how == "term" else signal.SIGKILL)
+    proc.wait(timeout=60)
+    if how == "term":  # finally blocks and the atexit handler ran
+        assert proc.returncode == 143 and os.listdir(tmp_path) == []
+    else:  # nothing could run; the next write beside it removes what the dead process left
+        assert len(os.listdir(tmp_path)) == 2
+        output.write_text(str(tmp_path / "other.txt"), "next run")
+        assert os.listdir(tmp_path) == ["other.txt"]
+
+
 def test_failed_run_start_leaves_no_empty_run_directory(tmp_path):
     run = tmp_path / "runs" / "a"
     with pytest.raises(EfKerasError):
