@@ -24,30 +24,32 @@ from absl import flags  # noqa: E402
 
 from deploy.common import TARGET_PRECISIONS, DeployError  # noqa: E402
 from ef_keras.checks import check_int  # noqa: E402
-from ef_keras.cli import run as run_cli  # noqa: E402
+from ef_keras.cli import refuse_empty, run as run_cli  # noqa: E402
 
 TARGETS = {"tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
 DEFAULT_PRECISION = {"tflite": "fp32", "coreml": "fp16", "onnx": "fp32"}
+#: Input size of variants and architecture JSONs when --image-size is not given.
+DEFAULT_IMAGE_SIZE = 224
 
 
-def load_model(model: str, weights: str | None = None, image_size: int = 224):
-    """Builds or loads the Keras model named by `--model`; raises DeployError on bad input."""
-    import keras
+def load_model(model: str, weights: str | None = None, image_size: int | None = None):
+    """Builds or loads the Keras model named by `--model`; raises DeployError on bad input.
 
+    `image_size` (default 224) sizes a variant or architecture JSON; a `.keras` file's input size
+    is fixed, so another `image_size` for one is refused rather than ignored.
+    """
     import ef_keras
+    from ef_keras.saving import load_model as load_keras_file
 
     if model.lower() in _variant_names():
-        built = _build(ef_keras, model.lower(), image_size)
+        built = _build(ef_keras, model.lower(), image_size or DEFAULT_IMAGE_SIZE)
     elif model.endswith(".keras"):
-        if not os.path.isfile(model):
-            raise DeployError(f"model file {model} does not exist or is not a file")
-        import ef_keras.tasks.segmentation  # noqa: F401  (registers SemanticFPN / PyramidBackbone for .keras files)
-
-        try:
-            built = keras.saving.load_model(model, compile=False)
-        except Exception as e:  # zip, h5 and deserialisation errors of many types
-            raise DeployError(f"cannot load Keras model {model} ({type(e).__name__}: {_first_line(e)}); "
-                              "is it a complete .keras file?") from e
+        built = load_keras_file(model, what="--model", error=DeployError)
+        size = tuple(built.input_shape[1:3]) if isinstance(built.input_shape, tuple) else None
+        if image_size is not None and size != (image_size, image_size):
+            raise DeployError(f"--image-size {image_size} does not apply to {model}: a .keras file's input size is "
+                              f"fixed ({size}); drop --image-size, or save the model at that size first "
+                              "(model.at_input_shape)")
     elif model.endswith(".json"):
         if not os.path.isfile(model):
             raise DeployError(f"architecture file {model} does not exist or is not a file")
@@ -57,7 +59,7 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
             config = architecture(model)  # either family: the file's "family" field says which
         except ef_keras.ConfigError as e:
             raise DeployError(f"invalid architecture {model}: {_first_line(e)}") from e
-        built = _build(ef_keras, config, image_size)
+        built = _build(ef_keras, config, image_size or DEFAULT_IMAGE_SIZE)
     else:
         raise DeployError(f"--model {model!r}: give {', '.join(_variant_names())}, a .keras file or an architecture "
                           ".json")
@@ -99,7 +101,7 @@ def default_out(model: str, to: str, precision: str) -> str:
 
 
 def convert(to: str, model: str, *, weights=None, precision=None, calibration_data=None, out=None,
-            overwrite=False, image_size=224, image_input=False, class_labels=None, opset=17,
+            overwrite=False, image_size=None, image_input=False, class_labels=None, opset=17,
             int8_gelu="exact", int8_ranges="percentile", fold_scales=True) -> dict:
     """What the CLI does, as a function: load `model`, convert to `to`, verify, write; returns the report."""
     import deploy
@@ -119,7 +121,10 @@ def convert(to: str, model: str, *, weights=None, precision=None, calibration_da
         raise DeployError(f"--int8-ranges {int8_ranges} applies to --to tflite --precision int8 only")
     if (image_input or class_labels) and to != "coreml":
         raise DeployError("--image-input and --class-labels apply to --to coreml only")
-    check_int("--image-size", image_size, low=32, error=DeployError)
+    if image_size is not None:
+        check_int("--image-size", image_size, low=32, error=DeployError)
+    if out is not None and not str(out).strip():
+        raise DeployError("--out is empty; give an output path or leave --out out for the default name")
     out = out or default_out(model, to, precision)
     from deploy.common import check_output_path
 
@@ -149,7 +154,8 @@ def define_flags():
                                                   "fashion_mnist (train split) or a tfds dataset name")
     flags.DEFINE_string("out", None, "output path (default: <model>_<precision>.<ext> in the current directory)")
     flags.DEFINE_boolean("overwrite", False, "replace an existing output")
-    flags.DEFINE_integer("image-size", 224, "input height and width for l1/l3/l7/ARCH.json (multiple of 32)")
+    flags.DEFINE_integer("image-size", None, f"input height and width of a variant or ARCH.json (multiple of 32; "
+                         f"default {DEFAULT_IMAGE_SIZE}); a .keras file keeps its own")
     flags.DEFINE_boolean("image-input", False, "coreml: RGB image input (0..255) with ImageNet normalisation folded in")
     flags.DEFINE_string("class-labels", None, "coreml: text file with one class label per line")
     flags.DEFINE_integer("opset", 17, "onnx: opset (>= 17)")
@@ -167,9 +173,10 @@ def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 2
-    if not FLAGS.to or not FLAGS.model:
+    if not FLAGS.to or not FLAGS.model or not FLAGS.model.strip():
         print("error: --to and --model are required (e.g. --to tflite --model l1)", file=sys.stderr)
         return 2
+    refuse_empty("weights", "calibration-data", "class-labels")
     print(f"converting {FLAGS.model} to {FLAGS.to} ...", flush=True)
     report = convert(FLAGS.to, FLAGS.model, weights=FLAGS.weights, precision=FLAGS.precision,
                      calibration_data=FLAGS["calibration-data"].value, out=FLAGS.out, overwrite=FLAGS.overwrite,

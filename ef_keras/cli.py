@@ -60,6 +60,23 @@ def cli_main(main, user_errors: tuple = ()):
     return wrapped
 
 
+def refuse_empty(*names: str, flag_values=None) -> None:
+    """Raises InputError for the first of these string flags given as an empty (or blank) value.
+
+    `--out ""` would write into the current directory and `--model ""` describe nothing; a name or
+    path flag that is given must say something. `flag_values`: where they are defined (absl's FLAGS).
+    """
+    from absl import flags
+
+    from ef_keras.errors import InputError
+
+    defined = flags.FLAGS if flag_values is None else flag_values
+    for name in names:
+        value = defined[name].value
+        if isinstance(value, str) and not value.strip():
+            raise InputError(f"--{name} is empty; give a value or leave the flag out")
+
+
 def parse_flags(argv):
     """absl's flag parsing with a one-line `error: ...` (exit 2) instead of its two-line FATAL message."""
     from absl import flags

@@ -26,7 +26,8 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
-    flags.DEFINE_list("model", ["l1"], "Variants (l1, l3, l7) or architecture JSON paths, comma-separated.")
+    flags.DEFINE_list("model", ["l1"], "Variants of either family (l1, l3, l7, s0, s1, s2, l) or architecture JSON paths, "
+                      "comma-separated.")
     flags.DEFINE_string("weights", None, "Checkpoint (.safetensors/.pth, official or timm layout) or 'imagenet'.")
     flags.DEFINE_string("image", None, "An image file to classify (evaluated as the model's preset says: "
                         "crop 0.95, bicubic).")
@@ -53,8 +54,12 @@ def read_image(path: str) -> np.ndarray:
     """Decodes an image file into (H, W, 3) uint8 RGB; InputError when it is missing or not an image."""
     import tensorflow as tf
 
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).strip():
+        raise InputError("--image is empty; give the path of a .jpg or .png")
+    if os.path.isdir(path):
+        raise InputError(f"--image {path} is a directory, not an image file; give the path of a .jpg or .png")
     if not os.path.isfile(path):
-        raise InputError(f"--image {path} is not an image file; give the path of a .jpg or .png")
+        raise InputError(f"--image {path} does not exist; check the path")
     try:
         data = tf.io.read_file(path)
         return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
@@ -92,6 +97,9 @@ def describe(models, weights=None, image=None, runs=20) -> list[dict]:
     from ef_keras.registry import build_model
 
     check_int("--runs", runs, low=1)
+    models = [models] if isinstance(models, str) else list(models)
+    if not models or any(not isinstance(m, str) or not m.strip() for m in models):
+        raise InputError(f"--model needs variant names or architecture JSON paths, comma-separated; got {models!r}")
     pixels = None if image is None else read_image(image)  # a bad --image fails before any model is built
     rows = []
     for name in models:

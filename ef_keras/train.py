@@ -1,9 +1,9 @@
 """Train or fine-tune an EfficientFormer: `python -m ef_keras.train --model l1 --data imagenet2012 ...`.
 
 Examples:
-    # No download, no GPU: a small net on the digits with the small-data recipe (without
-    # --recipe embedded the digits get the paper's ImageNet recipe; benchmarks/digits_training.py)
-    python -m ef_keras.train --data digits --recipe embedded --model tiny.json --out runs/digits
+    # No download, no GPU: a small net on the digits; the small in-memory datasets get the
+    # embedded recipe by default (64 px, batch 64; benchmarks/digits_training.py)
+    python -m ef_keras.train --data digits --model tiny.json --out runs/digits
 
     # The paper's ImageNet-1k recipe (tfds manual dir), with the distillation teacher
     python -m ef_keras.train --model l1 --data imagenet2012 --data-dir ~/tensorflow_datasets \\
@@ -11,7 +11,7 @@ Examples:
 
     # Fine-tune timm's ImageNet weights on an ImageFolder with 5 classes
     python -m ef_keras.train --model l1 --data /data/flowers --init-checkpoint l1.safetensors \\
-        --num-classes 5 --epochs 30 --batch-size 64 --out runs/flowers
+        --epochs 30 --batch-size 64 --out runs/flowers
 
 Re-running with the same --out resumes from the last checkpoint. The logic lives in
 `ef_keras.training.loop.train`; this module only parses flags and reports errors.
@@ -22,7 +22,7 @@ import os
 from absl import flags
 
 from ef_keras.data import DatasetError
-from ef_keras.cli import run as run_cli
+from ef_keras.cli import refuse_empty, run as run_cli
 from ef_keras.errors import InputError
 
 #: Bad-input errors besides EfKerasError that the CLI reports in one line.
@@ -33,13 +33,15 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
-    flags.DEFINE_string("model", "l1", "Variant name (l1, l3, l7) or an architecture JSON (e.g. from the search).")
+    flags.DEFINE_string("model", "l1", "Variant name of either family (l1, l3, l7, s0, s1, s2, l) or an architecture JSON "
+                        "(e.g. from the search).")
     flags.DEFINE_string("data", "embedded", "'embedded', 'imagenet2012', a prepared tfds name, or an ImageFolder dir.")
     flags.DEFINE_string("data-dir", None, "tfds data directory (default ~/tensorflow_datasets). Never downloads.")
     flags.DEFINE_bool("prepare", False, "Prepare imagenet2012 from the tars in <data-dir>/downloads/manual first.")
     flags.DEFINE_string("out", None, "Run directory: checkpoints, history.csv, tensorboard/, model.keras.")
     flags.DEFINE_enum("recipe", None, ["paper", "embedded"],
-                      "Base recipe (default: 'embedded' for --data embedded, else 'paper'); flags below override it.")
+                      "Base recipe (default: 'embedded' for the in-memory data embedded, digits and fashion_mnist, "
+                      "else 'paper'); flags below override it.")
     flags.DEFINE_integer("epochs", None, "Epochs.")
     flags.DEFINE_integer("batch-size", None, "Global batch size (over all replicas).")
     flags.DEFINE_integer("image-size", None, "Training/eval resolution (multiple of 32).")
@@ -55,7 +57,7 @@ def define_flags():
     flags.DEFINE_float("distill-alpha", None, "Weight of the distillation head's loss.")
     flags.DEFINE_string("init-checkpoint", None,
                         "Start from these weights (.keras, or official/timm .pth/.safetensors).")
-    flags.DEFINE_integer("num-classes", None, "Classifier size (default: the dataset's).")
+    flags.DEFINE_integer("num-classes", None, "Classifier size: the dataset's (default); another value is refused.")
     flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
                       "tf.distribute strategy.")
     flags.DEFINE_string("tpu", None, "TPU address for --strategy tpu.")
@@ -73,7 +75,7 @@ def define_flags():
 def _recipe():
     from ef_keras.training import recipe as recipes
 
-    base = recipes.RECIPES[FLAGS.recipe or ("embedded" if FLAGS.data == "embedded" else "paper")]
+    base = recipes.RECIPES[FLAGS.recipe or recipes.default_recipe(FLAGS.data)]
     return base.replace(epochs=FLAGS.epochs, batch_size=FLAGS["batch-size"].value,
                         image_size=FLAGS["image-size"].value, base_lr=FLAGS["base-lr"].value,
                         weight_decay=FLAGS["weight-decay"].value, warmup_epochs=FLAGS["warmup-epochs"].value,
@@ -85,8 +87,9 @@ def _recipe():
 def main(argv):
     if len(argv) > 1:
         raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
-    if not FLAGS.out:
+    if FLAGS.out is None:
         raise InputError("--out DIR is required (the run directory; re-use it to resume)")
+    refuse_empty("model", "data", "data-dir", "out", "teacher", "init-checkpoint", "tpu")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ef_keras.training import loop as training
 

@@ -80,11 +80,16 @@ def load_lut(path=None) -> dict:
     from android_ios_bench import lut as L
 
     try:
-        return L.load_default_lut() if path is None else L.load_lut(path)
+        lut = L.load_default_lut() if path is None else L.load_lut(path)
     except L.LUTError as e:
         raise SlimError(str(e)) from e
     except OSError as e:
         raise SlimError(f"cannot read LUT {path}: {e.strerror or e}") from e
+    family = lut["search_space"].get("family", "v1")
+    if family != "v1":
+        raise SlimError(f"LUT {path} was measured for the {family} family's units; the slimming searches "
+                        "EfficientFormer (V1): give a V1 LUT (the default, or android_ios_bench.host --lut-out)")
+    return lut
 
 
 def predict_ms(config, lut: dict) -> float:

@@ -62,6 +62,20 @@ def with_files(*files, **changes):
     return setup
 
 
+def keras_file(name="m.keras", cut=None):
+    """A set-up writing tiny.json and the tiny model saved as `name` (its first `cut` fraction of bytes if given)."""
+    def setup(d):
+        arch(d)
+        path = os.path.join(d, name)
+        ef_keras.EfficientFormer(TINY, input_shape=TINY_INPUT, classes=10).save(path)
+        if cut is not None:
+            with open(path, "rb") as f:
+                data = f.read()
+            _write(path, data[:int(len(data) * cut)])
+    return setup
+
+
+V2_LUT = os.path.join(ROOT, "android_ios_bench", "luts", "host_x86_2core_fp32_v2.json")
 CONVERT = "deploy.convert"
 TRAIN = "ef_keras.train"
 DESCRIBE = "ef_keras.describe"
@@ -102,6 +116,25 @@ CASES = [
      "does not exist"),
     (CONVERT, "onnx_opset_too_old", with_files(), ["--to", "onnx", *TINY64, "--opset", "5"], "opset"),
     (CONVERT, "unknown_precision", with_files(), ["--to", "onnx", *TINY64, "--precision", "int4"], "--precision"),
+    (CONVERT, "out_empty", with_files(), ["--to", "tflite", *TINY64, "--out", ""], "--out is empty"),
+    (CONVERT, "model_empty", with_files(), ["--to", "tflite", "--model", ""], "--to and --model are required"),
+    (CONVERT, "weights_empty", with_files(), ["--to", "tflite", *TINY64, "--weights", ""], "--weights is empty"),
+    (CONVERT, "image_size_on_a_keras_file", keras_file(), ["--to", "onnx", "--model", "m.keras", "--image-size", "96"],
+     "does not apply to m.keras"),
+    (CONVERT, "truncated_keras_file", keras_file(cut=0.5), ["--to", "onnx", "--model", "m.keras"],
+     "not a complete .keras archive"),
+    (CONVERT, "keras_file_is_a_directory", with_files(("m.keras", None)), ["--to", "onnx", "--model", "m.keras"],
+     "is a directory"),
+    (TRAIN, "num_classes_against_the_labels", with_files(),
+     ["--model", "tiny.json", "--data", "digits", "--out", "run", "--num-classes", "3"], "has 10 classes"),
+    (TRAIN, "model_empty", with_files(), ["--model", "", "--out", "run"], "--model is empty"),
+    (TRAIN, "out_empty", with_files(), ["--model", "tiny.json", "--out", ""], "--out is empty"),
+    (TRAIN, "data_empty", with_files(), ["--model", "tiny.json", "--data", " ", "--out", "run"], "--data is empty"),
+    (TRAIN, "teacher_empty", with_files(), ["--model", "tiny.json", "--teacher", "", "--out", "run"],
+     "--teacher is empty"),
+    (TRAIN, "truncated_teacher", keras_file("t.keras", cut=0.5), ["--model", "tiny.json", "--data", "digits",
+                                                                  "--teacher", "t.keras", "--out", "run"],
+     "not a complete .keras archive"),
     (TRAIN, "negative_epochs", with_files(), ["--model", "tiny.json", "--out", "run", "--epochs", "-1"], "--epochs"),
     (TRAIN, "zero_batch", with_files(), ["--model", "tiny.json", "--out", "run", "--batch-size", "0"],
      "--batch-size"),
@@ -139,10 +172,14 @@ CASES = [
     (TRAIN, "positional_argument", with_files(), ["--model", "tiny.json", "--out", "run", "extra"],
      "unexpected arguments"),
     (DESCRIBE, "image_is_a_directory", with_files(("photos", None)), ["--model", "tiny.json", "--image", "photos"],
-     "is not an image file"),
-    (DESCRIBE, "image_missing", with_files(), ["--model", "tiny.json", "--image", "cat.jpg"], "is not an image file"),
+     "is a directory, not an image file"),
+    (DESCRIBE, "image_missing", with_files(), ["--model", "tiny.json", "--image", "cat.jpg"], "cat.jpg does not exist"),
     (DESCRIBE, "image_not_an_image", with_files(("cat.jpg", b"GIF89a broken")),
      ["--model", "tiny.json", "--image", "cat.jpg"], "cannot read image"),
+    (DESCRIBE, "model_empty", with_files(), ["--model", ""], "--model needs variant names"),
+    (DESCRIBE, "image_empty", with_files(), ["--model", "tiny.json", "--image", ""], "--image is empty"),
+    (DESCRIBE, "checkpoint_is_a_directory", with_files(("ckpt", None)), ["--model", "tiny.json", "--weights", "ckpt"],
+     "is a directory"),
     (DESCRIBE, "arch_not_utf8", lambda d: _write(os.path.join(d, "tiny.json"), b"\xff\xfe"),
      ["--model", "tiny.json"], "tiny.json is not UTF-8"),
     (DESCRIBE, "zero_runs", with_files(), ["--model", "tiny.json", "--runs", "0"], "--runs"),
@@ -161,6 +198,13 @@ CASES = [
     (SLIM, "out_is_a_file", with_files(("o", b"not a directory")), ["--target", "12", "--out", "o"],
      "is not a directory"),
     (SLIM, "missing_lut", with_files(), ["--target", "12", "--lut", "none.json", "--out", "o"], "not found"),
+    (SLIM, "v2_lut", with_files(), ["--target", "12", "--lut", V2_LUT, "--out", "o"], "v2 family"),
+    (SLIM, "zero_confirm_images", with_files(), ["--target", "12", "--confirm-images", "0", "--out", "o"],
+     "confirm_images"),
+    (SLIM, "negative_screen_images", with_files(), ["--target", "12", "--screen-images", "-5", "--out", "o"],
+     "screen_images"),
+    (SLIM, "negative_calibration_images", with_files(),
+     ["--target", "12", "--calibration-images", "-1", "--out", "o"], "calibration_images"),
     (SUPERNET, "nan_lr", with_files(), ["--lr", "nan", "--out", "o"], "lr must be a finite number > 0"),
     (SUPERNET, "zero_batch", with_files(), ["--batch-size", "0", "--data", "digits", "--out", "o"],
      "batch_size must be a positive integer"),
