@@ -323,6 +323,78 @@ def test_constructor_bad_input(build, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def _image(shape, fill=128.0):
+    return np.full(shape, fill, "float32")
+
+
+def _train_digits(tmp, **kwargs):
+    from ef_keras.training import loop
+
+    return loop.train(TINY, "digits", out_dir=str(tmp), verbose=0, **kwargs)
+
+
+#: (id, call(tmp_path), expected part of the one-line message): the Python API's bad input (issue 23).
+API_CASES = [
+    ("eval_transform_grey", lambda t: ef_keras.eval_transform(_image((40, 50))), "a grey image needs 3 channels"),
+    ("eval_transform_rgba", lambda t: ef_keras.eval_transform(_image((40, 50, 4))), "drop the alpha channel"),
+    ("eval_transform_empty", lambda t: ef_keras.eval_transform(_image((0, 0, 3))), "empty image"),
+    ("eval_transform_crop_zero", lambda t: ef_keras.eval_transform(_image((40, 50, 3)), crop_pct=0), "crop_pct"),
+    ("eval_transform_crop_nan", lambda t: ef_keras.eval_transform(_image((40, 50, 3)), crop_pct=math.nan),
+     "crop_pct"),
+    ("eval_transform_negative_size", lambda t: ef_keras.eval_transform(_image((40, 50, 3)), image_size=-5),
+     "image_size must be a positive integer"),
+    ("eval_transform_nan_image", lambda t: ef_keras.eval_transform(_image((40, 50, 3), math.nan)),
+     "NaN or Inf pixel values"),
+    ("preprocess_input_unknown_preset", lambda t: ef_keras.preprocess_input(_image((8, 8, 3)), preset="l9"),
+     "unknown preset 'l9'"),
+    ("preprocess_input_grey", lambda t: ef_keras.preprocess_input(_image((2, 8, 8))), "(H, W, 3)"),
+    ("decode_predictions_nan", lambda t: ef_keras.decode_predictions(np.full((1, 1000), np.nan)), "NaN or Inf scores"),
+    ("model_info_unknown_lists_every_family", lambda t: ef_keras.model_info("zz"), "l1, l3, l7, s0, s1, s2, l"),
+    ("checkpoint_is_a_directory", lambda t: ef_keras.weights.read_state_dict(str(t)), "is a directory"),
+    ("checkpoint_empty_path", lambda t: ef_keras.weights.read_state_dict(""), "path is empty"),
+    ("save_checkpoint_not_safetensors", lambda t: ef_keras.save_checkpoint(None, str(t / "w.pth")), ".safetensors"),
+    ("train_num_classes_against_labels", lambda t: _train_digits(t / "run", num_classes=3),
+     "'digits' has 10 classes"),
+    ("train_recipe_not_a_recipe", lambda t: _train_digits(t / "run", recipe={"epochs": 1}), "must be an"),
+]
+
+
+@pytest.mark.parametrize("call, message", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
+def test_api_bad_input(tmp_path, call, message):
+    with pytest.raises(EfKerasError) as err:
+        call(tmp_path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not os.path.exists(tmp_path / "run")  # refused before a run directory was made
+
+
+class _FirstLine(Exception):
+    """Stops a training run at its first logged line."""
+
+
+def _stop(line):
+    raise _FirstLine(line)
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, "with the embedded recipe: 64 px, batch 64, 15 epochs"),
+    ("paper", "with the paper recipe: 224 px, batch 3072, 300 epochs"),
+])
+def test_training_on_small_data_defaults_to_the_embedded_recipe_and_says_which(tmp_path, given, expected):
+    from ef_keras.training import recipe
+
+    with pytest.raises(_FirstLine) as first:
+        _train_digits(tmp_path / "run", recipe=given and recipe.RECIPES[given], log=_stop)
+    assert expected in str(first.value)
+    assert ("ImageNet-size recipe on a small dataset" in str(first.value)) == (given == "paper")
+
+
+def test_training_builds_either_family():
+    from ef_keras.training import loop
+
+    assert type(loop.build_model("s0", num_classes=10, image_size=64)).__name__ == "EfficientFormerV2"
+    assert type(loop.build_model(TINY, num_classes=10, image_size=64)).__name__ == "EfficientFormer"
+
+
 def test_checkpoint_with_a_nan_tensor_is_refused_naming_the_key(parity_fixture, tmp_path):
     state = dict(parity_fixture("l1").state_dict("timm"))
     key = "stages.2.blocks.3.mlp.fc1.weight"
