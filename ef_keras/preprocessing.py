@@ -17,6 +17,10 @@ from ef_keras.presets import DEFAULT, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATION
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "preprocess_input"]
 
+#: The largest side `eval_transform` resizes to (and the pixel count of its square): a tiny crop_pct, a huge
+#: image_size or an extreme aspect ratio would otherwise ask for gigabytes.
+MAX_RESIZED_SIDE = 8192
+
 
 def _preset(preset) -> Preset:
     """None -> DEFAULT; a Preset as is; a variant name of any family via `variant_preset` (unknown: PresetError)."""
@@ -86,7 +90,8 @@ def eval_transform(image, image_size: int | tuple[int, int] | None = None, crop_
 
     Bad arguments raise `InputError` (one line): an image that is not (H, W, 3), empty, or holds
     NaN / Inf (values are checked on eager inputs; inside tf.data only the static shape is), a size
-    that is not a positive integer (pair), a crop_pct outside (0, 1], an unknown interpolation.
+    that is not a positive integer (pair), a crop_pct outside (0, 1], an unknown interpolation, or a
+    resize beyond `MAX_RESIZED_SIDE`.
     """
     p = _preset(preset)
     size = image_size if image_size is not None else p.image_size
@@ -98,16 +103,27 @@ def eval_transform(image, image_size: int | tuple[int, int] | None = None, crop_
     method = p.interpolation if interpolation is None else interpolation
     if method not in INTERPOLATIONS:
         raise InputError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {method!r}")
-    if tf.is_symbolic_tensor(image):  # inside tf.data or a tf.function: the values are not known yet
+    symbolic = tf.is_symbolic_tensor(image)  # inside tf.data or a tf.function: the values are not known yet
+    if symbolic:
         static = tuple(image.shape)
         if image.shape.rank is not None and (len(static) != 3 or static[-1] not in (3, None)):
             raise InputError(f"eval_transform expects (H, W, 3) RGB pixels, got shape {static}; "
                              f"{_channel_hint(static)}")
-    else:
-        image = _as_pixels(image, "eval_transform", (3,))
     # The scaled size each side must reach; the side needing the larger scale decides it. Integer arithmetic,
     # so e.g. a 256 short side at crop 0.875 is an exact no-op.
     target_h, target_w = int(out_h / crop_pct), int(out_w / crop_pct)
+    if max(target_h, target_w) > MAX_RESIZED_SIDE:
+        raise InputError(f"image_size {(out_h, out_w)} at crop_pct {crop_pct:g} resizes the image to "
+                         f"{max(target_h, target_w)} px, over {MAX_RESIZED_SIDE}: crop_pct is the share of the "
+                         "short side the crop keeps (timm: 0.95); give a larger crop_pct or a smaller image_size")
+    if not symbolic:
+        image = _as_pixels(image, "eval_transform", (3,))
+        h, w = image.shape[:2]
+        scale = max(target_h / h, target_w / w)
+        if h * w * scale * scale > MAX_RESIZED_SIDE ** 2:
+            raise InputError(f"an {h}x{w} image resized for a {out_h}x{out_w} crop would be "
+                             f"{round(h * scale)}x{round(w * scale)} px: crop the image to a less extreme aspect "
+                             "ratio first")
     shape = tf.cast(tf.shape(image)[:2], tf.int64)
     h, w = shape[0], shape[1]
     by_height = target_h * w >= target_w * h

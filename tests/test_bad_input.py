@@ -490,7 +490,7 @@ def test_a_directory_passed_to_any_writer_survives_untouched(tiny_model, tmp_pat
     (target / "keep.txt").write_text("precious")
     (target / "sub").mkdir()
     before = snapshot(str(tmp_path))
-    with pytest.raises(EfKerasError, match="directory") as err:
+    with pytest.raises(EfKerasError, match="is a directory this tool did not write") as err:
         write(tiny_model, str(target))
     assert "\n" not in str(err.value)
     assert snapshot(str(tmp_path)) == before  # nothing changed, no temp file left beside it

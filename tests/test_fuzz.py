@@ -38,9 +38,16 @@ MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 small_float = st.floats(allow_nan=True, allow_infinity=True, width=32)
 sizes = st.one_of(st.integers(-3, 40), st.tuples(st.integers(-1, 40), st.integers(-1, 40)), st.none(),
                   st.floats(allow_nan=True), st.booleans(), st.text(max_size=2))
-pixels = hnp.arrays(st.sampled_from([np.uint8, np.float32, np.float64, np.int32, np.bool_]),
-                    hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=12),
-                    elements=None)
+dtypes = st.sampled_from([np.uint8, np.float32, np.float64, np.int32, np.bool_])
+#: Pixel values in and out of [0, 255], NaN and Inf among them.
+float_pixels = st.one_of(st.floats(0, 255, width=32), st.floats(-1e6, 1e6, width=32),
+                         st.sampled_from([np.nan, np.inf, -np.inf]))
+rgb_shapes = st.tuples(st.integers(0, 12), st.integers(0, 12), st.just(3))
+#: (H, W, 3) float images with NaN / Inf among the values, of any dtype, and of any shape at all.
+pixels = st.one_of(
+    hnp.arrays(np.float32, rgb_shapes, elements=float_pixels),
+    hnp.arrays(dtypes, rgb_shapes, elements=None),
+    hnp.arrays(dtypes, hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=12), elements=None))
 
 
 def one_line_project_error(call):
