@@ -343,6 +343,8 @@ API_CASES = [
      "crop_pct"),
     ("eval_transform_negative_size", lambda t: ef_keras.eval_transform(_image((40, 50, 3)), image_size=-5),
      "image_size must be a positive integer"),
+    ("eval_transform_tiny_crop", lambda t: ef_keras.eval_transform(_image((40, 50, 3)), 32, crop_pct=1e-200),
+     "over 8192"),
     ("eval_transform_nan_image", lambda t: ef_keras.eval_transform(_image((40, 50, 3), math.nan)),
      "NaN or Inf pixel values"),
     ("preprocess_input_unknown_preset", lambda t: ef_keras.preprocess_input(_image((8, 8, 3)), preset="l9"),

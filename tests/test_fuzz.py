@@ -5,7 +5,8 @@ dtypes, NaN / Inf, negative and zero sizes, random bytes for checkpoint files, r
 LUTs and manifests). The property of each test: the call either returns a value that is checked
 against an independent statement of what it must be, or raises `EfKerasError` with a one-line
 message; any other exception type fails the test (hypothesis prints the smallest input that
-does). The readers of `android_ios_bench` keep their own one-line error class, `LUTError`, free
+does). The draws are derandomized (the same every run: a default-suite test must not flake);
+change the seed locally with `--hypothesis-seed` to explore further. The readers of `android_ios_bench` keep their own one-line error class, `LUTError`, free
 of TensorFlow. Budgeted to run in the default suite: all of it well under 60 s on 2 busy cores.
 """
 
@@ -30,7 +31,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st  #
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
 #: timm's ImageNet normalisation, written out here (not read from the code under test).
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -61,7 +62,8 @@ def one_line_project_error(call):
 
 @FUZZ
 @given(image=pixels, image_size=sizes,
-       crop_pct=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-1, 2)),
+       crop_pct=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-1, 2),
+                          st.floats(1e-300, 1e-2)),
        interpolation=st.sampled_from([None, "bicubic", "bilinear", "nearest", "cubic", ""]))
 def test_eval_transform(image, image_size, crop_pct, interpolation):
     ok, out = one_line_project_error(lambda: ef_keras.eval_transform(image, image_size, crop_pct, interpolation))
@@ -123,7 +125,7 @@ def tiny_models():
             for family, config in TINY_CONFIGS.items()}
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shape=st.one_of(st.tuples(st.sampled_from([-32, 0, 31, 32, 96]), st.sampled_from([0, 32, 64, 100])),
                        st.tuples(st.sampled_from([32, 96]), st.sampled_from([32, 64]), st.sampled_from([1, 3, 4]))),
        family=st.sampled_from(["v1", "v2"]))
@@ -158,7 +160,7 @@ def test_checkpoint_reader_on_random_bytes(tmp_path, data, ext):
         assert all(isinstance(k, str) and np.isfinite(v).all() for k, v in state.items())
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.floats(0, 1, exclude_max=True), flip=st.integers(0, 2**31))
 def test_checkpoint_reader_on_truncated_and_corrupted_files(tmp_path, real_checkpoint, cut, flip):
     data, _ = real_checkpoint
@@ -172,7 +174,7 @@ def test_checkpoint_reader_on_truncated_and_corrupted_files(tmp_path, real_check
     one_line_project_error(lambda: read_state_dict(str(tmp_path / "flip.safetensors")))
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad=st.sampled_from([np.nan, np.inf, -np.inf]), which=st.integers(0, 10**6))
 def test_checkpoint_with_non_finite_tensors_is_refused(tmp_path, real_checkpoint, bad, which):
     from safetensors.numpy import load
