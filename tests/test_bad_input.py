@@ -390,6 +390,17 @@ def test_training_on_small_data_defaults_to_the_embedded_recipe_and_says_which(t
     assert ("ImageNet-size recipe on a small dataset" in str(first.value)) == (given == "paper")
 
 
+def test_a_segmentation_teacher_saved_to_keras_is_refused_in_one_line(tmp_path):
+    from ef_keras.tasks.segmentation import SemanticFPN, mobilenet_v3_large_pyramid
+    from ef_keras.training import loop
+
+    path = str(tmp_path / "fpn.keras")
+    SemanticFPN(mobilenet_v3_large_pyramid((64, 64, 3)), num_classes=3, fpn_channels=32, head_channels=32).save(path)
+    with pytest.raises(loop.TrainError) as err:
+        loop.load_teacher(path, num_classes=3)
+    assert "must be an image classifier" in str(err.value) and len(str(err.value)) < 400
+
+
 def test_training_builds_either_family():
     from ef_keras.training import loop
 
