@@ -73,7 +73,7 @@ def test_bad_inputs(arch, tmp_path):
     existing.write_bytes(b"x")
     before = sorted(os.listdir(tmp_path))
     cases = [
-        (dict(to="tflite", model=str(corrupt)), "cannot load Keras model"),
+        (dict(to="tflite", model=str(corrupt)), "not a complete .keras archive"),
         (dict(to="tflite", model=str(tmp_path / "missing.keras")), "does not exist"),
         (dict(to="tflite", model=str(bad_arch)), "invalid architecture"),
         (dict(to="tflite", model="l9"), "give l1, l3, l7"),
