@@ -371,13 +371,16 @@ class _StepContext:
         """(winner, confirmed candidates, screening summary, tied indices, rule) of one step."""
         space = self.supernet.space
         rng = np.random.default_rng([self.seed, step])
-        cands = []
-        for c in actions_lib.candidates(self.actions, arch, space, self.scores, self.attention,
-                                        self.supernet.path_stage, self.min_depth, rng):
-            lat = predict_ms(c.arch.to_config(space), self.lut)
-            if lat < latency_ms:
-                cands.append({"kind": c.kind, "group": c.group, "desc": c.desc, "arch": c.arch,
-                              "importance": c.importance, "latency_ms": lat, "saved_ms": latency_ms - lat})
+        predicted = {}
+
+        def saves(candidate: Arch) -> bool:
+            predicted[candidate] = predict_ms(candidate.to_config(space), self.lut)
+            return predicted[candidate] < latency_ms
+
+        cands = [{"kind": c.kind, "group": c.group, "desc": c.desc, "arch": c.arch, "importance": c.importance,
+                  "latency_ms": predicted[c.arch], "saved_ms": latency_ms - predicted[c.arch]}
+                 for c in actions_lib.candidates(self.actions, arch, space, self.scores, self.attention,
+                                                 self.supernet.path_stage, self.min_depth, rng, saves=saves)]
         if not cands:
             return None, [], [], [], ""
         screened = []
