@@ -34,7 +34,7 @@ import keras
 
 from ef_keras import data as ef_data
 from ef_keras.checks import check_int
-from ef_keras.errors import EfKerasError
+from ef_keras.errors import EfKerasError, require_tensorflow_backend
 from ef_keras.output import check_run_directory, run_directory, write_json, write_text, writing
 from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
 from ef_keras.training.recipe import EMBEDDED, PAPER, Recipe
@@ -323,6 +323,7 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
     Returns:
         dict with the final eval_top1, eval_top5, eval_loss, train_loss, steps, epochs and paths.
     """
+    require_tensorflow_backend("training (tf.data and tf.distribute)")
     recipe = recipe or (EMBEDDED if dataset == ef_data.EMBEDDED else PAPER)
     _check_counts(num_classes=num_classes, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                   steps_per_epoch=steps_per_epoch, eval_steps=eval_steps, seed=seed, verbose=verbose)
