@@ -8,7 +8,8 @@ set-up command there exactly: `python3 -m venv .venv && . .venv/bin/activate && 
 machine has; the result says whether it was used). Records the install and job wall times,
 the job's own split between supernet training and slimming, the architecture, the number of
 steps and which rule decided each, and copies the job's log, trajectory, architecture and plot
-into benchmarks/results/main_job/. Writes benchmarks/results/main_job.json.
+into benchmarks/results/main_job/, and the supernet into runs/main_job/supernet (the input of
+`benchmarks.search_quality`). Writes benchmarks/results/main_job.json.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def main(argv):
             shutil.copy(os.path.join(work, "runs", "slim", name), os.path.join(out, name))
         with open(os.path.join(work, "runs", "slim", "supernet", "supernet.json")) as f:
             supernet_s = json.load(f)["train_seconds"]
+        kept = os.path.join(ROOT, "runs", "main_job", "supernet")  # benchmarks.search_quality's default input
+        shutil.rmtree(kept, ignore_errors=True)  # the previous main job's copy (runs/ is ours, not the user's)
+        shutil.copytree(os.path.join(work, "runs", "slim", "supernet"), kept)
         with open(os.path.join(out, "trajectory.json")) as f:
             trajectory = json.load(f)
         total_reported = float(re.search(r"steps, (\d+) s \(supernet", text).group(1))
