@@ -115,13 +115,14 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     from ef_keras.checks import read_json
     from ef_keras.output import check_run_directory
     from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
-    from ef_keras.training.loop import make_strategy
+    from ef_keras.training.loop import make_strategy, worker_directory
 
     require_tensorflow_backend("supernet training (tf.data and tf.distribute)")
     space = space or default_space()
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing, rule)
-    out_dir = check_run_directory(out_dir)
+    check_run_directory(out_dir)
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
+    out_dir = check_run_directory(worker_directory(out_dir, strategy))  # a non-chief worker writes beside it
     if batch_size % strategy.num_replicas_in_sync:
         raise SupernetError(f"batch_size {batch_size} is not divisible by the {strategy.num_replicas_in_sync} "
                             "replicas of the strategy")
@@ -367,6 +368,7 @@ def main(argv):
     from absl import flags
 
     from ef_keras.checks import parse_int_list
+    from ef_keras.training.loop import make_strategy
 
     del argv
     FLAGS = flags.FLAGS
@@ -380,7 +382,8 @@ def main(argv):
         image_size=FLAGS["image-size"].value, epochs=FLAGS.epochs, warmup_epochs=FLAGS["warmup-epochs"].value,
         steps_per_epoch=FLAGS["steps-per-epoch"].value or None, batch_size=FLAGS["batch-size"].value, lr=FLAGS.lr,
         alpha_lr=FLAGS["alpha-lr"].value, mixing=FLAGS.mixing, rule=FLAGS.rule, seed=FLAGS.seed,
-        strategy=FLAGS.strategy, checkpoint_every=FLAGS["checkpoint-every"].value)
+        strategy=make_strategy(FLAGS.strategy, peer_timeout_s=FLAGS["peer-timeout"].value),
+        checkpoint_every=FLAGS["checkpoint-every"].value)
     print(f"supernet trained in {time.time() - t0:.0f} s -> {FLAGS.out}")
     print("stage scores (1 = uniform α):", ", ".join(f"{s:.3f}" for s in importance["stage_scores"]))
 
@@ -409,6 +412,8 @@ def define_flags():
     flags.DEFINE_enum("rule", q["rule"], list(RULES), "weight sharing: sandwich (BigNAS, in-place distillation), "
                       "uniform (one random child per step) or progressive (the largest during the warm-up, then uniform)")
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy (as ef_keras.train)")
+    flags.DEFINE_integer("peer-timeout", 300, "--strategy multi_worker: seconds to wait for every worker of "
+                                              "TF_CONFIG's cluster before giving up", lower_bound=1)
     flags.DEFINE_integer("batch-size", q["batch_size"], "batch size")
     flags.DEFINE_float("lr", q["lr"], "peak learning rate of the weights (AdamW)")
     flags.DEFINE_float("alpha-lr", q["alpha_lr"], "learning rate of alpha (Adam)")
