@@ -151,7 +151,7 @@ def multi_worker_strategy(peer_timeout_s: float = PEER_TIMEOUT_S) -> tf.distribu
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     # A barrier (traced: eager collectives log a warning): every worker has met once it returns.
     tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)),
-                                        axis=None))()
+                                        axis=None), autograph=False)()
     watchdog.stdin.close()
     watchdog.wait()
     return strategy
