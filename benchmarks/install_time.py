@@ -32,7 +32,7 @@ import time
 from absl import flags
 
 from benchmarks import define_results_dir_flag, finish
-from benchmarks.checkout import export_commit, short_commit
+from benchmarks.checkout import before_after, export_commit
 from benchmarks.import_cost import _run, install_size
 from ef_keras import provenance
 from ef_keras.cli import run as run_cli
@@ -110,9 +110,7 @@ def define_flags():
 def main(argv):
     del argv
     run = provenance.start()
-    work = os.path.abspath(FLAGS.work)
-    os.makedirs(work, exist_ok=True)
-    commits = {"before": short_commit(FLAGS.before), "after": short_commit(FLAGS.after)}
+    work, commits = before_after(FLAGS.work, FLAGS.before, FLAGS.after)
     result = {"commits": commits, "environments": {}}
     for i, (name, (role, extras, constrained, tensorflow_first)) in enumerate(ENVIRONMENTS.items()):
         src = export_commit(commits[role], os.path.join(work, f"src-{commits[role]}"))
