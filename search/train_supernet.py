@@ -120,7 +120,7 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     require_tensorflow_backend("supernet training (tf.data and tf.distribute)")
     space = space or default_space()
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing, rule)
-    check_run_directory(out_dir)
+    chief_dir = check_run_directory(out_dir)
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
     out_dir = check_run_directory(worker_directory(out_dir, strategy))  # a non-chief worker writes beside it
     if batch_size % strategy.num_replicas_in_sync:
@@ -145,7 +145,8 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     # The supernet's weights as a list: its blocks live in Python lists, which TF's checkpoint
     # graph does not follow into Keras 3 layers (their BatchNorm statistics would be lost).
     checkpoints = Checkpoints(os.path.join(out_dir, "ckpt"), keep=2, error=SupernetError, weights=supernet.weights,
-                              opt_w=trainer.opt_w, opt_a=trainer.opt_a, step=saved_step)
+                              opt_w=trainer.opt_w, opt_a=trainer.opt_a, step=saved_step,
+                              restore_from=os.path.join(chief_dir, "ckpt"))  # every worker resumes at one step
     checkpoints.restore()
     step = int(saved_step.numpy())
     if step >= total and os.path.exists(os.path.join(out_dir, IMPORTANCE_JSON)):

@@ -416,7 +416,7 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
     if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
         raise TrainError(f"mixed_precision must be mixed_float16 or mixed_bfloat16, got {mixed_precision!r}")
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
-    out_dir = check_run_directory(worker_directory(out_dir, strategy))
+    chief_dir, out_dir = check_run_directory(out_dir), check_run_directory(worker_directory(out_dir, strategy))
     replicas = strategy.num_replicas_in_sync
     if recipe.batch_size % replicas:
         raise TrainError(f"batch size {recipe.batch_size} is not divisible by the {replicas} replicas; "
@@ -434,6 +434,7 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
         model, teacher_model, optimizer, state = _build(arch, recipe, num_classes, spe, strategy, teacher,
                                                         None if resuming else init_checkpoint, mixed_precision, log)
         checkpoints = Checkpoints(os.path.join(out_dir, "checkpoints"), keep=keep_checkpoints, error=TrainError,
+                                  restore_from=os.path.join(chief_dir, "checkpoints"),  # every worker: one step
                                   model=model, optimizer=optimizer, step=state.step, loss_sum=state.loss_sum,
                                   loss_count=state.loss_count,
                                   rng=[v for v in model.variables if "seed_generator_state" in v.path])
