@@ -162,7 +162,8 @@ def worker_directory(out_dir: str, strategy: tf.distribute.Strategy) -> str:
 
     Every worker of a MultiWorkerMirroredStrategy must save checkpoints (saving reads the
     variables collectively) but only the chief (worker 0, or "chief") owns `out_dir`; the
-    others keep theirs beside it, which also lets each resume from its own checkpoints.
+    others keep theirs beside it. All resume from the chief's checkpoints
+    (`Checkpoints(restore_from=...)`), so they restart at one step.
     """
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None \
