@@ -115,14 +115,19 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     from ef_keras.checks import read_json
     from ef_keras.output import check_run_directory
     from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
-    from ef_keras.training.loop import make_strategy, worker_directory
+    from ef_keras.training.loop import make_strategy
 
     require_tensorflow_backend("supernet training (tf.data and tf.distribute)")
+    if strategy == "multi_worker" or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Its steps fail under MultiWorkerMirroredStrategy (a SyncBN all-reduce inside tf.switch_case; the
+        # weight update's strategy.run gets no destinations), so refuse before waiting for any peer.
+        raise SupernetError("the supernet trainer does not run on --strategy multi_worker yet; use --strategy "
+                            "mirrored (every GPU of one machine) or train the searched model with ef-train, which "
+                            "does")
     space = space or default_space()
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing, rule)
-    chief_dir = check_run_directory(out_dir)
+    out_dir = check_run_directory(out_dir)
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
-    out_dir = check_run_directory(worker_directory(out_dir, strategy))  # a non-chief worker writes beside it
     if batch_size % strategy.num_replicas_in_sync:
         raise SupernetError(f"batch_size {batch_size} is not divisible by the {strategy.num_replicas_in_sync} "
                             "replicas of the strategy")
@@ -145,8 +150,7 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     # The supernet's weights as a list: its blocks live in Python lists, which TF's checkpoint
     # graph does not follow into Keras 3 layers (their BatchNorm statistics would be lost).
     checkpoints = Checkpoints(os.path.join(out_dir, "ckpt"), keep=2, error=SupernetError, weights=supernet.weights,
-                              opt_w=trainer.opt_w, opt_a=trainer.opt_a, step=saved_step,
-                              restore_from=os.path.join(chief_dir, "ckpt"))  # every worker resumes at one step
+                              opt_w=trainer.opt_w, opt_a=trainer.opt_a, step=saved_step)
     checkpoints.restore()
     step = int(saved_step.numpy())
     if step >= total and os.path.exists(os.path.join(out_dir, IMPORTANCE_JSON)):
@@ -369,7 +373,6 @@ def main(argv):
     from absl import flags
 
     from ef_keras.checks import parse_int_list
-    from ef_keras.training.loop import make_strategy
 
     del argv
     FLAGS = flags.FLAGS
@@ -383,8 +386,7 @@ def main(argv):
         image_size=FLAGS["image-size"].value, epochs=FLAGS.epochs, warmup_epochs=FLAGS["warmup-epochs"].value,
         steps_per_epoch=FLAGS["steps-per-epoch"].value or None, batch_size=FLAGS["batch-size"].value, lr=FLAGS.lr,
         alpha_lr=FLAGS["alpha-lr"].value, mixing=FLAGS.mixing, rule=FLAGS.rule, seed=FLAGS.seed,
-        strategy=make_strategy(FLAGS.strategy, peer_timeout_s=FLAGS["peer-timeout"].value),
-        checkpoint_every=FLAGS["checkpoint-every"].value)
+        strategy=FLAGS.strategy, checkpoint_every=FLAGS["checkpoint-every"].value)
     print(f"supernet trained in {time.time() - t0:.0f} s -> {FLAGS.out}")
     print("stage scores (1 = uniform α):", ", ".join(f"{s:.3f}" for s in importance["stage_scores"]))
 
@@ -413,8 +415,6 @@ def define_flags():
     flags.DEFINE_enum("rule", q["rule"], list(RULES), "weight sharing: sandwich (BigNAS, in-place distillation), "
                       "uniform (one random child per step) or progressive (the largest during the warm-up, then uniform)")
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy (as ef_keras.train)")
-    flags.DEFINE_integer("peer-timeout", 300, "--strategy multi_worker: seconds to wait for every worker of "
-                                              "TF_CONFIG's cluster before giving up", lower_bound=1)
     flags.DEFINE_integer("batch-size", q["batch_size"], "batch size")
     flags.DEFINE_float("lr", q["lr"], "peak learning rate of the weights (AdamW)")
     flags.DEFINE_float("alpha-lr", q["alpha_lr"], "learning rate of alpha (Adam)")

@@ -147,3 +147,16 @@ def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_kill
     outs = _finish(_start_workers(tmp_path, tmp_path / "killed", _ports(2)))
     assert "resume:" in outs[0], outs[0]
     assert _max_diff(_weights(tmp_path / "killed" / "model.keras"), reference) < 2e-3
+
+
+def test_the_supernet_trainer_refuses_multi_worker_in_one_line_before_waiting_for_peers(tmp_path, monkeypatch):
+    from search.supernet import SupernetError
+    from search.train_supernet import train_supernet
+
+    monkeypatch.setenv("TF_CONFIG", _tf_config(_ports(2), 0))  # a valid cluster whose peer never comes
+    with pytest.raises(SupernetError) as info:
+        train_supernet(str(tmp_path / "s"), strategy="multi_worker")
+    assert one_line(info.value) == ("the supernet trainer does not run on --strategy multi_worker yet; use --strategy "
+                                    "mirrored (every GPU of one machine) or train the searched model with ef-train, "
+                                    "which does")
+    assert os.listdir(tmp_path) == []
