@@ -85,7 +85,11 @@ def test_a_worker_whose_peers_never_come_is_a_timeout_with_one_line(tmp_path):
     started = time.monotonic()
     proc = _train(tmp_path / "run", ["--strategy", "multi_worker", "--peer-timeout", "5"],
                   env={**ENV, "TF_CONFIG": _tf_config(_ports(2), 0)})
-    _, stderr = proc.communicate(timeout=600)
+    try:
+        _, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a hang is the failure this test looks for; leave no process behind
+        raise
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == -9, stderr[-3000:]  # killed by its watchdog: TensorFlow holds the interpreter
     assert len(errors) == 1 and " did not reach its peers 127.0.0.1:" in errors[0] and "within 5 s" in errors[0], \
@@ -108,7 +112,12 @@ def _start_workers(tmp_path, out, ports):
 
 
 def _finish(procs, timeout=900):
-    results = [p.communicate(timeout=timeout) for p in procs]
+    try:
+        results = [p.communicate(timeout=timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        raise
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-3000:]
     return [out for out, _ in results]
