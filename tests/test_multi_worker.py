@@ -74,10 +74,26 @@ def _tf_config(ports, index):
                        "task": {"type": "worker", "index": index}})
 
 
+#: Every training process a test starts; the fixture below kills what a failed test left running.
+_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left():
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def _train(out, extra=(), env=None, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "ef_keras.train", "--model", str(out.parent / "tiny.json"), *ARGS,
+    proc = subprocess.Popen([sys.executable, "-m", "ef_keras.train", "--model", str(out.parent / "tiny.json"), *ARGS,
                              *extra, "--out", str(out)], cwd=ROOT, env=env or ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
+    _STARTED.append(proc)
+    return proc
 
 
 def test_a_worker_whose_peers_never_come_is_a_timeout_with_one_line(tmp_path):
@@ -85,11 +101,7 @@ def test_a_worker_whose_peers_never_come_is_a_timeout_with_one_line(tmp_path):
     started = time.monotonic()
     proc = _train(tmp_path / "run", ["--strategy", "multi_worker", "--peer-timeout", "5"],
                   env={**ENV, "TF_CONFIG": _tf_config(_ports(2), 0)})
-    try:
-        _, stderr = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # a hang is the failure this test looks for; leave no process behind
-        raise
+    _, stderr = proc.communicate(timeout=600)  # a hang fails here; the fixture kills the process
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == -9, stderr[-3000:]  # killed by its watchdog: TensorFlow holds the interpreter
     assert len(errors) == 1 and " did not reach its peers 127.0.0.1:" in errors[0] and "within 5 s" in errors[0], \
@@ -112,12 +124,7 @@ def _start_workers(tmp_path, out, ports):
 
 
 def _finish(procs, timeout=900):
-    try:
-        results = [p.communicate(timeout=timeout) for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        raise
+    results = [p.communicate(timeout=timeout) for p in procs]
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-3000:]
     return [out for out, _ in results]
