@@ -22,3 +22,10 @@ def export_commit(rev: str, dest: str) -> str:
     tar = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", rev], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", dest], input=tar.stdout, check=True)
     return dest
+
+
+def before_after(work: str, before: str, after: str) -> tuple[str, dict]:
+    """A before/after benchmark's work directory (absolute, created) and its {"before", "after"} short commits."""
+    work = os.path.abspath(work)
+    os.makedirs(work, exist_ok=True)
+    return work, {"before": short_commit(before), "after": short_commit(after)}

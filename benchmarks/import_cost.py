@@ -36,7 +36,7 @@ import time
 from absl import flags
 
 from benchmarks import define_results_dir_flag, finish
-from benchmarks.checkout import export_commit, short_commit
+from benchmarks.checkout import before_after, export_commit
 from ef_keras import provenance, timing
 from ef_keras.cli import run as run_cli
 
@@ -154,9 +154,7 @@ def define_flags():
 def main(argv):
     del argv
     run = provenance.start()
-    work = os.path.abspath(FLAGS.work)
-    os.makedirs(work, exist_ok=True)
-    commits = {"before": short_commit(FLAGS.before), "after": short_commit(FLAGS.after)}
+    work, commits = before_after(FLAGS.work, FLAGS.before, FLAGS.after)
     paths = {name: os.path.join(work, f"{name}-{commits['before' if name == 'before' else 'after']}")
              for name in ENVIRONMENTS}
     install_s = {}

@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, main_job, model_latency,
-                        run_all, search_quality, supernet_modes, train_throughput)
+from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, install_time, main_job,
+                        model_latency, run_all, search_quality, supernet_modes, train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
 
@@ -66,6 +66,8 @@ BENCHMARKS = (
               quick=("--tasks", "seg", "--seconds", "20", "--train", "256", "--val", "32"),
               results=(dense_task.RESULT,)),
     Benchmark("benchmarks.import_cost", full=("--runs", "15"), quick=("--runs", "3"), results=(import_cost.RESULT,)),
+    # Five fresh venvs with empty pip caches (~25 min at load 10): no reduced size.
+    Benchmark("benchmarks.install_time", full=(), quick=None, results=(install_time.RESULT,)),
     # The search's benchmarks train supernets and networks: tens of minutes to hours, no reduced size that
     # would still answer their question, so `run_all --quick` leaves them out.
     Benchmark("benchmarks.supernet_modes", full=("--work-dir", "runs/supernet_modes"), quick=None,
@@ -82,6 +84,7 @@ _REGIONS = (
     Region("train_throughput", train_throughput.RESULT, train_throughput.render),
     Region("digits_training", digits_training.RESULT, digits_training.render),
     Region("import_cost", import_cost.RESULT, import_cost.render),
+    Region("install_time", install_time.RESULT, install_time.render),
     Region("build_time", build_time.RESULT, build_time.render),
     Region("dense_task", dense_task.RESULT, dense_task.render),
     Region("dense_latency", dense_latency.RESULT, dense_latency.render),

@@ -24,6 +24,7 @@ from absl import flags  # noqa: E402
 
 from deploy.common import TARGET_PRECISIONS, DeployError  # noqa: E402
 from ef_keras.checks import check_int  # noqa: E402
+from ef_keras.errors import require_tensorflow_backend  # noqa: E402
 from ef_keras.cli import refuse_empty, run as run_cli  # noqa: E402
 
 TARGETS = {"tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
@@ -106,6 +107,7 @@ def convert(to: str, model: str, *, weights=None, precision=None, calibration_da
     """What the CLI does, as a function: load `model`, convert to `to`, verify, write; returns the report."""
     import deploy
 
+    require_tensorflow_backend(f"conversion to {to}")
     if to not in TARGETS:
         raise DeployError(f"unknown --to {to!r}; choose one of {', '.join(TARGETS)}")
     precision = precision or DEFAULT_PRECISION[to]

@@ -48,6 +48,25 @@ def require(module: str, extra: str, feature: str):
                                 f'installed: pip install "ef-keras[{extra}]"') from e
 
 
+class BackendError(EfKerasError):
+    """A tool that runs on TensorFlow only was called under another Keras backend (JAX, PyTorch)."""
+
+
+def require_tensorflow_backend(feature: str) -> None:
+    """Raises BackendError unless Keras runs on TensorFlow.
+
+    Models, layers, checkpoint import and `.keras` files work under every Keras backend; the
+    tools built on TensorFlow itself (tf.data training, `tf.distribute`, the TFLite / Core ML /
+    ONNX converters, the LUT harness) do not, and say so in one line instead of a deep traceback.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise BackendError(f"{feature} runs on the TensorFlow backend only, and Keras is running on {backend}: "
+                           "run it with KERAS_BACKEND=tensorflow")
+
+
 #: errno values that mean the user's path or machine is wrong, not our code.
 _ENVIRONMENT_ERRNOS = frozenset({errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS,
                                  errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTEMPTY, errno.ENAMETOOLONG,

@@ -93,13 +93,16 @@ class Checkpoints:
 
     `save(step)` writes checkpoint `ckpt-<step>`; `restore()` loads the newest one (if any)
     and checks that every object of this run found its values, raising `error` with what to
-    do when the file is unreadable or belongs to another model.
+    do when the file is unreadable or belongs to another model. `restore_from`: a directory whose
+    newest checkpoint `restore()` prefers (a multi-worker run's chief's, so that every worker
+    resumes from the same step; `directory` when it holds none or cannot be read).
     """
 
-    def __init__(self, directory: str, *, keep: int, error: type[Exception], **objects):
+    def __init__(self, directory: str, *, keep: int, error: type[Exception], restore_from: str | None = None,
+                 **objects):
         import tensorflow as tf
 
-        self.directory, self.error = directory, error
+        self.directory, self.error, self.restore_from = directory, error, restore_from
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
 
@@ -115,7 +118,7 @@ class Checkpoints:
         """Loads the newest checkpoint; False when there is none."""
         import tensorflow as tf
 
-        path = self.latest
+        path = (tf.train.latest_checkpoint(self.restore_from) if self.restore_from else None) or self.latest
         if path is None:
             return False
         try:

@@ -61,6 +61,8 @@ def define_flags():
     flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
                       "tf.distribute strategy.")
     flags.DEFINE_string("tpu", None, "TPU address for --strategy tpu.")
+    flags.DEFINE_integer("peer-timeout", 300, "--strategy multi_worker: seconds to wait for every worker of TF_CONFIG's "
+                                              "cluster before giving up.", lower_bound=1)
     flags.DEFINE_enum("mixed-precision", None, ["mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
     flags.DEFINE_bool("xla", False, "Compile the train step with XLA (jit_compile).")
     flags.DEFINE_integer("checkpoint-every", 500, "Steps between checkpoints (0: only at epoch ends).")
@@ -95,8 +97,8 @@ def main(argv):
 
     result = training.train(
         FLAGS.model, FLAGS.data, out_dir=FLAGS.out, recipe=_recipe(), data_dir=FLAGS["data-dir"].value,
-        num_classes=FLAGS["num-classes"].value, teacher=FLAGS.teacher, strategy=FLAGS.strategy
-        if FLAGS.strategy != "tpu" else training.make_strategy("tpu", FLAGS.tpu),
+        num_classes=FLAGS["num-classes"].value, teacher=FLAGS.teacher,
+        strategy=training.make_strategy(FLAGS.strategy, FLAGS.tpu, peer_timeout_s=FLAGS["peer-timeout"].value),
         init_checkpoint=FLAGS["init-checkpoint"].value, mixed_precision=FLAGS["mixed-precision"].value,
         jit_compile=FLAGS.xla, checkpoint_every=FLAGS["checkpoint-every"].value, seed=FLAGS.seed,
         deterministic=FLAGS.deterministic, steps_per_epoch=FLAGS["steps-per-epoch"].value,

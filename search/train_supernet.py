@@ -52,6 +52,7 @@ import time
 
 import numpy as np
 
+from ef_keras.errors import require_tensorflow_backend
 from search.arch import CANDIDATES
 from search.evaluate import load_split, search_splits
 from search.scoring import importance_report
@@ -116,6 +117,13 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
     from ef_keras.training.loop import make_strategy
 
+    require_tensorflow_backend("supernet training (tf.data and tf.distribute)")
+    if strategy == "multi_worker" or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Its steps fail under MultiWorkerMirroredStrategy (a SyncBN all-reduce inside tf.switch_case; the
+        # weight update's strategy.run gets no destinations), so refuse before waiting for any peer.
+        raise SupernetError("the supernet trainer does not run on --strategy multi_worker yet; use --strategy "
+                            "mirrored (every GPU of one machine) or train the searched model with ef-train, which "
+                            "does")
     space = space or default_space()
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing, rule)
     out_dir = check_run_directory(out_dir)

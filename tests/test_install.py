@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("ef_keras", "deploy", "search", "android_ios_bench")
 #: Import name -> the distribution that provides it (where the two differ).
 DISTRIBUTIONS = {"PIL": "pillow", "sklearn": "scikit-learn", "tensorflow_datasets": "tensorflow-datasets",
-                 "ai_edge_litert": "ai-edge-litert", "absl": "absl-py", "tensorflow": "tensorflow-cpu"}
+                 "ai_edge_litert": "ai-edge-litert", "absl": "absl-py"}
 #: What the extras provide: none of it may be needed to import ef_keras.
 EXTRA_MODULES = ("coremltools", "tensorflow_datasets", "matplotlib", "scipy", "sklearn", "PIL", "tf2onnx", "onnx",
                  "onnxruntime", "ai_edge_litert", "jsonschema", "referencing")
@@ -171,11 +171,46 @@ def test_every_third_party_import_is_declared_in_the_core_or_an_extra():
 def test_the_core_install_is_lean_and_all_holds_every_extra():
     call = _setup_call()
     core = {_dist(r) for r in call["install_requires"]}
-    assert core == {"tensorflow-cpu", "keras", "numpy", "absl-py", "safetensors"}
+    assert core == {"tensorflow", "keras", "numpy", "absl-py", "safetensors"}
     extras = call["extras_require"]
-    assert set(extras) >= {"data", "deploy", "search", "all", "test"}
-    everything = {r for name in ("data", "deploy", "search") for r in extras[name]}
+    assert set(extras) >= {"data", "deploy", "search", "dense", "all", "test"}
+    everything = {r for name in ("data", "deploy", "search", "dense") for r in extras[name]}
     assert set(extras["all"]) == everything
+    assert "jax" not in {_dist(r) for r in extras["all"]}  # test-only: [all] stays the main job's lean install
+
+
+def _constraints() -> dict:
+    """constraints.txt as {distribution: version}."""
+    text = open(os.path.join(ROOT, "constraints.txt"), encoding="utf-8").read()
+    return {_dist(line): line.split("==")[1] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_requirements_are_ranges_on_tensorflow_and_the_tested_pins_live_in_constraints():
+    # A library's exact pins block every other upgrade in the user's environment, and `tensorflow-cpu` would be a
+    # second distribution written over a user's `tensorflow` package; the tested set is constraints.txt.
+    call = _setup_call()
+    requirements = list(call["install_requires"]) + [r for extra in call["extras_require"].values() for r in extra]
+    assert [r for r in requirements if "==" in r] == []
+    assert [r for r in requirements if _dist(r) in ("tensorflow-cpu", "tensorflow-intel")] == []
+    pins = _constraints()
+    # [torch] (reading .pth files) is installed by neither set-up command, so no tested version of it exists here.
+    requirements = [r for r in requirements if _dist(r) != "torch"]
+    assert {_dist(r) for r in requirements} <= set(pins), "pin every declared distribution in constraints.txt"
+    assert pins["tensorflow"].startswith("2.21.") and "tensorflow-cpu" not in pins
+    for r in requirements:  # each range admits the tested version (its lower bound is what was tested)
+        name, bound = re.fullmatch(r"([\w.-]+)>=([\d.]+)", r).groups()
+        tested = tuple(int(x) for x in pins[_dist(name)].split(".")[:len(bound.split("."))])
+        assert tested >= tuple(int(x) for x in bound.split(".")), r
+
+
+def test_the_readme_set_up_commands_and_ci_apply_the_constraints():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    main_job = 'pip install ".[all]" -c constraints.txt && python -m search.slim --target-like l1'
+    tests = 'pip install ".[all,test]" -c constraints.txt && python -m pytest'
+    assert f"python3 -m venv .venv && . .venv/bin/activate && {main_job}\n" in readme
+    assert f"python3 -m venv .venv && . .venv/bin/activate && {tests}\n" in readme
+    ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
+    assert f"python3 -m venv .venv && . .venv/bin/activate && {tests.replace('install', 'install -q')}\n" in ci
 
 
 def test_every_tool_has_a_console_script_that_resolves():

@@ -8,6 +8,7 @@ import time
 
 from android_ios_bench.lut import LUTError
 from android_ios_bench.units import SearchSpace, V2SearchSpace
+from ef_keras.errors import require_tensorflow_backend
 
 MIN_RUNS = 50
 
@@ -30,6 +31,7 @@ def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace =
     from android_ios_bench.export import MANIFEST_NAME, export_search_space
     from android_ios_bench.host.harness import measure_manifest
 
+    require_tensorflow_backend("the LUT harness (TFLite export)")
     log = log or (lambda msg: None)
     if manifest is None:
         models_dir = models_dir or default_models_dir(space, precision)

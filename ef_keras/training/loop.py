@@ -25,6 +25,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import json
 import os
 import sys
 import time
@@ -35,7 +36,7 @@ import keras
 
 from ef_keras import data as ef_data
 from ef_keras.checks import check_int
-from ef_keras.errors import EfKerasError
+from ef_keras.errors import EfKerasError, require_tensorflow_backend
 from ef_keras.output import check_run_directory, run_directory, write_json, write_text
 from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
 from ef_keras.saving import load_model, save_model
@@ -47,6 +48,10 @@ _COUNT_LOWS = {"num_classes": 1, "checkpoint_every": 0, "keep_checkpoints": 1, "
 #: Substrings of variable names that get no weight decay: norms, biases, layer scales, attention biases.
 NO_DECAY_NAMES = ("gamma", "beta", "bias", "layer_scale", "attention_biases")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+#: Seconds a multi-worker process waits for every peer of its TF_CONFIG cluster before it gives up.
+PEER_TIMEOUT_S = 300
+_TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                      '"task": {"type": "worker", "index": 0}}')
 _HEADS = ("head", "head_dist")
 
 
@@ -55,15 +60,19 @@ class TrainError(EfKerasError):
 
 
 # --------------------------------------------------------------------------- pieces
-def make_strategy(name: str = "auto", tpu_address: str | None = None) -> tf.distribute.Strategy:
+def make_strategy(name: str = "auto", tpu_address: str | None = None,
+                  peer_timeout_s: float = PEER_TIMEOUT_S) -> tf.distribute.Strategy:
     """A tf.distribute strategy by name.
 
     "auto": TPU when `tpu_address` is given, MirroredStrategy over all GPUs when there are
     several, else the default single-device strategy. "multi_worker" reads the cluster from
-    the TF_CONFIG environment variable; "tpu" from `tpu_address` (or the environment).
+    the TF_CONFIG environment variable (see `multi_worker_strategy`); "tpu" from `tpu_address`
+    (or the environment).
     """
     if name not in STRATEGIES:
         raise TrainError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
+    if name == "multi_worker":  # first: the strategy configures TensorFlow's context, which listing devices starts
+        return multi_worker_strategy(peer_timeout_s)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if tpu_address:
@@ -77,11 +86,6 @@ def make_strategy(name: str = "auto", tpu_address: str | None = None) -> tf.dist
     if name == "mirrored":
         devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise TrainError("--strategy multi_worker needs the TF_CONFIG environment variable describing the cluster "
-                             "(see tf.distribute.MultiWorkerMirroredStrategy)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
         tf.config.experimental_connect_to_cluster(resolver)
@@ -89,6 +93,87 @@ def make_strategy(name: str = "auto", tpu_address: str | None = None) -> tf.dist
     except (ValueError, tf.errors.OpError) as e:
         raise TrainError(f"no TPU found ({str(e).splitlines()[0]}); pass --tpu ADDRESS or another --strategy") from e
     return tf.distribute.TPUStrategy(resolver)
+
+
+def cluster_task() -> tuple[dict, str, int]:
+    """(cluster, task type, task index) from the TF_CONFIG environment variable, checked; TrainError if unusable."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    fix = f"set TF_CONFIG on every worker, e.g. '{_TF_CONFIG_EXAMPLE}' (index 1 on the second worker)"
+    if not raw:
+        raise TrainError(f"--strategy multi_worker needs the TF_CONFIG environment variable: {fix}")
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise TrainError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}): {fix}") from e
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    jobs = {job: hosts for job, hosts in (cluster or {}).items() if job in ("chief", "worker")} \
+        if isinstance(cluster, dict) else {}
+    if not jobs or not all(isinstance(h, list) and h and all(isinstance(a, str) and ":" in a for a in h)
+                           for h in jobs.values()):
+        raise TrainError(f'TF_CONFIG has no "cluster" with a "worker" (or "chief") list of "host:port" addresses: '
+                         f"{fix}")
+    if not isinstance(task, dict) or task.get("type") not in jobs or not isinstance(task.get("index"), int) \
+            or isinstance(task.get("index"), bool) or not 0 <= task["index"] < len(jobs[task["type"]]):
+        raise TrainError(f'TF_CONFIG\'s "task" must name this process in the cluster ("type" one of '
+                         f'{", ".join(sorted(jobs))}, "index" below that list\'s length), got {task!r}: {fix}')
+    return jobs, task["type"], task["index"]
+
+
+#: The watchdog process of `multi_worker_strategy`: argv = parent pid, seconds, message. Ends quietly when its stdin
+#: closes (the cluster met, or the parent is gone); after the timeout it prints the message and kills the parent.
+_WATCHDOG = """
+import os, select, signal, sys
+parent, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], seconds)[0]:
+    print(message, file=sys.stderr, flush=True)
+    os.kill(parent, signal.SIGKILL)
+"""
+
+
+def multi_worker_strategy(peer_timeout_s: float = PEER_TIMEOUT_S) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy over TF_CONFIG's cluster, once every worker has answered.
+
+    TensorFlow waits for missing peers without a limit, inside C++ that holds the interpreter
+    (no Python thread or signal handler runs, and it ignores SIGTERM). A watchdog process
+    therefore prints one `error:` line and kills this one when the cluster has not met within
+    `peer_timeout_s`: a timeout, not a hang (exit status 137, from the kill).
+    """
+    import subprocess
+
+    jobs, task_type, index = cluster_task()
+    me = jobs[task_type][index]
+    peers = [a for hosts in jobs.values() for a in hosts if a != me]
+    message = (f"error: {task_type} {index} ({me}) did not reach its peers {', '.join(peers)} within "
+               f"{peer_timeout_s:.0f} s: start every worker of TF_CONFIG's cluster (each with its own task index) and "
+               "check the addresses and ports")
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(peer_timeout_s), message],
+                                stdin=subprocess.PIPE)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    # A barrier (traced: eager collectives log a warning): every worker has met once it returns.
+    tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)),
+                                        axis=None), autograph=False)()
+    watchdog.stdin.close()
+    watchdog.wait()
+    return strategy
+
+
+def worker_directory(out_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where this process writes a run: `out_dir`, or `out_dir.<type>-<index>` on a multi-worker non-chief.
+
+    Every worker of a MultiWorkerMirroredStrategy must save checkpoints (saving reads the
+    variables collectively) but only the chief (worker 0, or "chief") owns `out_dir`; the
+    others keep theirs beside it. All resume from the chief's checkpoints
+    (`Checkpoints(restore_from=...)`), so they restart at one step.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None \
+            or not resolver.cluster_spec().as_dict():
+        return out_dir
+    task_type, index = resolver.task_type, resolver.task_id
+    jobs = resolver.cluster_spec().as_dict()
+    chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in jobs)
+    return out_dir if chief else f"{os.path.abspath(out_dir).rstrip(os.sep)}.{task_type}-{index}"
 
 
 def enable_sync_batchnorm(model: keras.Model) -> int:
@@ -326,6 +411,7 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
     Returns:
         dict with the final eval_top1, eval_top5, eval_loss, train_loss, steps, epochs and paths.
     """
+    require_tensorflow_backend("training (tf.data and tf.distribute)")
     recipe = recipe or RECIPES[default_recipe(dataset)]
     if not isinstance(recipe, Recipe):
         raise TrainError(f"recipe must be an ef_keras.training.recipe.Recipe, got {type(recipe).__name__}")
@@ -336,6 +422,7 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
     if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
         raise TrainError(f"mixed_precision must be mixed_float16 or mixed_bfloat16, got {mixed_precision!r}")
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
+    chief_dir, out_dir = check_run_directory(out_dir), check_run_directory(worker_directory(out_dir, strategy))
     replicas = strategy.num_replicas_in_sync
     if recipe.batch_size % replicas:
         raise TrainError(f"batch size {recipe.batch_size} is not divisible by the {replicas} replicas; "
@@ -361,6 +448,7 @@ def train(arch, dataset: str = "embedded", *, out_dir: str, recipe: Recipe | Non
         model, teacher_model, optimizer, state = _build(arch, recipe, num_classes, spe, strategy, teacher,
                                                         None if resuming else init_checkpoint, mixed_precision, log)
         checkpoints = Checkpoints(os.path.join(out_dir, "checkpoints"), keep=keep_checkpoints, error=TrainError,
+                                  restore_from=os.path.join(chief_dir, "checkpoints"),  # every worker: one step
                                   model=model, optimizer=optimizer, step=state.step, loss_sum=state.loss_sum,
                                   loss_count=state.loss_count,
                                   rng=[v for v in model.variables if "seed_generator_state" in v.path])
@@ -593,7 +681,8 @@ class _Runner:
 
     def _distributed_eval_step(self, batch):
         per_replica = self.strategy.run(self._eval_replica, args=batch)
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        # One reduction per scalar: a stacked vector came back wrong across MultiWorkerMirroredStrategy workers.
+        return tf.stack([self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica])
 
     def _eval_replica(self, images, labels):
         logits = tf.cast(self.model(images, training=False), tf.float32)
@@ -601,7 +690,7 @@ class _Runner:
         loss = tf.reduce_sum(keras.losses.categorical_crossentropy(labels, logits, from_logits=True))
         top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(target, logits, 1), tf.float32))
         top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(target, logits, min(5, self.num_classes)), tf.float32))
-        return tf.stack([loss, top1, top5, tf.cast(tf.shape(labels)[0], tf.float32)])
+        return loss, top1, top5, tf.cast(tf.shape(labels)[0], tf.float32)
 
     def evaluate(self, dataset) -> dict:
         """Eval loss and top-1/top-5 accuracy over `dataset` (EMA weights when EMA is on)."""

@@ -1,0 +1,178 @@
+"""`--strategy multi_worker` (issue 22): TF_CONFIG checks, the peer timeout, and 2 workers on 127.0.0.1.
+
+The 2-worker runs start real `python -m ef_keras.train` processes with TF_CONFIG (one CPU
+replica each) and compare the chief's trained model with a single-process run of the same
+global batch, within the MirroredStrategy test's tolerance (tests/test_train.py). Only CPU workers
+on one host are exercised here; GPUs, several hosts and TPUs go through the same code path.
+"""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from helpers import TINY
+
+from ef_keras.errors import one_line
+from ef_keras.training.loop import TrainError, cluster_task, make_strategy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+#: The MirroredStrategy test's recipe: 4 steps of batch 16 (8 per worker), SyncBN, AGC.
+ARGS = ["--data", "digits", "--recipe", "embedded", "--epochs", "1", "--steps-per-epoch", "4", "--eval-steps", "2",
+        "--batch-size", "16", "--image-size", "64", "--augment", "none", "--agc", "0.01", "--checkpoint-every", "1",
+        "--verbose", "2"]
+FIX = ("set TF_CONFIG on every worker, e.g. '{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+       "\"task\": {\"type\": \"worker\", \"index\": 0}}' (index 1 on the second worker)")
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    (None, f"--strategy multi_worker needs the TF_CONFIG environment variable: {FIX}"),
+    ("{cluster: 1}", f"TF_CONFIG is not valid JSON (Expecting property name enclosed in double quotes at character 1): "
+                     f"{FIX}"),
+    ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
+     f'TF_CONFIG has no "cluster" with a "worker" (or "chief") list of "host:port" addresses: {FIX}'),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "TF_CONFIG's \"task\" must name this process in the cluster (\"type\" one of worker, \"index\" below that list's "
+     f"length), got {{'type': 'worker', 'index': 2}}: {FIX}"),
+])
+def test_a_missing_or_invalid_tf_config_is_one_line_that_shows_a_valid_one(tf_config, message, monkeypatch):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(TrainError) as info:
+        make_strategy("multi_worker")
+    assert one_line(info.value) == message
+
+
+def test_cluster_task_reads_a_valid_tf_config(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"chief": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker", '
+                                    '"index": 0}}')
+    assert cluster_task() == ({"chief": ["a:1"], "worker": ["b:2"]}, "worker", 0)
+
+
+def _ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _tf_config(ports, index):
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+#: Every training process a test starts; the fixture below kills what a failed test left running.
+_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left():
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _train(out, extra=(), env=None, **kwargs):
+    proc = subprocess.Popen([sys.executable, "-m", "ef_keras.train", "--model", str(out.parent / "tiny.json"), *ARGS,
+                             *extra, "--out", str(out)], cwd=ROOT, env=env or ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+    _STARTED.append(proc)
+    return proc
+
+
+def test_a_worker_whose_peers_never_come_is_a_timeout_with_one_line(tmp_path):
+    TINY.save(str(tmp_path / "tiny.json"))
+    started = time.monotonic()
+    proc = _train(tmp_path / "run", ["--strategy", "multi_worker", "--peer-timeout", "5"],
+                  env={**ENV, "TF_CONFIG": _tf_config(_ports(2), 0)})
+    _, stderr = proc.communicate(timeout=600)  # a hang fails here; the fixture kills the process
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == -9, stderr[-3000:]  # killed by its watchdog: TensorFlow holds the interpreter
+    assert len(errors) == 1 and " did not reach its peers 127.0.0.1:" in errors[0] and "within 5 s" in errors[0], \
+        stderr[-3000:]
+    assert "Traceback" not in stderr and time.monotonic() - started < 600
+    assert not os.path.exists(tmp_path / "run")
+
+
+def _weights(path):
+    return keras.saving.load_model(path).get_weights()
+
+
+def _max_diff(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def _start_workers(tmp_path, out, ports):
+    return [_train(out, ["--strategy", "multi_worker", "--peer-timeout", "600"],
+                   env={**ENV, "TF_CONFIG": _tf_config(ports, i)}) for i in range(2)]
+
+
+def _finish(procs, timeout=900):
+    results = [p.communicate(timeout=timeout) for p in procs]
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in results]
+
+
+@pytest.mark.slow  # three to five TensorFlow processes training in turn: minutes on 2 shared cores
+def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_killed(tmp_path):
+    TINY.save(str(tmp_path / "tiny.json"))
+    single = _train(tmp_path / "single", ["--strategy", "one_device"])
+    single_out = _finish([single])[0]
+    reference = _weights(tmp_path / "single" / "model.keras")
+
+    # Two workers x 8 images (SyncBN, summed gradients) == one process x 16, as for MirroredStrategy.
+    outs = _finish(_start_workers(tmp_path, tmp_path / "mw", _ports(2)))
+    assert all("done: eval top-1" in out for out in outs)
+    # The same eval numbers as the single process (eval batches are split over the workers and summed).
+    assert outs[0].splitlines()[-2] == single_out.splitlines()[-2], (outs[0], single_out)
+    assert json.load(open(tmp_path / "mw" / "results.json"))["replicas"] == 2
+    assert os.path.exists(tmp_path / "mw.worker-1" / "model.keras")  # the non-chief wrote beside, not over it
+    assert _max_diff(_weights(tmp_path / "mw" / "model.keras"), reference) < 2e-3
+
+    # Kill worker 1 once the chief has checkpointed a step; the chief cannot go on without it (it is stopped if it
+    # waits); the same two commands then resume from the checkpoints and end where the uninterrupted run did.
+    procs = _start_workers(tmp_path, tmp_path / "killed", _ports(2))
+    deadline = time.monotonic() + 900
+    while not glob.glob(str(tmp_path / "killed" / "checkpoints" / "*.index")):
+        assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].communicate()[1][-3000:]
+        time.sleep(0.5)
+    procs[1].send_signal(signal.SIGKILL)
+    try:
+        procs[0].communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].communicate()
+    assert not os.path.exists(tmp_path / "killed" / "model.keras")
+    outs = _finish(_start_workers(tmp_path, tmp_path / "killed", _ports(2)))
+    assert "resume:" in outs[0], outs[0]
+    assert _max_diff(_weights(tmp_path / "killed" / "model.keras"), reference) < 2e-3
+
+
+def test_the_supernet_trainer_refuses_multi_worker_in_one_line_before_waiting_for_peers(tmp_path, monkeypatch):
+    from search.supernet import SupernetError
+    from search.train_supernet import train_supernet
+
+    monkeypatch.setenv("TF_CONFIG", _tf_config(_ports(2), 0))  # a valid cluster whose peer never comes
+    with pytest.raises(SupernetError) as info:
+        train_supernet(str(tmp_path / "s"), strategy="multi_worker")
+    assert one_line(info.value) == ("the supernet trainer does not run on --strategy multi_worker yet; use --strategy "
+                                    "mirrored (every GPU of one machine) or train the searched model with ef-train, "
+                                    "which does")
+    assert os.listdir(tmp_path) == []
