@@ -47,9 +47,12 @@ def _check_pixels(array: np.ndarray, what: str, ranks: tuple[int, ...]) -> None:
         raise InputError(f"{what} got an empty image of shape {array.shape}; give an image at least 1x1")
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise InputError(f"{what} expects real-valued pixels in [0, 255], got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        raise InputError(f"{what} got NaN or Inf pixel values; give pixels in [0, 255] (check how the image was "
-                         "decoded or scaled)")
+    if np.issubdtype(array.dtype, np.floating):
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range becomes Inf here
+            finite = np.isfinite(array.astype(np.float32)).all()
+        if not finite:
+            raise InputError(f"{what} got NaN, Inf or out-of-range pixel values; give pixels in [0, 255] (check "
+                             "how the image was decoded or scaled)")
 
 
 def _as_pixels(images, what: str, ranks: tuple[int, ...]) -> np.ndarray:

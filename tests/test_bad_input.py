@@ -346,7 +346,7 @@ API_CASES = [
     ("eval_transform_tiny_crop", lambda t: ef_keras.eval_transform(_image((40, 50, 3)), 32, crop_pct=1e-200),
      "over 8192"),
     ("eval_transform_nan_image", lambda t: ef_keras.eval_transform(_image((40, 50, 3), math.nan)),
-     "NaN or Inf pixel values"),
+     "NaN, Inf or out-of-range pixel values"),
     ("preprocess_input_unknown_preset", lambda t: ef_keras.preprocess_input(_image((8, 8, 3)), preset="l9"),
      "unknown preset 'l9'"),
     ("preprocess_input_grey", lambda t: ef_keras.preprocess_input(_image((2, 8, 8))), "(H, W, 3)"),
