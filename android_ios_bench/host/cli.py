@@ -7,44 +7,49 @@ import sys
 import time
 
 from android_ios_bench.lut import LUTError
-from android_ios_bench.units import SearchSpace, V2SearchSpace
+from android_ios_bench.units import CONTEXT_METHOD, METHODS, SearchSpace, V2SearchSpace
 
 MIN_RUNS = 50
+DEFAULT_RUNS = 200
 
 
-def default_models_dir(space, precision: str) -> str:
-    """Where exported micro-models are cached between runs (one directory per space/precision)."""
+def default_models_dir(space, precision: str, method: str = CONTEXT_METHOD) -> str:
+    """Where exported micro-models are cached between runs (one directory per space/precision/method)."""
     cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
     if isinstance(space, V2SearchSpace):
         name = f"v2_s{space.input_size}_w{'-'.join(str(w[-1]) for w in space.widths)}_{precision}"
     else:
-        widths = "-".join(str(w) for w in space.max_widths)
-        name = f"s{space.input_size}_w{widths}_g{space.downsample_points}_{precision}"
-    return os.path.join(cache, "ef_keras", "lut_models", name)
+        lo, hi = ("-".join(str(w) for w in ws) for ws in (space.min_widths, space.max_widths))
+        name = f"s{space.input_size}_w{lo}_to_{hi}_n{'-'.join(space.named) or 'none'}_{precision}"
+    return os.path.join(cache, "ef_keras", "lut_models", f"{name}_{method}")
 
 
 def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace = SearchSpace(),
-              models_dir: str | None = None, threads: int = 2, precision: str = "fp32", warmup: int = 5,
-              runs: int = MIN_RUNS, group_size: int = 12, command: str | None = None, log=None) -> dict:
+              models_dir: str | None = None, threads: int = 2, precision: str = "fp32", method: str = CONTEXT_METHOD,
+              warmup: int = 5, runs: int = DEFAULT_RUNS, group_size: int | None = None, command: str | None = None,
+              log=None) -> dict:
     """Exports the search space's micro-models unless `manifest` is given, then measures them into `lut_out`."""
     from android_ios_bench.export import MANIFEST_NAME, export_search_space
-    from android_ios_bench.host.harness import measure_manifest
+    from android_ios_bench.host.harness import DEFAULT_GROUP_SIZE, measure_manifest
 
     log = log or (lambda msg: None)
     if manifest is None:
-        models_dir = models_dir or default_models_dir(space, precision)
+        models_dir = models_dir or default_models_dir(space, precision, method)
         log(f"exporting micro-models into {models_dir} (resumable)")
-        export_search_space(models_dir, space, precision=precision,
-                            progress=lambda d, n, k, s: (d == n or d % 25 == 0) and log(f"[export {d}/{n}] {k}"))
+        start = time.time()
+        export_search_space(models_dir, space, method, precision=precision,
+                            progress=lambda d, n, k, s: (d == n or d % 25 == 0) and log(
+                                f"[export {d}/{n}] {k} {time.time() - start:.0f}s"))
         manifest = os.path.join(models_dir, MANIFEST_NAME)
     start = time.time()
 
     def progress(done, total, key, stats):
-        if done == total or done % 10 == 0:
+        if done == total or done % 25 == 0:
             log(f"[measure {done}/{total}] {key}: median {stats['median_ms']:.3f} ms "
                 f"(p10 {stats['p10_ms']:.3f}, p90 {stats['p90_ms']:.3f}) {time.time() - start:.0f}s")
-    return measure_manifest(manifest, lut_out, threads=threads, precision=precision, warmup=warmup, runs=runs,
-                            group_size=group_size, command=command, progress=progress)
+    return measure_manifest(manifest, lut_out, threads=threads, precision=precision, method=method, warmup=warmup,
+                            runs=runs, group_size=group_size or DEFAULT_GROUP_SIZE, command=command,
+                            progress=progress, log=log)
 
 
 def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, runs: int = MIN_RUNS,
@@ -112,15 +117,17 @@ def define_flags():
     flags.DEFINE_integer("threads", 2, "LiteRT CPU threads", lower_bound=1)
     flags.DEFINE_enum("precision", "fp32", ["fp32", "fp16", "int8"], "precision of the micro-models")
     flags.DEFINE_integer("warmup", 5, "untimed invocations per model", lower_bound=0)
-    flags.DEFINE_integer("runs", MIN_RUNS, f"timed invocations per model (>= {MIN_RUNS})")
-    flags.DEFINE_integer("group-size", 12, "models loaded and interleaved at once", lower_bound=1)
+    flags.DEFINE_integer("runs", DEFAULT_RUNS, f"timed invocations per model (>= {MIN_RUNS})")
+    flags.DEFINE_integer("group-size", 16, "models loaded and interleaved at once", lower_bound=2)
+    flags.DEFINE_enum("method", CONTEXT_METHOD, list(METHODS), "in_context: a unit costs (context unit + unit) - "
+                      "(context unit), timed in one group; isolated: the unit's own micro-model")
     flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to measure: v1 (EfficientFormer) "
                                                     "or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
     flags.DEFINE_integer("input-size", 224, "search-space input size (without --manifest)", lower_bound=32)
+    flags.DEFINE_list("min-widths", [str(w) for w in SearchSpace().min_widths],
+                      "search-space min width per stage (without --manifest)")
     flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths],
                       "search-space max width per stage (without --manifest)")
-    flags.DEFINE_integer("downsample-points", SearchSpace().downsample_points,
-                         "measured widths per axis of each downsample grid (without --manifest)", lower_bound=1)
 
 
 def main(argv):
@@ -143,11 +150,11 @@ def main(argv):
         space = V2SearchSpace(input_size=F["input-size"].value)
     else:
         space = SearchSpace(input_size=F["input-size"].value,
-                            max_widths=parse_int_list("--max-widths", F["max-widths"].value),
-                            downsample_points=F["downsample-points"].value)
+                            min_widths=parse_int_list("--min-widths", F["min-widths"].value),
+                            max_widths=parse_int_list("--max-widths", F["max-widths"].value))
     out = F["lut-out"].value
     doc = build_lut(out, manifest=F.manifest, space=space, models_dir=F["models-dir"].value,
-                    threads=F.threads, precision=F.precision, warmup=F.warmup, runs=F.runs,
+                    threads=F.threads, precision=F.precision, method=F.method, warmup=F.warmup, runs=F.runs,
                     group_size=F["group-size"].value, command=" ".join(["python -m android_ios_bench.host"]
                                                                       + sys.argv[1:]),
                     log=lambda m: print(m, file=sys.stderr, flush=True))
