@@ -38,7 +38,7 @@ from android_ios_bench.lut import LUTError, now_iso, session_id
 DELTA_FORMAT = "ef-keras-delta-validation"
 MIN_ROUNDS = 400
 CHUNK_ROUNDS = 400
-MAX_ROUNDS = 2000
+MAX_ROUNDS = 1200
 #: A round is contended when the control took more than this times its 10th percentile.
 CONTENDED_FACTOR = 1.10
 #: A Δ is precise when its 95 % CI half-width is at most this fraction of |Δ|.

@@ -1,7 +1,7 @@
 """Micro-model export: every unit of a search space -> .tflite / .mlpackage + manifest.json.
 
     python -m android_ios_bench.export --out /tmp/lut_models [--coreml] [--min-widths 32,64,128,256]
-        [--max-widths 64,128,256,512] [--method in_context|isolated]
+        [--max-widths 64,128,256,512] [--method in_rotation|in_context|isolated]
 
 The manifest is the input of all harnesses (host, Android, iOS). Conversion goes through
 `deploy.to_tflite` / `deploy.to_coreml`, the converters the full models use, so a unit is
@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable
 from android_ios_bench import __version__
 from android_ios_bench.lut import (LUTError, ManifestError, MANIFEST_FORMAT, FORMAT_VERSION, load_manifest,
                                    now_iso, save_manifest)
-from android_ios_bench.units import (CONTEXT_METHOD, METHODS, SearchSpace, Unit, build_unit, context_key,
-                                     context_unit, search_space_units)
+from android_ios_bench.units import (CONTEXT_METHOD, METHODS, ROTATION_METHOD, SearchSpace, Unit, V2SearchSpace,
+                                     build_unit, context_key, context_unit, search_space_units)
 from deploy.common import PRECISIONS
 from ef_keras.output import run_directory
 from ef_keras.runs import check_same_settings
@@ -42,7 +42,7 @@ class ManifestItem:
     group: str = "lut"
 
 
-def lut_items(space, method: str = CONTEXT_METHOD) -> list[ManifestItem]:
+def lut_items(space, method: str = ROTATION_METHOD) -> list[ManifestItem]:
     """The search space's units as manifest items: each unit alone, and for `method="in_context"`
     also each unit after its context unit (kind "context", key `units.context_key`).
 
@@ -155,7 +155,7 @@ def export_items(items: Iterable[ManifestItem], out_dir: str, *, search_space: d
         return load_manifest(path)
 
 
-def export_search_space(out_dir: str, space: SearchSpace = SearchSpace(), method: str = CONTEXT_METHOD,
+def export_search_space(out_dir: str, space=SearchSpace(), method: str = ROTATION_METHOD,
                         **kwargs) -> dict:
     """Exports every LUT unit of `space` (alone, and in context for `method="in_context"`) and its
     reference models (see export_items for the keyword arguments)."""
@@ -176,9 +176,12 @@ def main(argv):
     from ef_keras.checks import parse_int_list
     F = flags.FLAGS
     del argv
-    space = SearchSpace(input_size=F["input-size"].value,
-                        min_widths=parse_int_list("--min-widths", F["min-widths"].value),
-                        max_widths=parse_int_list("--max-widths", F["max-widths"].value))
+    if F.family == "v2":
+        space = V2SearchSpace(input_size=F["input-size"].value)
+    else:
+        space = SearchSpace(input_size=F["input-size"].value,
+                            min_widths=parse_int_list("--min-widths", F["min-widths"].value),
+                            max_widths=parse_int_list("--max-widths", F["max-widths"].value))
     manifest = export_search_space(F.out, space, F.method, tflite=F.tflite, coreml=F.coreml, precision=F.precision,
                                    verify=F.verify, progress=print_progress)
     print(f"wrote {os.path.join(F.out, MANIFEST_NAME)} ({len(manifest['entries'])} micro-models)")
@@ -194,10 +197,12 @@ def define_flags():
     flags.DEFINE_enum("precision", "fp32", list(PRECISIONS), "weights/compute precision of the exported models")
     flags.DEFINE_integer("input-size", 224, "model input size (stage resolutions are size/4 .. size/32)",
                          lower_bound=32)
+    flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to export: v1 (EfficientFormer) "
+                      "or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
     flags.DEFINE_list("min-widths", [str(w) for w in SearchSpace().min_widths], "search min width per stage")
     flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths], "search (supernet) max width per stage")
-    flags.DEFINE_enum("method", CONTEXT_METHOD, list(METHODS), "in_context: also export every unit after its "
-                      "context unit (the host harness' method); isolated: units alone (phone harnesses)")
+    flags.DEFINE_enum("method", ROTATION_METHOD, list(METHODS), "in_context: also export every unit after its "
+                      "context unit; in_rotation (the host harness') and isolated (phone harnesses): units alone")
     flags.DEFINE_bool("verify", False, "let deploy compare every micro-model's outputs with Keras (slower)")
 
 

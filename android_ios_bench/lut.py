@@ -220,7 +220,7 @@ def new_lut(*, device: dict, runtime: dict, measurement: dict, search_space: dic
 
 
 def method_of(doc: dict) -> str:
-    """How the LUT's units were timed: "in_context" or "isolated" (`android_ios_bench.units.METHODS`)."""
+    """How the LUT's units were timed: "in_rotation", "in_context" or "isolated" (`android_ios_bench.units`)."""
     return doc["measurement"].get("method", LEGACY_METHOD)
 
 
@@ -243,7 +243,9 @@ def session_id(doc: dict) -> str:
     """
     import hashlib
 
-    blob = json.dumps({"identity": identity(doc), "date": doc["measurement"]["date"]}, sort_keys=True)
+    session = identity(doc)
+    del session["measurement"]  # one session's timings give a LUT of either method
+    blob = json.dumps({"identity": session, "date": doc["measurement"]["date"]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -284,7 +286,7 @@ def check_search_space(doc: dict, *, input_size: int | None = None, min_widths: 
             widths and step); every width from min to max of every stage, and every
             downsampling pair between neighbouring stages, must be a measured entry. The
             error names the first missing unit and the LUT's grid there.
-        method: the timing method the LUT must have been measured with ("in_context").
+        method: the timing method the LUT must have been measured with (the host LUT's: "in_rotation").
     """
     space = doc["search_space"]
     if input_size is not None and space["input_size"] != input_size:

@@ -13,12 +13,23 @@ inside the space interpolates nothing. The named variants (`named`: L1, L3, L7) 
 at their own widths and downsampling pairs, so the reference models outside the grid (L3's 320,
 L7's 768) are exact as well; the LUT's `search_space.widths` lists every measured width.
 
-Units are timed *in context* by default (`CONTEXT_METHOD`): a unit's cost is the time of its
-natural predecessor followed by the unit, minus the time of the predecessor alone, both in one
-graph and one interleaved session (`context_unit`). That charges the unit what it costs inside a
-network: no per-invoke interpreter overhead of its own, an input just written by the previous
-op. The stem, which runs first in every network, is timed alone (`ISOLATED_METHOD`) and so
-carries the one per-invoke overhead a whole model pays.
+How units are timed (`measurement.method` of a LUT, `METHODS`):
+
+- "in_rotation" (the host harness' default): every unit alone, timed in one rotation with every
+  other unit and the whole reference models, all loaded at once and invoked once per round in a
+  shuffled order. Each unit then runs with the caches the way hundreds of other models left
+  them, as it does inside a network, and every model samples the same mixture of background
+  load over the session.
+- "in_context": the unit after its natural predecessor (`context_unit`) minus the predecessor
+  alone, both from one rotation (the idea behind nn-Meter's kernel-level prediction: no
+  per-invoke overhead of its own, its input just written by the previous op).
+- "isolated": every unit alone in small groups or one process per model (phone tools, and
+  host LUTs before methods were recorded).
+
+On this host, in one session (`benchmarks/lut_validation.py`), summing units timed in rotation
+predicted whole models best; differencing doubled the noise of every entry while the per-invoke
+overhead it removes is a few microseconds per unit, and small groups kept caches warm that a
+network leaves cold. The README's latency-table section has the figures.
 """
 
 from __future__ import annotations
@@ -40,10 +51,11 @@ SUPERNET_MAX_DEPTHS = (4, 3, 6, 4)
 DEFAULT_NAMED = ("l1", "l3", "l7")
 #: 3D MetaBlocks close stage 4 in every architecture the search builds (index into the stages).
 META3D_STAGES = (3,)
-#: How a LUT's units were timed (`measurement.method` in the LUT).
+#: How a LUT's units were timed (`measurement.method` in the LUT; the module docstring).
+ROTATION_METHOD = "in_rotation"
 CONTEXT_METHOD = "in_context"
 ISOLATED_METHOD = "isolated"
-METHODS = (CONTEXT_METHOD, ISOLATED_METHOD)
+METHODS = (ROTATION_METHOD, CONTEXT_METHOD, ISOLATED_METHOD)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,14 +9,14 @@ Session 1, one process: the LUT's micro-models (exported once into the host harn
 every unit alone and after its context unit) and the whole reference models
 (`android_ios_bench.reference`: named variants, the supernet, states of slimming walks,
 every slimming action applied to two of them, random architectures) are timed by the host
-harness (`measure_manifest`, in-context method, non-monotone rows re-timed), then every
+harness in one rotation (`measure_manifest`, method in_rotation, non-monotone rows re-timed), then every
 single-action pair is timed by the Δ protocol (`android_ios_bench.deltas`: base, derived and
 a control model interleaved invocation by invocation, at least 400 rounds, contended rounds
 dropped), and the Δs are attached to the LUT, whose correction is then chosen on whole
 models and Δs. `--write-lut` copies that LUT (the shipped table) to PATH.
 
-Reported, per statistic (median, p10, min, mean) and per unit method (in context, and the
-units alone from the same session):
+Reported, per statistic (median, p10, min, mean) and per unit method (units alone in the
+rotation, and differenced in context, both from the same rotation):
 (a) whole models: the plain sum's mean / max |error| and after one global scale
     (leave-one-out), with Kendall tau between predicted and measured;
 (b) Δs: the predicted saving of each pair as a fraction of its base against the measured one
@@ -74,13 +74,14 @@ def measure_session(family: str, work: str, runs: int, warmup: int, threads: int
     from android_ios_bench.host.cli import default_models_dir
     from android_ios_bench.lut import load_lut, save_lut
     from android_ios_bench.reference import reference_set
+    from android_ios_bench.units import CONTEXT_METHOD
     from ef_keras.output import write_json
 
     space = space_of(family)
     models = default_models_dir(space, "fp32")
     os.makedirs(work, exist_ok=True)
     start = time.time()
-    export_search_space(models, space, progress=lambda d, n, k, s: (d == n or d % 50 == 0) and log(
+    export_search_space(models, space, CONTEXT_METHOD, progress=lambda d, n, k, s: (d == n or d % 50 == 0) and log(
         f"[export {d}/{n}] {k} {time.time() - start:.0f}s"))
     export_s = time.time() - start
     lut_path = os.path.join(work, "lut.json")
@@ -118,12 +119,13 @@ def retest(family: str, work: str, runs: int, warmup: int, threads: int) -> None
     keys = [e["key"] for e in manifest["entries"] if e["kind"] == "model"]
     out = os.path.join(work, "retest.json")
     measure_manifest(os.path.join(models, MANIFEST_NAME), out, threads=threads, warmup=warmup, runs=runs, keys=keys,
-                     method="isolated", command="python benchmarks/lut_validation.py --retest",
+                     command="python benchmarks/lut_validation.py --retest",
                      progress=lambda d, n, k, s: log(f"[retest {d}/{n}] {k}"))
 
 
 def callgrind(family: str, work: str, n_pairs: int) -> None:
-    """Instructions per invoke (1 thread) of the bases and derived models of `n_pairs` precise pairs."""
+    """Instructions per invoke (1 thread) of the bases and derived models of `n_pairs` precise pairs of
+    different actions, and of every precise pair whose predicted saving has the wrong sign."""
     from android_ios_bench.export import MANIFEST_NAME
     from android_ios_bench.host.cli import default_models_dir
     from ef_keras.output import write_json
@@ -132,7 +134,14 @@ def callgrind(family: str, work: str, n_pairs: int) -> None:
     models = default_models_dir(space_of(family), "fp32")
     manifest = json.load(open(os.path.join(models, MANIFEST_NAME)))
     paths = {e["unit"]["name"]: os.path.join(models, e["tflite"]) for e in manifest["entries"] if e["kind"] == "model"}
-    chosen = _spread([p for p in deltas["pairs"] if p["precise"]], n_pairs)
+    from android_ios_bench.lut import load_lut
+
+    precise = [p for p in deltas["pairs"] if p["precise"]]
+    table = {(r["base"], r["derived"]): r for r in delta_table(load_lut(os.path.join(work, "lut.json")),
+                                                                "median_ms")["pairs"]}
+    wrong = [p for p in precise if (table[(p["base"], p["derived"])]["predicted_pct"] > 0) != (p["delta_ms"] > 0)]
+    chosen = _spread(precise, n_pairs)
+    chosen += [p for p in wrong if p not in chosen]
     out_path = os.path.join(work, "callgrind.json")
     counts = json.load(open(out_path))["instructions"] if os.path.exists(out_path) else {}
     for pair in chosen:
@@ -237,7 +246,8 @@ def delta_table(doc: dict, statistic: str) -> dict:
                                  input_size=doc["search_space"]["input_size"]).sum_ms
                          for k in ("base_config", "derived_config"))
         rows.append({"base": p["base"], "derived": p["derived"], "action": p["action"], "stage": p["stage"],
-                     "measured_ms": p["delta_ms"], "ci95_ms": p["ci95_ms"], "rounds": p["rounds"],
+                     "measured_ms": p["delta_ms"], "ci95_ms": p["ci95_ms"], "base_ms": p["base_ms"],
+                     "rounds": p["rounds"],
                      "kept": p["kept_rounds"], "outside_noise": p["outside_noise"], "precise": p["precise"],
                      "measured_pct": 100 * p["delta_ms"] / p["base_ms"],
                      "predicted_pct": 100 * (base - derived) / base,
@@ -280,7 +290,7 @@ def analyse(family: str, work: str) -> dict:
               "non_monotone": doc["measurement"].get("non_monotone", []),
               "correction": doc.get("correction"), "correction_candidates": doc.get("correction_candidates"),
               "delta_rule": doc.get("delta_validation", {}).get("rule"), "methods": {}}
-    for method in ("in_context", "isolated"):
+    for method in ("in_rotation", "in_context"):
         mdoc = with_method(doc, work, family, method)
         result["methods"][method] = {stat: {"whole": whole_models(mdoc, stat), "deltas": delta_table(mdoc, stat)}
                                      for stat in STATISTICS}
@@ -322,12 +332,11 @@ def _f(x, digits=1):
 
 def report(r: dict, command: str) -> str:
     fit = r["correction"] or {}
-    stat = fit.get("statistic", "p10_ms")
+    stat = fit.get("statistic", "median_ms")
     s = r["session"]
     lines = [f"# Latency model vs measured, one session ({r['family'].upper()}, {r['date']})", "",
-             f"{r['units']} units (in context) and {r['models']} whole reference models, LiteRT/XNNPACK "
-             f"{r['runtime']['precision']}, {r['runtime']['threads']} threads, {r['runs']} interleaved rounds per "
-             f"group; export {s['export_s']} s (cached after the first run), unit and model timing {s['measure_s']} s"
+             f"{r['units']} units and {r['models']} whole reference models in one rotation, LiteRT/XNNPACK "
+             f"{r['runtime']['precision']}, {r['runtime']['threads']} threads, {r['runs']} rounds; export {s['export_s']} s (cached after the first run), unit and model timing {s['measure_s']} s"
              + (f", Δ pairs {s['delta_s']} s" if "delta_s" in s else "")
              + f"; 1-min load average {s['load_before']:.2f} at the start, {s['load_after_measure']:.2f} after the "
                f"units" + (f", {s['load_after_deltas']:.2f} after the Δs" if "load_after_deltas" in s else "")
@@ -361,9 +370,9 @@ def report(r: dict, command: str) -> str:
                          f"{_f(c['loo_mean_abs_pct'])} / {_f(c['loo_max_abs_pct'])} | "
                          f"{_f(c.get('delta_mean_abs_pct'))} / {_f(c.get('delta_max_abs_pct'))} | "
                          f"{c.get('delta_sign_errors', '–')} | {'**yes**' if c['form'] == fit.get('form') else ''} |")
-    d = r["methods"]["in_context"][stat]["deltas"]
+    d = r["methods"]["in_rotation"][stat]["deltas"]
     if d["pairs"]:
-        lines += ["", f"## Single-action Δs (in context, {stat}; saving as % of the base model)", "",
+        lines += ["", f"## Single-action Δs (in rotation, {stat}; saving as % of the base model)", "",
                   "| base | derived | action | measured Δ ms [95 % CI] | rounds (kept) | measured % | predicted % "
                   "| error % |", "|---|---|---|---|---|---|---|---|"]
         for p in d["pairs"]:
@@ -380,8 +389,8 @@ def report(r: dict, command: str) -> str:
             lines.append(f"| {c['base']} | {c['derived']} | {c['action']} | {c['base_instructions']:,} / "
                          f"{c['derived_instructions']:,} | {c['instructions_saved_pct']:.2f} | "
                          f"{c['time_saved_pct']:.2f} |")
-    models = r["methods"]["in_context"][stat]["whole"]["models"]
-    lines += ["", f"## Whole models (in context, {stat}, ms)", "", "| model | plain sum | one scale (LOO) | measured |",
+    models = r["methods"]["in_rotation"][stat]["whole"]["models"]
+    lines += ["", f"## Whole models (in rotation, {stat}, ms)", "", "| model | plain sum | one scale (LOO) | measured |",
               "|---|---:|---:|---:|"]
     lines += [f"| {m['name']} | {m['plain_sum_ms']:.3f} | {m['scaled_loo_ms']:.3f} | {m['measured_ms']:.3f} |"
               for m in models]
@@ -396,8 +405,8 @@ def plot(r: dict, path: str) -> None:
 
     from ef_keras.output import writing
 
-    stat = (r["correction"] or {}).get("statistic", "p10_ms")
-    m = r["methods"]["in_context"][stat]
+    stat = (r["correction"] or {}).get("statistic", "median_ms")
+    m = r["methods"]["in_rotation"][stat]
     panels = 1 + bool(m["deltas"]["pairs"]) + bool(r.get("ceiling"))
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
     axes = list(axes[0])
@@ -420,12 +429,9 @@ def plot(r: dict, path: str) -> None:
         ax.plot([low, top], [low, top], "k-", lw=1)
         for action, marker in (("depth", "o"), ("width", "^"), ("mb3d", "s")):
             sel = [p for p in pairs if p["action"] == action]
-            xs = [p["measured_pct"] for p in sel]
-            ax.errorbar(xs, [p["predicted_pct"] for p in sel], fmt=marker, label=action, ms=5,
-                        xerr=[[100 * (p["measured_ms"] - p["ci95_ms"][0]) / p["measured_ms"] * x / 100 for p, x in
-                               zip(sel, xs)],
-                              [100 * (p["ci95_ms"][1] - p["measured_ms"]) / p["measured_ms"] * x / 100 for p, x in
-                               zip(sel, xs)]])
+            ax.errorbar([p["measured_pct"] for p in sel], [p["predicted_pct"] for p in sel], fmt=marker, label=action,
+                        ms=5, xerr=[[100 * (p["measured_ms"] - p["ci95_ms"][0]) / p["base_ms"] for p in sel],
+                                    [100 * (p["ci95_ms"][1] - p["measured_ms"]) / p["base_ms"] for p in sel]])
         ax.set(xlabel="measured saving, % of the base model (95 % CI)", ylabel="predicted saving (plain sum), %",
                title="single slimming actions", xlim=(low, top), ylim=(low, top))
         ax.legend(loc="upper left", fontsize=8)

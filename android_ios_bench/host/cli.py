@@ -7,25 +7,26 @@ import sys
 import time
 
 from android_ios_bench.lut import LUTError
-from android_ios_bench.units import CONTEXT_METHOD, METHODS, SearchSpace, V2SearchSpace
+from android_ios_bench.units import METHODS, ROTATION_METHOD, SearchSpace, V2SearchSpace
 
 MIN_RUNS = 50
 DEFAULT_RUNS = 200
 
 
-def default_models_dir(space, precision: str, method: str = CONTEXT_METHOD) -> str:
-    """Where exported micro-models are cached between runs (one directory per space/precision/method)."""
+def default_models_dir(space, precision: str) -> str:
+    """Where exported micro-models are cached between runs (one directory per space and precision; a
+    method that needs more models, "in_context", adds them there)."""
     cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
     if isinstance(space, V2SearchSpace):
         name = f"v2_s{space.input_size}_w{'-'.join(str(w[-1]) for w in space.widths)}_{precision}"
     else:
         lo, hi = ("-".join(str(w) for w in ws) for ws in (space.min_widths, space.max_widths))
         name = f"s{space.input_size}_w{lo}_to_{hi}_n{'-'.join(space.named) or 'none'}_{precision}"
-    return os.path.join(cache, "ef_keras", "lut_models", f"{name}_{method}")
+    return os.path.join(cache, "ef_keras", "lut_models", name)
 
 
 def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace = SearchSpace(),
-              models_dir: str | None = None, threads: int = 2, precision: str = "fp32", method: str = CONTEXT_METHOD,
+              models_dir: str | None = None, threads: int = 2, precision: str = "fp32", method: str = ROTATION_METHOD,
               warmup: int = 5, runs: int = DEFAULT_RUNS, group_size: int | None = None, command: str | None = None,
               log=None) -> dict:
     """Exports the search space's micro-models unless `manifest` is given, then measures them into `lut_out`."""
@@ -34,7 +35,7 @@ def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace =
 
     log = log or (lambda msg: None)
     if manifest is None:
-        models_dir = models_dir or default_models_dir(space, precision, method)
+        models_dir = models_dir or default_models_dir(space, precision)
         log(f"exporting micro-models into {models_dir} (resumable)")
         start = time.time()
         export_search_space(models_dir, space, method, precision=precision,
@@ -48,7 +49,8 @@ def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace =
             log(f"[measure {done}/{total}] {key}: median {stats['median_ms']:.3f} ms "
                 f"(p10 {stats['p10_ms']:.3f}, p90 {stats['p90_ms']:.3f}) {time.time() - start:.0f}s")
     return measure_manifest(manifest, lut_out, threads=threads, precision=precision, method=method, warmup=warmup,
-                            runs=runs, group_size=group_size or DEFAULT_GROUP_SIZE, command=command,
+                            runs=runs, group_size=DEFAULT_GROUP_SIZE if group_size is None else group_size,
+                            command=command,
                             progress=progress, log=log)
 
 
@@ -62,6 +64,9 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     LUTError when the LUT has no reference models or was measured on another device
     (re-time a phone's LUT with its own harness).
     """
+    import hashlib
+    import json
+
     from android_ios_bench.export import export_items, model_item
     from android_ios_bench.host.harness import host_device, time_interleaved
     from ef_keras.timing import summarize
@@ -81,7 +86,8 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     size = space["input_size"]
 
     cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
-    models_dir = models_dir or os.path.join(cache, "ef_keras", "lut_reference_models", f"s{size}")
+    digest = hashlib.sha256(json.dumps(space, sort_keys=True).encode()).hexdigest()[:12]  # one cache per space
+    models_dir = models_dir or os.path.join(cache, "ef_keras", "lut_reference_models", f"s{size}_{digest}")
     log(f"exporting {len(refs)} reference models into {models_dir} (cached)")
     manifest = export_items([model_item(r["name"], r["config"], space) for r in refs], models_dir, search_space=space,
                             precision=doc["runtime"]["precision"])
@@ -118,9 +124,11 @@ def define_flags():
     flags.DEFINE_enum("precision", "fp32", ["fp32", "fp16", "int8"], "precision of the micro-models")
     flags.DEFINE_integer("warmup", 5, "untimed invocations per model", lower_bound=0)
     flags.DEFINE_integer("runs", DEFAULT_RUNS, f"timed invocations per model (>= {MIN_RUNS})")
-    flags.DEFINE_integer("group-size", 16, "models loaded and interleaved at once", lower_bound=2)
-    flags.DEFINE_enum("method", CONTEXT_METHOD, list(METHODS), "in_context: a unit costs (context unit + unit) - "
-                      "(context unit), timed in one group; isolated: the unit's own micro-model")
+    flags.DEFINE_integer("group-size", 0, "models per rotation, loaded and interleaved at once (0: every model in "
+                         "one rotation: the default V1 space needs about 11 GB)", lower_bound=0)
+    flags.DEFINE_enum("method", ROTATION_METHOD, list(METHODS), "in_rotation: each unit alone, every model in one "
+                      "rotation; in_context: (context unit + unit) - (context unit); isolated: each unit alone in "
+                      "rotations of --group-size models")
     flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to measure: v1 (EfficientFormer) "
                                                     "or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
     flags.DEFINE_integer("input-size", 224, "search-space input size (without --manifest)", lower_bound=32)
