@@ -14,22 +14,23 @@ from android_ios_bench.reference import ActionPair
 from android_ios_bench.units import SearchSpace
 from ef_keras.config import EfficientFormerConfig
 
-#: 10 rounds. The control's 10th percentile is 10 ms (numpy's linear rule: position 0.9 between two 10s), so
-#: the rounds where it took 20 and 30 ms (> 1.1 x 10) are contended and dropped: 8 rounds are kept. On them the
-#: derived model always took 9 ms and the base 9.7 .. 10.3 ms.
-CONTROL = [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 20.0, 30.0]
+#: 10 rounds. The control's sorted times are 9.0 9.5 10 10 10 10 10 10.4 20 30, so its 10th percentile is
+#: 9.0 + 0.9 x (9.5 - 9.0) = 9.45 (numpy's linear rule, position 0.9) and a round is contended above
+#: 1.1 x 9.45 = 10.395 ms: rounds 6 (10.4), 8 (20) and 9 (30) are dropped, 7 rounds are kept. (The median, 10,
+#: would keep round 6.) The derived model took 9 ms in the kept rounds, the base 9.8 .. 10.3 ms.
+CONTROL = [10.0, 10.0, 9.0, 10.0, 9.5, 10.0, 10.4, 10.0, 20.0, 30.0]
 BASE = [10.0, 10.2, 9.8, 10.1, 9.9, 10.3, 9.7, 10.0, 50.0, 50.0]
 DERIVED = [9.0] * 8 + [5.0, 5.0]
 
 
 def test_delta_statistics_of_a_fixture_worked_out_by_hand():
-    """Kept differences, sorted: 0.7 0.8 0.9 1.0 1.0 1.1 1.2 1.3 -> median 1.0. n = 8: n/2 -/+ 1.96 sqrt(8)/2
-    = 4 -/+ 2.772, so j = floor(1.228) = 1 and k = ceil(6.772) = 7: CI [d(1), d(7)] = [0.7, 1.2], half-width
-    0.25 = 25 % of 1.0 (> 20 %: not precise), and 0 outside it. Base median over the kept rounds: 10.0."""
-    assert kept_rounds(CONTROL).tolist() == [True] * 8 + [False, False]
+    """Kept differences, sorted: 0.8 0.9 1.0 1.0 1.1 1.2 1.3 -> median 1.0. n = 7: n/2 -/+ 1.96 sqrt(7)/2
+    = 3.5 -/+ 2.593, so j = floor(0.907) = 0, clipped to 1, and k = ceil(6.093) = 7: CI [d(1), d(7)] = [0.8, 1.3],
+    half-width 0.25 = 25 % of 1.0 (> 20 %: not precise), 0 outside it. Base median over the kept rounds: 10.0."""
+    assert kept_rounds(CONTROL).tolist() == [True] * 6 + [False, True, False, False]
     stats = delta_stats(BASE, DERIVED, CONTROL)
-    assert stats["rounds"] == 10 and stats["kept_rounds"] == 8
-    assert stats["delta_ms"] == pytest.approx(1.0) and stats["ci95_ms"] == pytest.approx([0.7, 1.2])
+    assert stats["rounds"] == 10 and stats["kept_rounds"] == 7
+    assert stats["delta_ms"] == pytest.approx(1.0) and stats["ci95_ms"] == pytest.approx([0.8, 1.3])
     assert stats["base_ms"] == pytest.approx(10.0) and stats["derived_ms"] == pytest.approx(9.0)
     assert stats["half_width_pct"] == pytest.approx(25.0)
     assert stats["outside_noise"] is True and stats["precise"] is False
