@@ -169,21 +169,40 @@ def print_progress(done: int, total: int, key: str, seconds: float) -> None:
         print(f"[export {done}/{total}] {key} ({seconds:.1f}s)", file=sys.stderr, flush=True)
 
 
-def main(argv):
-    """Exports the search space's micro-models and writes their manifest."""
+def define_space_flags():
+    """The search-space flags this tool and the host harness share (`space_from_flags` reads them)."""
+    from absl import flags
+
+    flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to export or measure: v1 "
+                      "(EfficientFormer) or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
+    flags.DEFINE_integer("input-size", 224, "model input size (stage resolutions are size/4 .. size/32)",
+                         lower_bound=32)
+    flags.DEFINE_list("min-widths", [str(w) for w in SearchSpace().min_widths], "search min width per stage (v1)")
+    flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths],
+                      "search (supernet) max width per stage (v1)")
+
+
+def space_from_flags():
+    """The SearchSpace / V2SearchSpace the flags of `define_space_flags` describe."""
     from absl import flags
 
     from ef_keras.checks import parse_int_list
     F = flags.FLAGS
-    del argv
     if F.family == "v2":
-        space = V2SearchSpace(input_size=F["input-size"].value)
-    else:
-        space = SearchSpace(input_size=F["input-size"].value,
-                            min_widths=parse_int_list("--min-widths", F["min-widths"].value),
-                            max_widths=parse_int_list("--max-widths", F["max-widths"].value))
-    manifest = export_search_space(F.out, space, F.method, tflite=F.tflite, coreml=F.coreml, precision=F.precision,
-                                   verify=F.verify, progress=print_progress)
+        return V2SearchSpace(input_size=F["input-size"].value)
+    return SearchSpace(input_size=F["input-size"].value,
+                       min_widths=parse_int_list("--min-widths", F["min-widths"].value),
+                       max_widths=parse_int_list("--max-widths", F["max-widths"].value))
+
+
+def main(argv):
+    """Exports the search space's micro-models and writes their manifest."""
+    from absl import flags
+
+    F = flags.FLAGS
+    del argv
+    manifest = export_search_space(F.out, space_from_flags(), F.method, tflite=F.tflite, coreml=F.coreml,
+                                   precision=F.precision, verify=F.verify, progress=print_progress)
     print(f"wrote {os.path.join(F.out, MANIFEST_NAME)} ({len(manifest['entries'])} micro-models)")
 
 
@@ -195,12 +214,7 @@ def define_flags():
     flags.DEFINE_bool("tflite", True, "export .tflite files")
     flags.DEFINE_bool("coreml", False, "export .mlpackage files (CoreML, iOS16)")
     flags.DEFINE_enum("precision", "fp32", list(PRECISIONS), "weights/compute precision of the exported models")
-    flags.DEFINE_integer("input-size", 224, "model input size (stage resolutions are size/4 .. size/32)",
-                         lower_bound=32)
-    flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to export: v1 (EfficientFormer) "
-                      "or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
-    flags.DEFINE_list("min-widths", [str(w) for w in SearchSpace().min_widths], "search min width per stage")
-    flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths], "search (supernet) max width per stage")
+    define_space_flags()
     flags.DEFINE_enum("method", ROTATION_METHOD, list(METHODS), "in_context: also export every unit after its "
                       "context unit; in_rotation (the host harness') and isolated (phone harnesses): units alone")
     flags.DEFINE_bool("verify", False, "let deploy compare every micro-model's outputs with Keras (slower)")

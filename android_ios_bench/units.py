@@ -27,9 +27,9 @@ How units are timed (`measurement.method` of a LUT, `METHODS`):
   host LUTs before methods were recorded).
 
 On this host, in one session (`benchmarks/lut_validation.py`), summing units timed in rotation
-predicted whole models best; differencing doubled the noise of every entry while the per-invoke
-overhead it removes is a few microseconds per unit, and small groups kept caches warm that a
-network leaves cold. The README's latency-table section has the figures.
+predicted whole models best: differencing adds a second timing's noise to every entry, more than
+the per-invoke cost it removes, and small groups kept caches warm that a network leaves cold.
+The README's latency-table section has the figures.
 """
 
 from __future__ import annotations

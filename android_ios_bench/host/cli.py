@@ -114,6 +114,8 @@ def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
 
+    from android_ios_bench.export import define_space_flags
+
     flags.DEFINE_string("lut-out", None, "LUT JSON to write (resumed if it exists)")
     flags.DEFINE_string("check-lut", None, "re-time this LUT's reference models now and print how far this host "
                                            "is from the LUT's session (drift scale); measures no units")
@@ -129,20 +131,14 @@ def define_flags():
     flags.DEFINE_enum("method", ROTATION_METHOD, list(METHODS), "in_rotation: each unit alone, every model in one "
                       "rotation; in_context: (context unit + unit) - (context unit); isolated: each unit alone in "
                       "rotations of --group-size models")
-    flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to measure: v1 (EfficientFormer) "
-                                                    "or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
-    flags.DEFINE_integer("input-size", 224, "search-space input size (without --manifest)", lower_bound=32)
-    flags.DEFINE_list("min-widths", [str(w) for w in SearchSpace().min_widths],
-                      "search-space min width per stage (without --manifest)")
-    flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths],
-                      "search-space max width per stage (without --manifest)")
+    define_space_flags()  # --family, --input-size, --min-widths, --max-widths (without --manifest)
 
 
 def main(argv):
     """Measures a LUT (--lut-out) or re-times a LUT's reference models (--check-lut)."""
     from absl import flags
 
-    from ef_keras.checks import parse_int_list
+    from android_ios_bench.export import space_from_flags
     from ef_keras.errors import InputError
 
     F = flags.FLAGS
@@ -154,14 +150,8 @@ def main(argv):
         raise InputError("give --lut-out LUT (measure a LUT) or --check-lut LUT (measure its drift)")
     if F.runs < MIN_RUNS:
         raise InputError(f"--runs must be >= {MIN_RUNS} (got {F.runs})")
-    if F.family == "v2":
-        space = V2SearchSpace(input_size=F["input-size"].value)
-    else:
-        space = SearchSpace(input_size=F["input-size"].value,
-                            min_widths=parse_int_list("--min-widths", F["min-widths"].value),
-                            max_widths=parse_int_list("--max-widths", F["max-widths"].value))
     out = F["lut-out"].value
-    doc = build_lut(out, manifest=F.manifest, space=space, models_dir=F["models-dir"].value,
+    doc = build_lut(out, manifest=F.manifest, space=space_from_flags(), models_dir=F["models-dir"].value,
                     threads=F.threads, precision=F.precision, method=F.method, warmup=F.warmup, runs=F.runs,
                     group_size=F["group-size"].value, command=" ".join(["python -m android_ios_bench.host"]
                                                                       + sys.argv[1:]),

@@ -6,9 +6,10 @@ context unit, every whole reference model) is loaded at once and timed in one ro
 shuffled order. So every model sees the same mixture of background load over the whole
 session, and every invocation finds the caches the way hundreds of other models left them,
 as a unit inside a network does (its weights evicted by the units before it), instead of
-warm from its own previous call. Only `invoke()` is timed; inputs are set once. The default
-V1 space is 663 models, about 11 GB resident; `group_size` splits them into rotations of at
-most that many models (a context unit stays with the units timed after it).
+warm from its own previous call. Only `invoke()` is timed; inputs are set once. The default V1
+space's rotation with its in-context models (663 models, 2.5 GB of them the 37 whole models)
+held about 11 GB resident; `group_size` splits a manifest into rotations of at most that many
+models (a context unit stays with the units timed after it).
 
 Method (`measurement.method` in the LUT, `android_ios_bench.units`):
 
