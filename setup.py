@@ -29,7 +29,7 @@ DEPLOY = [  # deploy/: converters, their runtimes for verification, and the veri
     "scikit-learn>=1.4",  # deploy.verify's sample photos
     "pillow>=10",
 ]
-DENSE = [  # ef_keras.detection: keras-hub's RetinaNet and COCO mAP. Not in [all]: keras-hub's tensorflow-text
+DENSE = [  # ef_keras.tasks.detection: keras-hub's RetinaNet and COCO mAP. Not in [all]: keras-hub's tensorflow-text
     "keras-hub==0.32.0",  # pulls the full `tensorflow` distribution beside tensorflow-cpu
     "pycocotools==2.0.11",
 ]

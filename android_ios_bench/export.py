@@ -140,7 +140,8 @@ def export_items(items: Iterable[ManifestItem], out_dir: str, *, search_space: d
                     rel = os.path.join(fmt, item.key + (".tflite" if fmt == "tflite" else ".mlpackage"))
                     os.makedirs(os.path.join(out_dir, fmt), exist_ok=True)
                     convert = deploy.to_tflite if fmt == "tflite" else deploy.to_coreml
-                    convert(model, os.path.join(out_dir, rel), precision=precision, verify=verify, overwrite=True)
+                    convert(model, os.path.join(out_dir, rel), precision=precision, verify=verify, overwrite=True,
+                            measure=False)
                     entry[fmt] = rel
                 if item.key not in by_key:
                     manifest["entries"].append(entry)
@@ -222,7 +223,7 @@ def define_flags():
 
 def run():
     """CLI entry (`python -m android_ios_bench.export`): flags -> export_search_space, one-line errors."""
-    from ef_keras.errors import run as run_cli
+    from ef_keras.cli import run as run_cli
 
     define_flags()
     run_cli(main, user_errors=(LUTError,))

@@ -252,14 +252,15 @@ def session_id(doc: dict) -> str:
 def merge_luts(docs: Iterable[dict]) -> dict:
     """Union of the entries of several partial LUTs of the same device/runtime/search space.
 
-    Where two documents measured the same key, the entry with more timed runs wins (ties: the
-    later document). The provenance is the first document's, with the latest date.
+    Where two documents measured the same key (or reference model), the one with more timed runs
+    wins (ties: the later document). The provenance is the first document's, with the latest date.
     """
     docs = [load_lut(d) for d in docs]
     if not docs:
         raise LUTError("merge_luts needs at least one LUT")
     first = docs[0]
     merged = json.loads(json.dumps(first))
+    refs = {r["name"]: r for r in merged.get("reference_models", [])}
     for i, doc in enumerate(docs[1:], start=2):
         if identity(doc) != identity(first):
             from ef_keras.runs import changed_settings  # only here: reading LUTs stays free of TensorFlow
@@ -271,7 +272,13 @@ def merge_luts(docs: Iterable[dict]) -> dict:
             old = merged["entries"].get(key)
             if old is None or entry["runs"] >= old["runs"]:
                 merged["entries"][key] = entry
+        for ref in doc.get("reference_models", []):
+            old = refs.get(ref["name"])
+            if old is None or ref.get("runs", 0) >= old.get("runs", 0):
+                refs[ref["name"]] = ref
         merged["measurement"]["date"] = max(merged["measurement"]["date"], doc["measurement"]["date"])
+    if refs:
+        merged["reference_models"] = [refs[name] for name in sorted(refs)]
     return merged
 
 

@@ -41,34 +41,8 @@ import numpy as np
 
 from android_ios_bench.lut import LUTCoverageError, LUTError, load_default_lut, load_lut, unit_key
 from android_ios_bench.units import is_v2_space, unit_of
-from ef_keras.plan import BLOCK_TYPES, plan
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Any supernet sub-network: stage widths and, per stage, its blocks in order ("4d"/"3d").
-
-    3D blocks may sit in stages 3-4 (the supernet's MetaPaths); every switch between 4D
-    feature maps and 3D tokens costs one reshape (the LUT's `flat` entry at that resolution),
-    and the network always ends in 3D (the final norm + heads work on tokens).
-    """
-
-    widths: tuple[int, ...]
-    blocks: tuple[tuple[str, ...], ...]
-
-    def __post_init__(self):
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        object.__setattr__(self, "blocks", tuple(tuple(b) for b in self.blocks))
-        if len(self.widths) != 4 or len(self.blocks) != 4:
-            raise LUTError(f"a layout needs 4 widths and 4 block lists, got {self.widths} and {len(self.blocks)} lists")
-        bad = {b for stage in self.blocks for b in stage} - set(BLOCK_TYPES)
-        if bad:
-            raise LUTError(f"block types must be '4d' or '3d', got {sorted(bad)}")
-
-    @classmethod
-    def from_config(cls, config) -> "Layout":
-        """The canonical layout of an EfficientFormerConfig: 3D blocks close stage 4."""
-        return cls(config.widths, config.stage_blocks)
+from ef_keras.models.plan import Layout
+from ef_keras.registry import architecture, family_of
 
 
 #: Unit kinds whose cost is looked up along one width (linear between measured widths):
@@ -250,8 +224,6 @@ def _load_path(path: str, mtime: float) -> dict:
 
 def resolve_architecture(config):
     """A `Layout` as is; anything else through `ef_keras.registry.architecture` (either family)."""
-    from ef_keras.registry import architecture
-
     return config if isinstance(config, Layout) else architecture(config)
 
 
@@ -264,10 +236,8 @@ def _check_hyper(config, space: dict, names) -> None:
 
 def architecture_units(config, space: dict) -> list[tuple[str, dict]]:
     """The (kind, fields) of every unit of an architecture along its block plan, checked against the LUT's space."""
-    from ef_keras.config_v2 import EfficientFormerV2Config
-
     arch = resolve_architecture(config)
-    v2 = isinstance(arch, EfficientFormerV2Config)
+    v2 = not isinstance(arch, Layout) and family_of(arch).name == "v2"
     if v2 != is_v2_space(space):
         have, lut = ("EfficientFormerV2", "V1") if v2 else ("EfficientFormer (V1)", "EfficientFormerV2")
         raise LUTCoverageError(f"the architecture is {have} but the LUT measured {lut} units; pass a LUT of the "
@@ -278,8 +248,8 @@ def architecture_units(config, space: dict) -> list[tuple[str, dict]]:
         return [(u.kind, u.unit) for u in (unit_of(b, space) for b in arch.blocks((size, size), space["classes"]))]
     if not isinstance(arch, Layout):
         _check_hyper(arch, space, ("mlp_ratio", "pool_size", "key_dim", "num_heads", "attn_ratio"))
-        arch = Layout.from_config(arch)
-    for s, blocks in enumerate(arch.blocks):
+        arch = arch.layout
+    for s, blocks in enumerate(arch.stage_blocks):
         if "3d" in blocks and space["resolutions"][s] not in space["meta3d_resolutions"]:
             raise LUTCoverageError(f"stage {s + 1} has 3D MetaBlocks but the LUT measured them only at resolutions "
                                    f"{space['meta3d_resolutions']}; measure a LUT with 3D blocks in that stage "
@@ -290,8 +260,7 @@ def architecture_units(config, space: dict) -> list[tuple[str, dict]]:
 def layout_units(layout: Layout, space: dict) -> list[tuple[str, dict]]:
     """The (kind, fields) of every unit along `layout`, in execution order (its block plan)."""
     size = space["input_size"]
-    blocks = plan(layout.widths, layout.blocks, (size, size), space["classes"])
-    return [(u.kind, u.unit) for u in (unit_of(b, space) for b in blocks)]
+    return [(u.kind, u.unit) for u in (unit_of(b, space) for b in layout.blocks((size, size), space["classes"]))]
 
 
 def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
@@ -317,7 +286,7 @@ def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
     from android_ios_bench.correction import apply_correction
 
     arch = resolve_architecture(config)
-    doc = resolve_lut(lut, family="v2" if type(arch).__name__ == "EfficientFormerV2Config" else "v1")
+    doc = resolve_lut(lut, family="v1" if isinstance(arch, Layout) else family_of(arch).name)
     space = doc["search_space"]
     if space["input_size"] != input_size:
         raise LUTCoverageError(f"the LUT was measured for {space['input_size']}x{space['input_size']} inputs, not "

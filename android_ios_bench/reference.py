@@ -50,7 +50,7 @@ class ActionPair:
 
 def supernet_config(space: dict):
     """Slimming's start: the space's maximum widths and depths, stage 4 all 3D blocks."""
-    from ef_keras.config import EfficientFormerConfig
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
 
     return EfficientFormerConfig(widths=tuple(space["max_widths"]), depths=SUPERNET_MAX_DEPTHS,
                                  num_vit=SUPERNET_MAX_DEPTHS[3], name="supernet", **_hyper(space))
@@ -132,7 +132,7 @@ def action_pairs(space: dict, bases, known=()) -> tuple[list, list[ActionPair]]:
 
 def random_configs(space: dict, n: int, seed: int, prefix: str = "random") -> list:
     """`n` seeded random architectures of the search's grid (widths, depths, 3D blocks)."""
-    from ef_keras.config import EfficientFormerConfig
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
 
     rng = np.random.default_rng(seed)
     step = space["width_step"]
@@ -155,7 +155,7 @@ def reference_set(space: dict, *, n_random: int | None = None, walk_steps=WALK_S
     if is_v2_space(space):
         return _v2_reference_configs(space, V2_REFERENCE_RANDOM if n_random is None else n_random, seed + 1), []
     n_random = REFERENCE_RANDOM if n_random is None else n_random
-    from ef_keras.config import VARIANTS
+    from ef_keras.models.efficientformer.config import VARIANTS
 
     configs = [VARIANTS[n] for n in space.get("named", [])] + [supernet_config(space)]
     for w, steps in enumerate(walk_steps):
@@ -175,7 +175,7 @@ def reference_configs(space: dict, **kwargs) -> list[tuple[str, Any]]:
 
 def _v2_reference_configs(space: dict, n_random: int, seed: int) -> list:
     """S0/S1/S2/L and random V2 architectures (measured widths, random depths, ratios and num_vit)."""
-    from ef_keras.config_v2 import V2_VARIANTS
+    from ef_keras.models.efficientformer_v2.config import V2_VARIANTS
 
     out = [cfg for cfg in V2_VARIANTS.values()
            if all(w in measured for w, measured in zip(cfg.widths, space["widths"]))]

@@ -38,7 +38,7 @@ import dataclasses
 from typing import Any
 
 from android_ios_bench.lut import LUTError, unit_key
-from ef_keras.plan import Block
+from ef_keras.models.plan import Block
 
 #: The search's space, agreed with search/ (issue 18): stage widths from DEFAULT_MIN_WIDTHS to
 #: DEFAULT_MAX_WIDTHS in steps of DEFAULT_WIDTH_STEP. Depths are no LUT matter; the supernet's
@@ -108,7 +108,7 @@ class SearchSpace:
                                    f"{getattr(self, field)}; drop it from `named`")
 
     def named_configs(self) -> list:
-        from ef_keras.config import VARIANTS
+        from ef_keras.models.efficientformer.config import VARIANTS
 
         unknown = [n for n in self.named if n not in VARIANTS]
         if unknown:
@@ -159,7 +159,7 @@ DEFAULT_SPACE = SearchSpace()
 #: EfficientFormerV2's measured widths per stage: every width of S0/S1/S2/L plus a smaller
 #: endpoint, so the four variants are measured exactly and architectures between them interpolate.
 V2_WIDTHS = ((16, 32, 40), (32, 48, 64, 80), (64, 96, 120, 144, 192), (128, 176, 224, 288, 384))
-#: V2's stages 3-4 end in attention blocks; stage 3's attention is strided (ef_keras.config_v2).
+#: V2's stages 3-4 end in attention blocks; stage 3's attention is strided (ef_keras.models.efficientformer_v2.config).
 V2_ATTENTION_STAGES = (2, 3)
 
 
@@ -361,8 +361,8 @@ def _unit_output(unit: Unit, x, prefix: str = ""):
     import keras
 
     from ef_keras import layers as L
-    from ef_keras.config import EfficientFormerConfig
-    from ef_keras.model import block_layer
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
+    from ef_keras.models.efficientformer.model import block_layer
 
     u = unit.unit
     if unit.kind.startswith("v2_"):
@@ -383,14 +383,14 @@ def _unit_output(unit: Unit, x, prefix: str = ""):
 
 
 def _v2_unit_output(unit: Unit, inputs, prefix: str = ""):
-    """A V2 unit on `inputs`, built by `ef_keras.model_v2`'s factory (the head as the model's top)."""
+    """A V2 unit on `inputs`, built by `ef_keras.models.efficientformer_v2.model`'s factory (the head as the model's top)."""
     import dataclasses as dc
 
     import keras
 
     from ef_keras import layers as L
-    from ef_keras.config_v2 import V2_VARIANTS
-    from ef_keras.model_v2 import block_layer_v2
+    from ef_keras.models.efficientformer_v2.config import V2_VARIANTS
+    from ef_keras.models.efficientformer_v2.model import block_layer as block_layer_v2
 
     u = unit.unit
     if unit.kind == "v2_head":

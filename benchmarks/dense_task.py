@@ -1,9 +1,9 @@
 r"""EfficientFormer-L1 vs MobileNetV3-Large as detection/segmentation backbones on the composed dense task.
 
-    python benchmarks/dense_task.py                       # ~20 min on 2 cores (needs the [dense] extra)
-    python benchmarks/dense_task.py --tasks seg --seconds 120
+    python -m benchmarks.dense_task                       # ~35 min on 2 cores (det needs the [dense] extra)
+    python -m benchmarks.dense_task --tasks seg --seconds 120
 
-Data: `ef_keras.dense_data.compose` puts Fashion-MNIST scans from the shipped subset on
+Data: `ef_keras.tasks.dense_data.compose` puts Fashion-MNIST scans from the shipped subset on
 128x128 canvases (1-3 objects, 1.5-3x their 28 px size): --train canvases from the train
 split, --val from the held-out split (disjoint scans, another seed).
 
@@ -14,33 +14,40 @@ same optimizer (AdamW, --lr, wd 1e-4, batch --batch) and the same wall-clock tra
 training each model is scored as it is (the untrained baseline); after, again: mIoU over
 the 11 labels (background + 10 classes) and COCO box mAP (pycocotools) over the 10 classes.
 
-Writes benchmarks/results/dense_task.{json,md} and prints the table.
+Writes benchmarks/results/dense_task.json and prints the table.
 """
 
 from __future__ import annotations
 
 import os
-import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from benchmarks import define_results_dir_flag, finish  # noqa: E402
+from ef_keras import provenance  # noqa: E402
+from ef_keras.cli import run as run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("tasks", ["seg", "det"], "seg (SemanticFPN, mIoU) and/or det (RetinaNet, mAP)")
-flags.DEFINE_list("backbones", ["efficientformer_l1", "mobilenet_v3_large"], "backbones to compare")
-flags.DEFINE_integer("seconds", 180, "training wall-clock budget per model (after the first step)")
-flags.DEFINE_integer("train", 2048, "training canvases")
-flags.DEFINE_integer("val", 128, "held-out canvases")
-flags.DEFINE_integer("size", 128, "canvas side (multiple of 128 for RetinaNet's P7)")
-flags.DEFINE_integer("batch", 8, "batch size")
-flags.DEFINE_float("lr", 1e-3, "AdamW learning rate (both backbones)")
-flags.DEFINE_integer("seed", 0, "data and init seed")
-flags.DEFINE_string("out_dir", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-                    "where dense_task.{json,md} go")
+RESULT = "dense_task.json"
+BACKBONES = ("efficientformer_l1", "mobilenet_v3_large")
+
+
+def define_flags():
+    """Defines this script's flags (importing the module defines none)."""
+    flags.DEFINE_multi_enum("tasks", ["seg", "det"], ["seg", "det"],
+                            "seg (SemanticFPN, mIoU) and/or det (RetinaNet, mAP; needs the [dense] extra)")
+    flags.DEFINE_multi_enum("backbones", list(BACKBONES), BACKBONES, "backbones to compare")
+    flags.DEFINE_integer("seconds", 180, "training wall-clock budget per model (after the first step)", lower_bound=1)
+    flags.DEFINE_integer("train", 2048, "training canvases", lower_bound=1)
+    flags.DEFINE_integer("val", 128, "held-out canvases", lower_bound=1)
+    flags.DEFINE_integer("size", 128, "canvas side (multiple of 128 for RetinaNet's P7)", lower_bound=32)
+    flags.DEFINE_integer("batch", 8, "batch size", lower_bound=1)
+    flags.DEFINE_float("lr", 1e-3, "AdamW learning rate (both backbones)", lower_bound=0)
+    flags.DEFINE_integer("seed", 0, "data and init seed")
+    define_results_dir_flag()
 
 
 class Budget:
@@ -66,13 +73,11 @@ class Budget:
 
 def backbone(name, size):
     import ef_keras
-    from ef_keras.segmentation import mobilenet_v3_large_pyramid
+    from ef_keras.tasks.segmentation import mobilenet_v3_large_pyramid
 
     if name == "efficientformer_l1":
         return ef_keras.EfficientFormer("l1", include_top=False, input_shape=(size, size, 3))
-    if name == "mobilenet_v3_large":
-        return mobilenet_v3_large_pyramid((size, size, 3))
-    raise app.UsageError(f"unknown backbone {name!r}")
+    return mobilenet_v3_large_pyramid((size, size, 3))
 
 
 def _optimizer():
@@ -84,7 +89,7 @@ def _optimizer():
 def run_seg(name, train, val, x_train, x_val):
     import keras
 
-    from ef_keras.segmentation import IGNORE_LABEL, SemanticFPN, mean_iou
+    from ef_keras.tasks.segmentation import IGNORE_LABEL, SemanticFPN, mean_iou
 
     keras.utils.set_random_seed(FLAGS.seed)
     model = SemanticFPN(backbone(name, FLAGS.size), num_classes=train.num_seg_classes)
@@ -105,7 +110,7 @@ def run_seg(name, train, val, x_train, x_val):
 def run_det(name, train, val, x_train, x_val):
     import keras
 
-    from ef_keras.detection import coco_map, retinanet
+    from ef_keras.tasks.detection import coco_map, retinanet
 
     keras.utils.set_random_seed(FLAGS.seed)
     model = retinanet(backbone(name, FLAGS.size), num_classes=train.num_classes)
@@ -127,31 +132,35 @@ def run_det(name, train, val, x_train, x_val):
             "untrained": before["map"], "trained": after["map"], "map50": after["map50"]}
 
 
-def table(rows) -> str:
-    lines = ["| task | backbone | params | steps (epochs) | metric untrained | metric trained | extra |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        metric = "mIoU" if r["task"] == "seg" else "mAP"
-        extra = (f"pixel acc {r['pixel_accuracy']:.3f}" if r["task"] == "seg" else f"mAP50 {r['map50']:.3f}")
-        lines.append(f"| {r['task']} | {r['backbone']} | {r['params'] / 1e6:.2f} M | {r['steps']} ({r['epochs']}) | "
-                     f"{metric} {r['untrained']:.3f} | {metric} {r['trained']:.3f} | {extra} |")
-    return "\n".join(lines)
+def render(result: dict) -> str:
+    """The README table of a dense_task result."""
+    st = result["settings"]
+    lines = ["| task | backbone | params | steps (epochs) | untrained | trained | also |",
+             "|---|---|---:|---|---:|---:|---|"]
+    for r in result["rows"]:
+        task, metric = (("SemanticFPN", "mIoU") if r["task"] == "seg" else ("RetinaNet (keras-hub)", "COCO mAP"))
+        extra = f"pixel accuracy {r['pixel_accuracy']:.3f}" if r["task"] == "seg" else f"mAP50 {r['map50']:.3f}"
+        lines.append(f"| {task}, {metric} | {r['backbone']} | {r['params'] / 1e6:.2f} M | {r['steps']} ({r['epochs']}) "
+                     f"| {r['untrained']:.3f} | {r['trained']:.3f} | {extra} |")
+    return ("\n".join(lines) + f"\n\n{st['train']} training / {st['val']} held-out {st['size']} px canvases, "
+            f"{st['seconds']} s of training per model after its first step, AdamW lr {st['lr']:g}, "
+            f"batch {st['batch']}, random init; background is {result['background_fraction_val']:.1%} of the held-out "
+            "pixels.")
 
 
 def main(argv):
     del argv
+    run = provenance.start(packages=("keras-hub", "pycocotools"))
     import numpy as np
 
     from ef_keras.data import normalize
-    from ef_keras.dense_data import compose
-    from ef_keras.output import write_json, write_text
+    from ef_keras.tasks.dense_data import compose
 
     common = dict(canvas_size=(FLAGS.size, FLAGS.size), max_objects=3, scale=(1.5, 3.0))
     train = compose("embedded", "train", num_images=FLAGS.train, seed=FLAGS.seed, **common)
     val = compose("embedded", "validation", num_images=FLAGS.val, seed=FLAGS.seed + 1, **common)
     x_train = np.asarray(normalize(train.images.astype("float32")))
     x_val = np.asarray(normalize(val.images.astype("float32")))
-    background = float((val.masks == 0).mean())
     rows = []
     for task in FLAGS.tasks:
         for name in FLAGS.backbones:
@@ -160,18 +169,11 @@ def main(argv):
             row["total_seconds"] = round(time.time() - t0, 1)
             rows.append(row)
             print(row, flush=True)
-    command = "python benchmarks/dense_task.py " + " ".join(sys.argv[1:])
-    result = {"command": command, "rows": rows, "background_fraction_val": background,
-              "settings": {k: FLAGS[k].value for k in ("seconds", "train", "val", "size", "batch", "lr", "seed")},
-              "host": platform.platform(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    text = (f"{table(rows)}\n\n`{command}`: {FLAGS.train} train / {FLAGS.val} held-out {FLAGS.size}px canvases, "
-            f"{FLAGS.seconds} s of training per model, AdamW lr {FLAGS.lr}, batch {FLAGS.batch}, random init. "
-            f"Background is {background:.1%} of the held-out pixels.\n")
-    print(text)
-    os.makedirs(FLAGS.out_dir, exist_ok=True)
-    write_json(os.path.join(FLAGS.out_dir, "dense_task.json"), result)
-    write_text(os.path.join(FLAGS.out_dir, "dense_task.md"), text)
+    result = {"rows": rows, "background_fraction_val": float((val.masks == 0).mean()),
+              "settings": {k: FLAGS[k].value for k in ("seconds", "train", "val", "size", "batch", "lr", "seed")}}
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    run_cli(main)

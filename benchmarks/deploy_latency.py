@@ -94,43 +94,50 @@ def convert_all(work_dir):
     return entries
 
 
+PROBES = {"tflite": ("fp32", "int8", "int8-dynamic"), "onnx": ("fp32",)}
+
+
 def _runner(kind, path):
-    import numpy as np
+    from deploy import onnx_export, tflite
 
     if kind == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
+        with open(path, "rb") as f:
+            return tflite.invoker(f.read(), FLAGS.threads)
+    return onnx_export.invoker(onnx_export.open_session(path))
 
-        interpreter = Interpreter(model_path=path, num_threads=FLAGS.threads)
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], np.random.default_rng(0).standard_normal(
-            detail["shape"]).astype(detail["dtype"]))
-        return interpreter.invoke
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = FLAGS.threads, 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    inp = session.get_inputs()[0]
-    feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype("float32")}
-    return lambda: session.run(None, feed)
+def _probe_runner(kind, precision):
+    from deploy import onnx_export, roofline, tflite
+
+    if kind == "tflite":
+        return tflite.invoker(tflite.roofline_probe(precision), FLAGS.threads)
+    return onnx_export.invoker(onnx_export.probe_session())
 
 
 def time_interleaved(entries):
-    """Runs every model once per round, `FLAGS.runs` rounds after warm-up; returns {label: [ms]}."""
+    """Runs every model and every roofline probe once per round, `FLAGS.runs` rounds after warm-up; {label: [ms]}."""
     runners = {label: _runner(kind, path) for label, kind, path, _ in entries}
+    kinds = {kind for _, kind, _, _ in entries}
+    runners.update({("probe", kind, p): _probe_runner(kind, p) for kind in kinds for p in PROBES[kind]})
     return timing.time_interleaved(runners, FLAGS.runs, FLAGS.warmup, progress=timing.print_every(10))
 
 
 def summarize(entries, times):
+    from deploy import roofline
+
     rows = []
     for label, kind, path, report in entries:
         s = timing.summarize(times[label])
+        probe_precision = tflite.probe_precision(report["precision"]) if kind == "tflite" else "fp32"
+        probe = timing.summarize(times[("probe", kind, probe_precision)])
+        flop = report["roofline"]["model_gflop"] * 1e9
         layout = report["reshape_transpose_gather"]
         rows.append({
             "model": label, "runtime": "LiteRT + XNNPACK" if kind == "tflite" else "ONNX Runtime CPU",
             **{k: s[k] for k in ("median_ms", "p10_ms", "min_ms", "p90_ms", "runs")},
-            "size_mb": round(report["size_bytes"] / 1e6, 2),
+            "size_mb": round(report["size_bytes"] / 1e6, 2), "gflop": flop / 1e9,
+            "share_median": roofline.share(flop, s["median_ms"], probe["median_ms"]),
+            "share_p10": roofline.share(flop, s["p10_ms"], probe["p10_ms"]),
             "reshape_transpose": layout["reshape"] + layout["transpose"], "gather": layout["gather"],
             "xnnpack_partitions": report.get("xnnpack", {}).get("partitions"),
             "fully_delegated": report.get("xnnpack", {}).get("fully_delegated"),
@@ -141,16 +148,21 @@ def summarize(entries, times):
 
 
 def markdown(rows, meta):
-    head = ("| model | runtime | median ms | min ms | p90 ms | size MB | RESHAPE+TRANSPOSE | XNNPACK partitions "
-            "| max rel diff vs Keras |\n|---|---|---|---|---|---|---|---|---|\n")
+    from deploy.roofline import PROBE_DESCRIPTION
+
+    head = ("| model | runtime | median ms | p10 ms | p90 ms | GFLOP | roofline share median / p10 | size MB "
+            "| RESHAPE+TRANSPOSE | XNNPACK partitions | max rel diff vs Keras |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     body = "".join(
-        f"| {r['model']} | {r['runtime']} | {r['median_ms']:.2f} | {r['min_ms']:.2f} | {r['p90_ms']:.2f} | "
+        f"| {r['model']} | {r['runtime']} | {r['median_ms']:.2f} | {r['p10_ms']:.2f} | {r['p90_ms']:.2f} | "
+        f"{r['gflop']:.2f} | {r['share_median']:.0%} / {r['share_p10']:.0%} | "
         f"{r['size_mb']:.1f} | {r['reshape_transpose']} | "
         f"{'-' if r['xnnpack_partitions'] is None else r['xnnpack_partitions']}"
         f"{'' if r['fully_delegated'] in (None, True) else ' (not all ops)'} | "
         f"{r['verified_max_rel_diff']:.1e} |\n" for r in rows)
     return (f"Command: `{meta['command']}`\n\nHost: {meta['host']}; {meta['threads']} threads, {meta['warmup']} "
-            f"warm-up + {meta['runs']} timed runs per model, interleaved; batch 1, 224x224.\n\n" + head + body)
+            f"warm-up + {meta['runs']} timed runs per model, interleaved; batch 1, 224x224. Roofline share: the "
+            f"model's GFLOP/s (GOP/s for int8) over the probe's in the same runtime and precision, same run "
+            f"({PROBE_DESCRIPTION}).\n\n" + head + body)
 
 
 def goals(rows):

@@ -1,6 +1,6 @@
 """What `import ef_keras` and the core install cost, before (0.1, one install for everything) and after.
 
-    python benchmarks/import_cost.py [--work /tmp/ef_import_cost] [--runs 15] [--before ed4c180] [--after HEAD]
+    python -m benchmarks.import_cost [--work /tmp/ef_import_cost] [--runs 15] [--before ed4c180] [--after HEAD]
 
 Three fresh virtual environments, made once under --work (re-used when they are there):
 `before` holds commit --before installed as 0.1 installed it (`pip install .`: every
@@ -12,7 +12,7 @@ In one run it measures, per environment:
 - the wall time of `import ef_keras` in a fresh interpreter (from just before the import
   to just after it), over --runs fresh subprocesses started in interleaved rounds (before,
   core, all, before, ...) so that load on a shared machine hits all three alike: median and
-  10th percentile;
+  10th percentile (`ef_keras.timing.percentile`, the project's one percentile);
 - the CPU time (user + system) of the import, which contention from other jobs inflates less
   than the wall time;
 - the peak resident memory of that interpreter after the import (VmHWM; median over runs);
@@ -22,22 +22,26 @@ In one run it measures, per environment:
   `pip install` took when this run made the environment.
 
 Prints a side-by-side table with the after/before ratios and writes
-benchmarks/results/import_cost.{json,md}.
+benchmarks/results/import_cost.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+from benchmarks import define_results_dir_flag, finish
+from benchmarks.checkout import export_commit, short_commit
+from ef_keras import provenance, timing
+from ef_keras.cli import run as run_cli
+
+FLAGS = flags.FLAGS
+RESULT = "import_cost.json"
 ENVIRONMENTS = ("before", "core", "all")
 EXTRA_MODULES = ("coremltools", "tensorflow_datasets", "matplotlib", "scipy", "sklearn", "PIL", "tf2onnx", "onnx",
                  "onnxruntime", "ai_edge_litert", "jsonschema")
@@ -56,19 +60,18 @@ print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb"
 """
 
 
-def _run(cmd, **kwargs):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
+def _run(cmd, env=None, **kwargs):
+    """Runs `cmd` without the caller's PYTHONPATH: pip in an environment must see only that environment
+    (with it, pip counted a package on PYTHONPATH as installed and left it out of the venv)."""
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONPATH"}
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, **kwargs)
 
 
 def make_environment(path: str, commit: str, extras: str, work: str) -> float | None:
-    """Creates the venv at `path` with `commit` installed (`extras` e.g. "[all]"); seconds of pip, None if it existed."""
+    """Makes the venv `path` with `commit` installed (`extras` e.g. "[all]"); seconds of pip, None if it existed."""
     if os.path.exists(os.path.join(path, "bin", "python")):
         return None
-    src = os.path.join(work, f"src-{commit}")
-    if not os.path.isdir(src):
-        os.makedirs(src)
-        tar = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", commit], check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", src], input=tar.stdout, check=True)
+    src = export_commit(commit, os.path.join(work, f"src-{commit}"))
     _run([sys.executable, "-m", "venv", path])
     t0 = time.perf_counter()
     _run([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
@@ -92,13 +95,13 @@ def install_size(path: str) -> dict:
 def probe(path: str) -> dict:
     """One fresh interpreter of the environment: `import ef_keras` wall and CPU seconds, peak RSS MB, extras."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PYTHONPATH", None)
     out = _run([os.path.join(path, "bin", "python"), "-c", _PROBE], env=env, cwd="/")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _p10(values):
-    return statistics.quantiles(values, n=10, method="inclusive")[0]
+def _median_p10(values) -> tuple[float, float]:
+    p10, median = timing.percentile(values, [10, 50])
+    return float(median), float(p10)
 
 
 def measure(paths: dict, runs: int) -> dict:
@@ -109,66 +112,64 @@ def measure(paths: dict, runs: int) -> dict:
             samples[name].append(probe(path))
         print(f"round {i + 1}/{runs}: " + ", ".join(f"{n} {s[-1]['seconds']:.2f} s" for n, s in samples.items()),
               file=sys.stderr, flush=True)
-    return {name: {"import_median_s": statistics.median(x["seconds"] for x in s),
-                   "import_p10_s": _p10([x["seconds"] for x in s]),
-                   "import_cpu_median_s": statistics.median(x["cpu_seconds"] for x in s),
-                   "peak_rss_median_mb": statistics.median(x["peak_rss_mb"] for x in s),
-                   "extras_loaded": s[0]["extras_loaded"], "samples_s": [round(x["seconds"], 4) for x in s]}
-            for name, s in samples.items()}
+    result = {}
+    for name, s in samples.items():
+        median, p10 = _median_p10([x["seconds"] for x in s])
+        result[name] = {"import_median_s": median, "import_p10_s": p10,
+                        "import_cpu_median_s": _median_p10([x["cpu_seconds"] for x in s])[0],
+                        "peak_rss_median_mb": _median_p10([x["peak_rss_mb"] for x in s])[0],
+                        "extras_loaded": s[0]["extras_loaded"], "samples_s": [round(x["seconds"], 4) for x in s]}
+    return result
 
 
-def table(result: dict) -> str:
-    env = result["environments"]
+def render(result: dict) -> str:
+    """The README table of an import_cost result."""
+    env, commits = result["environments"], result["commits"]
     rows = [("`import ef_keras` median s", "import_median_s", "{:.2f}"),
             ("`import ef_keras` p10 s", "import_p10_s", "{:.2f}"),
             ("`import ef_keras` CPU s (user + sys), median", "import_cpu_median_s", "{:.2f}"),
             ("peak RSS after the import, MB", "peak_rss_median_mb", "{:.0f}"),
             ("site-packages, MB", "site_packages_mb", "{:.0f}"),
             ("installed distributions", "distributions", "{:d}")]
-    lines = ["| | before (0.1, `pip install .`) | after, core (`pip install .`) | after, `.[all]` | core / before "
-             "| all / before |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| | before ({commits['before']}, `pip install .`) | after ({commits['after']}), core (`pip install .`) "
+             "| after, `.[all]` | core / before | all / before |", "|---|---:|---:|---:|---:|---:|"]
     for label, key, fmt in rows:
         v = [env[n][key] for n in ENVIRONMENTS]
         lines.append(f"| {label} | " + " | ".join(fmt.format(x) for x in v)
                      + f" | {v[1] / v[0]:.2f} | {v[2] / v[0]:.2f} |")
     lines.append("| extras' packages loaded by the import | "
                  + " | ".join(", ".join(env[n]["extras_loaded"]) or "none" for n in ENVIRONMENTS) + " | | |")
-    return "\n".join(lines)
+    return "\n".join(lines) + f"\n\n{result['runs']} fresh interpreters per environment, interleaved."
+
+
+def define_flags():
+    """Defines this script's flags (importing the module defines none)."""
+    flags.DEFINE_string("work", "/tmp/ef_import_cost", "where the three virtual environments are made (re-used)")
+    flags.DEFINE_integer("runs", 15, "fresh interpreters per environment (interleaved rounds)", lower_bound=3)
+    flags.DEFINE_string("before", "ed4c180", "commit of the 0.1 install")
+    flags.DEFINE_string("after", "HEAD", "commit of the lean install")
+    define_results_dir_flag()
 
 
 def main(argv):
     del argv
-    F = flags.FLAGS
-    work = os.path.abspath(F.work)
+    run = provenance.start()
+    work = os.path.abspath(FLAGS.work)
     os.makedirs(work, exist_ok=True)
-    commits = {name: _run(["git", "-C", ROOT, "rev-parse", "--short", rev]).stdout.strip()
-               for name, rev in (("before", F.before), ("after", F.after))}
+    commits = {"before": short_commit(FLAGS.before), "after": short_commit(FLAGS.after)}
     paths = {name: os.path.join(work, f"{name}-{commits['before' if name == 'before' else 'after']}")
              for name in ENVIRONMENTS}
     install_s = {}
     for name, path in paths.items():
         extras = "[all]" if name == "all" else ""
-        print(f"environment {name}: {path}", file=sys.stderr, flush=True)
+        print(f"environment {name}: {path}", flush=True)
         install_s[name] = make_environment(path, commits["before" if name == "before" else "after"], extras, work)
-    result = {"command": "python benchmarks/import_cost.py " + " ".join(sys.argv[1:]), "commits": commits,
-              "runs": F.runs, "python": sys.version.split()[0], "cpus": os.cpu_count(),
-              "date": time.strftime("%Y-%m-%d"), "environments": measure(paths, F.runs)}
+    result = {"commits": commits, "runs": FLAGS.runs, "environments": measure(paths, FLAGS.runs)}
     for name, path in paths.items():
         result["environments"][name].update(install_size(path), pip_install_s=install_s[name])
-    text = table(result)
-    print(text)
-    from ef_keras.output import write_json, write_text
-
-    os.makedirs(RESULTS, exist_ok=True)
-    write_json(os.path.join(RESULTS, "import_cost.json"), result)
-    write_text(os.path.join(RESULTS, "import_cost.md"),
-               f"# Import cost and install size, before ({commits['before']}) vs after ({commits['after']})\n\n"
-               f"`{result['command']}`\n\n{text}\n")
+    return finish(run, RESULT, result, render)
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("work", "/tmp/ef_import_cost", "where the three virtual environments are made (re-used)")
-    flags.DEFINE_integer("runs", 15, "fresh interpreters per environment (interleaved rounds)", lower_bound=3)
-    flags.DEFINE_string("before", "ed4c180", "commit of the 0.1 install")
-    flags.DEFINE_string("after", "HEAD", "commit of the lean install")
-    app.run(main)
+    define_flags()
+    run_cli(main)

@@ -16,8 +16,10 @@ images, `deploy.verify.sample_inputs`); the calibration data does not change the
 MobileNetV2 (`--mobilenet_alphas`) and MobileNetV3 (`--mobilenet_v3 large,small`) come from
 keras.applications with weights=None. All models are timed single-image in one loop that
 interleaves them run by run (`ef_keras.timing`; LiteRT + XNNPACK, `--threads`
-threads), so background load hits every model alike; the table gives median and p10 (the
-10th percentile, a less load-sensitive figure), the ratios to every MobileNet and the
+threads), so background load hits every model alike, together with the roofline probe
+(`deploy.roofline`) at fp32 and int8; the table gives median and p10 (the 10th percentile,
+a less load-sensitive figure), each model's roofline share (its GFLOP/s or GOP/s over the
+probe's of the same precision and statistic), the ratios to every MobileNet and the
 issues' speed goals that the run's models allow checking.
 
 Writes benchmarks/results/<name>.{json,md,png} (`--name`, default int8_latency) and prints the same table.
@@ -37,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from deploy.roofline import PROBE_DESCRIPTION  # noqa: E402
 from ef_keras.timing import print_every, summarize as stats, time_interleaved  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -53,11 +56,18 @@ flags.DEFINE_string("name", "int8_latency", "file stem of the results")
 flags.DEFINE_string("work_dir", None, "where converted models go (default: a temporary directory); a model "
                     "already there is reused, not converted again")
 
-# The issues' speed goals: (numerator, denominator, precision, bound, source).
+PROBE = "roofline probe"
+# The issues' speed goals: ("ratio", (model, precision), (model, precision), bound, source),
+# ("share", (model, precision), lower bound on the roofline share, source),
+# ("layout", model, upper bound on RESHAPE+TRANSPOSE of its fp32 graph, source).
 GOALS = [
-    ("EfficientFormerV2-S0", "MobileNetV2-1.0", "fp32", 1.2, "issue 12: S0 TFLite fp32 <= 1.2x MobileNetV2-1.0"),
-    ("EfficientFormerV2-S2", "EfficientFormer-L1", "fp32", 1.0, "issue 12: S2 <= L1"),
-    ("EfficientFormerV2-S2", "EfficientFormer-L1", "int8", 1.0, "issue 12: S2 <= L1 (int8, for information)"),
+    ("share", ("EfficientFormer-L1", "fp32"), 0.85, "issue 24: L1 fp32 >= 85 % of the fp32 roofline"),
+    ("ratio", ("EfficientFormer-L1", "int8"), ("EfficientFormer-L1", "fp32"), 0.30, "issue 24: L1 int8 <= 0.30x its fp32"),
+    ("share", ("EfficientFormer-L1", "int8"), 0.65, "issue 24: L1 int8 >= 65 % of the int8 roofline"),
+    ("ratio", ("EfficientFormerV2-S0", "fp32"), ("MobileNetV2-1.0", "fp32"), 1.2,
+     "issues 12, 24: S0 fp32 <= 1.2x MobileNetV2-1.0"),
+    ("layout", "EfficientFormerV2-S0", 28, "issue 24: S0 RESHAPE+TRANSPOSE <= 28"),
+    ("ratio", ("EfficientFormerV2-S2", "fp32"), ("EfficientFormer-L1", "fp32"), 1.0, "issue 12: S2 <= L1"),
 ]
 
 
@@ -123,33 +133,44 @@ def convert_all(work_dir):
 
 
 def runners(entries):
-    """{(name, precision): invoke} with a fixed random input set."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    """{(name, precision): invoke} with a fixed random input, the roofline probes included."""
+    from deploy import roofline, tflite
 
     out = {}
     for name, precision, path, _ in entries:
-        interpreter = Interpreter(model_path=path, num_threads=FLAGS.threads)
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], np.random.default_rng(0).standard_normal(detail["shape"]).astype(
-            detail["dtype"]))
-        out[(name, precision)] = interpreter.invoke
+        with open(path, "rb") as f:
+            out[(name, precision)] = tflite.invoker(f.read(), FLAGS.threads)
+    for precision in ("fp32", "int8"):
+        out[(PROBE, precision)] = tflite.invoker(tflite.roofline_probe(precision), FLAGS.threads)
     return out
 
 
 def summarize(entries, times):
+    from deploy import report, roofline, tflite
+
+    probe = {p: stats(times[(PROBE, p)]) for p in ("fp32", "int8")}
     rows = []
-    for name, precision, path, partitions in entries:
+    for name, precision, path, partitions in entries + [(PROBE, p, None, 1) for p in ("fp32", "int8")]:
         s = stats(times[(name, precision)])
+        if path is None:
+            flop, layout, size = roofline.PROBE_FLOP, 0, None
+        else:
+            with open(path, "rb") as f:
+                flatbuffer = f.read()
+            flop, size = tflite.flops(flatbuffer), round(len(flatbuffer) / 1e6, 1)
+            layout = report.layout_counts("tflite", tflite.op_census(flatbuffer))
+            layout = layout["reshape"] + layout["transpose"]
+        ref = probe["fp32" if precision == "fp32" else "int8"]
         rows.append({"model": name, "precision": precision, "median_ms": s["median_ms"], "p10_ms": s["p10_ms"],
-                     "min_ms": s["min_ms"], "p90_ms": s["p90_ms"], "partitions": partitions,
-                     "size_mb": round(os.path.getsize(path) / 1e6, 1)})
+                     "min_ms": s["min_ms"], "p90_ms": s["p90_ms"], "partitions": partitions, "size_mb": size,
+                     "gflop": flop / 1e9, "reshape_transpose": layout,
+                     "share_median": roofline.share(flop, s["median_ms"], ref["median_ms"]),
+                     "share_p10": roofline.share(flop, s["p10_ms"], ref["p10_ms"])})
     by = {(r["model"], r["precision"]): r for r in rows}
     ratios = []
     mobilenets = [m for m in dict.fromkeys(r["model"] for r in rows) if m.startswith("MobileNet")]
     for model in dict.fromkeys(r["model"] for r in rows):
-        if model.startswith("MobileNet"):
+        if model.startswith("MobileNet") or model == PROBE:
             continue
         for stat in ("median_ms", "p10_ms"):
             ratio = {"model": model, "stat": stat,
@@ -158,32 +179,56 @@ def summarize(entries, times):
                 ratio[f"fp32 / {mnv2} fp32"] = by[(model, "fp32")][stat] / by[(mnv2, "fp32")][stat]
                 ratio[f"int8 / {mnv2} int8"] = by[(model, "int8")][stat] / by[(mnv2, "int8")][stat]
             ratios.append({k: round(v, 2) if isinstance(v, float) else v for k, v in ratio.items()})
-    goals = []
-    for num, den, precision, bound, source in GOALS:
-        if (num, precision) in by and (den, precision) in by:
-            median = by[(num, precision)]["median_ms"] / by[(den, precision)]["median_ms"]
-            p10 = by[(num, precision)]["p10_ms"] / by[(den, precision)]["p10_ms"]
-            goals.append({"goal": source, "ratio": f"{num} / {den} ({precision})", "bound": bound,
-                          "median_ratio": round(median, 2), "p10_ratio": round(p10, 2),
-                          "met_median": median <= bound, "met_p10": p10 <= bound})
-    return rows, ratios, goals
+    return rows, ratios, goals(by)
+
+
+def goals(by):
+    """Every goal whose models this run has: the value by the median and by p10, and whether each meets it."""
+    out = []
+    for kind, *args in GOALS:
+        if kind == "ratio":
+            num, den, bound, source = args
+            if num not in by or den not in by:
+                continue
+            values = {stat: by[num][f"{stat}_ms"] / by[den][f"{stat}_ms"] for stat in ("median", "p10")}
+            what, met = f"{' '.join(num)} / {' '.join(den)}", {k: v <= bound for k, v in values.items()}
+        elif kind == "share":
+            key, bound, source = args
+            if key not in by:
+                continue
+            values = {stat: by[key][f"share_{stat}"] for stat in ("median", "p10")}
+            what, met = f"{' '.join(key)} roofline share", {k: v >= bound for k, v in values.items()}
+        else:
+            model, bound, source = args
+            if (model, "fp32") not in by:
+                continue
+            count = by[(model, "fp32")]["reshape_transpose"]
+            values, what, met = {"median": count, "p10": count}, f"{model} RESHAPE+TRANSPOSE", {"median": count <= bound,
+                                                                                              "p10": count <= bound}
+        out.append({"goal": source, "what": what, "bound": bound, "median": round(values["median"], 3),
+                    "p10": round(values["p10"], 3), "met_median": met["median"], "met_p10": met["p10"]})
+    return out
 
 
 def markdown(rows, ratios, goals, meta):
-    table = ("| model | precision | median ms | p10 ms | XNNPACK partitions | size MB |\n|---|---|---|---|---|---|\n"
-             + "".join(f"| {r['model']} | {r['precision']} | {r['median_ms']:.2f} | {r['p10_ms']:.2f} | "
-                       f"{r['partitions']} | {r['size_mb']:.1f} |\n" for r in rows))
+    table = ("| model | precision | median ms | p10 ms | GFLOP (GOP) | roofline share median / p10 | XNNPACK partitions "
+             "| RESHAPE+TRANSPOSE | size MB |\n|---|---|---|---|---|---|---|---|---|\n"
+             + "".join(f"| {r['model']} | {r['precision']} | {r['median_ms']:.2f} | {r['p10_ms']:.2f} | {r['gflop']:.2f} | "
+                       f"{r['share_median']:.0%} / {r['share_p10']:.0%} | {r['partitions']} | {r['reshape_transpose']} | "
+                       f"{'-' if r['size_mb'] is None else format(r['size_mb'], '.1f')} |\n" for r in rows))
     keys = [k for k in ratios[0] if k not in ("model", "stat")] if ratios else []
     ratio_table = ("| model | from | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 2) + "\n"
                    + "".join(f"| {r['model']} | {r['stat'].replace('_ms', '')} | "
                              + " | ".join(f"{r[k]:.2f}" for k in keys) + " |\n" for r in ratios))
     goal_lines = "".join(
-        f"- {g['goal']}: {g['ratio']} = {g['median_ratio']:.2f} (median), {g['p10_ratio']:.2f} (p10); bound "
-        f"{g['bound']}: {'met' if g['met_median'] else 'NOT met'} by the median, "
-        f"{'met' if g['met_p10'] else 'NOT met'} by p10\n" for g in goals)
+        f"- {g['goal']}: {g['what']} = {g['median']:.2f} (median), {g['p10']:.2f} (p10); bound {g['bound']}: "
+        f"{'met' if g['met_median'] else 'NOT met'} by the median, {'met' if g['met_p10'] else 'NOT met'} by p10\n"
+        for g in goals)
     return (f"Command: `{meta['command']}`\n\nHost: {meta['host']}; {meta['threads']} threads, {meta['warmup']} "
             f"warm-up + {meta['runs']} timed runs per model, interleaved; batch 1, 224x224; int8 = full integer "
-            "with float input/output.\n\n" + table + "\nRatios (same run):\n\n" + ratio_table
+            "with float input/output. Roofline share: the model's GFLOP/s (GOP/s for int8) over the roofline probe's "
+            "of the same precision in this run (`deploy.roofline`: " + PROBE_DESCRIPTION + ").\n\n" + table
+            + "\nRatios (same run):\n\n" + ratio_table
             + ("\nSpeed goals (same run):\n\n" + goal_lines if goals else ""))
 
 

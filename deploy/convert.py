@@ -5,6 +5,7 @@ r"""Convert an EfficientFormer (or any single-input Keras model) to TFLite, Core
     python deploy/convert.py --to tflite --model l1 --precision int8 --calibration-data DIR --int8-gelu sigmoid
     python deploy/convert.py --to coreml --model l3 --image-input --class-labels labels.txt
     python deploy/convert.py --to onnx --model arch.json --weights ckpt.safetensors --out m.onnx
+    python deploy/convert.py --to tflite --model l1 --nofold-scales   # debugging: layer scales left as MULs
 
 `--model` is a registered variant name (V1 l1, l3, l7; V2 s0, s1, s2, l), a saved `.keras` model, or an architecture JSON
 (as written by the search). Every conversion is verified against the Keras model; a
@@ -23,7 +24,7 @@ from absl import flags, logging  # noqa: E402
 
 from deploy.common import TARGET_PRECISIONS, DeployError  # noqa: E402
 from ef_keras.checks import check_int  # noqa: E402
-from ef_keras.errors import run as run_cli  # noqa: E402
+from ef_keras.cli import run as run_cli  # noqa: E402
 
 TARGETS = {"tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
 DEFAULT_PRECISION = {"tflite": "fp32", "coreml": "fp16", "onnx": "fp32"}
@@ -40,7 +41,7 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
     elif model.endswith(".keras"):
         if not os.path.isfile(model):
             raise DeployError(f"model file {model} does not exist or is not a file")
-        import ef_keras.segmentation  # noqa: F401  (registers SemanticFPN / PyramidBackbone for .keras files)
+        import ef_keras.tasks.segmentation  # noqa: F401  (registers SemanticFPN / PyramidBackbone for .keras files)
 
         try:
             built = keras.saving.load_model(model, compile=False)
@@ -53,7 +54,7 @@ def load_model(model: str, weights: str | None = None, image_size: int = 224):
         from ef_keras.registry import architecture
 
         try:
-            config = architecture(model)  # either family: V2 files carry "family": "efficientformer_v2"
+            config = architecture(model)  # either family: the file's "family" field says which
         except ef_keras.ConfigError as e:
             raise DeployError(f"invalid architecture {model}: {_first_line(e)}") from e
         built = _build(ef_keras, config, image_size)
@@ -99,7 +100,7 @@ def default_out(model: str, to: str, precision: str) -> str:
 
 def convert(to: str, model: str, *, weights=None, precision=None, calibration_data=None, out=None,
             overwrite=False, image_size=224, image_input=False, class_labels=None, opset=17,
-            int8_gelu="exact") -> dict:
+            int8_gelu="exact", int8_ranges="percentile", fold_scales=True) -> dict:
     """What the CLI does, as a function: load `model`, convert to `to`, verify, write; returns the report."""
     import deploy
 
@@ -114,6 +115,8 @@ def convert(to: str, model: str, *, weights=None, precision=None, calibration_da
                           "directory or a tfds dataset name); random calibration is never used")
     if int8_gelu != "exact" and (to, precision) != ("tflite", "int8"):
         raise DeployError(f"--int8-gelu {int8_gelu} applies to --to tflite --precision int8 only")
+    if int8_ranges != "percentile" and (to, precision) != ("tflite", "int8"):
+        raise DeployError(f"--int8-ranges {int8_ranges} applies to --to tflite --precision int8 only")
     if (image_input or class_labels) and to != "coreml":
         raise DeployError("--image-input and --class-labels apply to --to coreml only")
     check_int("--image-size", image_size, low=32, error=DeployError)
@@ -124,11 +127,12 @@ def convert(to: str, model: str, *, weights=None, precision=None, calibration_da
     keras_model = load_model(model, weights, image_size)
     if to == "tflite":
         return deploy.to_tflite(keras_model, out, precision=precision, calibration_data=calibration_data,
-                                overwrite=overwrite, int8_gelu=int8_gelu)
+                                overwrite=overwrite, int8_gelu=int8_gelu, int8_ranges=int8_ranges,
+                                fold_scales=fold_scales)
     if to == "coreml":
         return deploy.to_coreml(keras_model, out, precision=precision, image_input=image_input,
-                                class_labels=class_labels, overwrite=overwrite)
-    return deploy.to_onnx(keras_model, out, opset=opset, overwrite=overwrite)
+                                class_labels=class_labels, overwrite=overwrite, fold_scales=fold_scales)
+    return deploy.to_onnx(keras_model, out, opset=opset, overwrite=overwrite, fold_scales=fold_scales)
 
 
 FLAGS = flags.FLAGS
@@ -152,6 +156,11 @@ def define_flags():
     flags.DEFINE_enum("int8-gelu", "exact", ["exact", "tanh", "sigmoid"],
                       "tflite int8: GELU exact (float island, default) or an approximation that runs in int8 "
                       "(changes the float model; the report gives the difference)")
+    flags.DEFINE_enum("int8-ranges", "percentile", ["percentile", "minmax"],
+                      "tflite int8: activation ranges from the calibration data, percentile (all but the 1e-4 most "
+                      "extreme values per side; >= 16 samples) or minmax (the converter's own; >= 4 samples)")
+    flags.DEFINE_boolean("fold-scales", True, "fold every layer scale into the linear op before it (the report names "
+                                              "any that cannot be folded); --nofold-scales exports the unfolded graph")
 
 
 def main(argv):
@@ -167,7 +176,8 @@ def main(argv):
                      calibration_data=FLAGS["calibration-data"].value, out=FLAGS.out, overwrite=FLAGS.overwrite,
                      image_size=FLAGS["image-size"].value, image_input=FLAGS["image-input"].value,
                      class_labels=FLAGS["class-labels"].value, opset=FLAGS.opset,
-                     int8_gelu=FLAGS["int8-gelu"].value)
+                     int8_gelu=FLAGS["int8-gelu"].value, int8_ranges=FLAGS["int8-ranges"].value,
+                     fold_scales=FLAGS["fold-scales"].value)
     from deploy.report import delegation_warning, format_table, report_path
 
     print(format_table(report))

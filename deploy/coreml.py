@@ -23,18 +23,18 @@ import platform
 
 import numpy as np
 
-from deploy import report as report_lib, verify as verification
+from deploy import export_graph, report as report_lib, verify as verification
 from deploy.common import DeployError, check_output_path, check_precision, input_spec, size_bytes
 from ef_keras.errors import require
 from ef_keras.output import commit, remove, temp_path
-from deploy.mil_eval import MilProgram
+from deploy.mil_eval import MilProgram, block_census, main_block
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
 
 OUTPUT_NAME = "logits"
 
 
 def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_labels=None, verify=True,
-              overwrite=False) -> dict:
+              overwrite=False, fold_scales=True, measure=True) -> dict:
     """Converts a Keras model with one static-shape input to a verified `.mlpackage`.
 
     Args:
@@ -48,6 +48,10 @@ def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_lab
             makes the model a Core ML classifier whose score output is `logits`.
         verify: compare with Keras (always on in the CLI); False keeps only the NaN check.
         overwrite: replace an existing output.
+        fold_scales: fold the layer scales into the linear ops before them (`deploy.export_graph`;
+            default); False exports the unfolded graph, for debugging.
+        measure: also convert the unfolded model once more for the report's `ops_removed`
+            (the latency table's micro-model export turns it off).
 
     Returns:
         The report dict, also written to `<out_path>.report.json`.
@@ -61,7 +65,12 @@ def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_lab
     report_path = report_lib.report_path(out_path)
     check_output_path(report_path, overwrite, ".json")
 
-    mlmodel = convert(model, spec, precision, image_input, labels)
+    graph, outcome = export_graph.export_model(model, fold_scales=fold_scales)
+    graph_report = export_graph.graph_report(model, graph, spec, outcome)
+    mlmodel = convert(graph, spec, precision, image_input, labels)
+    if outcome and measure:  # what folding removed: the same conversion of the unfolded model, census only
+        graph_report["ops_removed"] = report_lib.census_delta(
+            mil_census(convert(model, spec, precision, image_input, labels)), mil_census(mlmodel))
     tmp = temp_path(out_path)
     try:
         mlmodel.save(tmp)
@@ -77,7 +86,7 @@ def to_coreml(model, out_path, *, precision="fp16", image_input=False, class_lab
         result = report_lib.build(
             target="coreml", path=out_path, model=model, spec=spec, precision=precision,
             census=program.op_census(), size=size_bytes(tmp), verification=metrics,
-            extra={"coreml": {"format": "mlprogram", "minimum_deployment_target": "iOS16",
+            extra={"export_graph": graph_report, "coreml": {"format": "mlprogram", "minimum_deployment_target": "iOS16",
                               "compute_precision": "fp32" if precision == "fp32" else "fp16",
                               "weights": {"fp32": "fp32", "fp16": "fp16", "int8": "int8 (linear symmetric)"}[precision],
                               "image_input": bool(image_input), "class_labels": len(labels) if labels else None,
@@ -125,6 +134,11 @@ def convert(model, spec, precision: str, image_input: bool = False, labels=None)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DeployError(f"Core ML conversion failed ({type(e).__name__}): {first}") from e
     return _rename_output(mlmodel, labels)
+
+
+def mil_census(mlmodel) -> dict:
+    """{MIL op type: count} of an in-memory ML program (what `MilProgram.op_census` gives for the saved file)."""
+    return block_census(main_block(mlmodel.get_spec()))
 
 
 def _rename_output(mlmodel, labels):

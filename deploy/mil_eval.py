@@ -41,6 +41,21 @@ _BLOB_READERS = {10: "read_fp16_data", 11: "read_float_data", 21: "read_int8_dat
                  22: "read_int16_data", 32: "read_uint16_data", 23: "read_int32_data", 33: "read_uint32_data"}
 
 
+def main_block(spec):
+    """The main function's block of an ML program spec (the opset's specialisation)."""
+    function = spec.mlProgram.functions["main"]
+    return function.block_specializations[function.opset]
+
+
+def block_census(block) -> dict:
+    """{MIL op type: count} of a program block's operations, constants excluded."""
+    counts = {}
+    for op in block.operations:
+        if op.type != "const":
+            counts[op.type] = counts.get(op.type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 class MilProgram:
     """The `main` function of a saved `.mlpackage`, ready to evaluate with `run`."""
 
@@ -53,7 +68,7 @@ class MilProgram:
             raise MilEvalError(f"{package_path} is not an ML program (got {spec.WhichOneof('Type')})")
         self.weights_dir = os.path.join(package_path, "Data", "com.apple.CoreML", "weights")
         function = spec.mlProgram.functions["main"]
-        self.block = function.block_specializations[function.opset]
+        self.block = main_block(spec)
         self.input_names = [i.name for i in function.inputs]
         self.input_shapes = {i.name: tuple(d.constant.size for d in i.type.tensorType.dimensions)
                              for i in function.inputs}
@@ -62,11 +77,7 @@ class MilProgram:
 
     def op_census(self) -> dict:
         """{MIL op type: count}, constants excluded."""
-        counts = {}
-        for op in self.block.operations:
-            if op.type != "const":
-                counts[op.type] = counts.get(op.type, 0) + 1
-        return dict(sorted(counts.items()))
+        return block_census(self.block)
 
     def run(self, feeds: dict) -> dict:
         """Evaluates the program on `feeds` ({input name: array}); returns {output name: array}."""

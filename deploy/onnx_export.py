@@ -10,11 +10,12 @@ a file is never kept.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 
 import numpy as np
 
-from deploy import report as report_lib, verify as verification
+from deploy import export_graph, report as report_lib, roofline, verify as verification
 from deploy.common import DeployError, check_output_path, input_spec
 from ef_keras.errors import require
 from ef_keras.output import commit, remove, temp_path
@@ -23,7 +24,7 @@ MIN_OPSET = 17
 NUM_THREADS = 2
 
 
-def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False) -> dict:
+def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False, fold_scales=True) -> dict:
     """Converts a Keras model with one static-shape input to a verified `.onnx` file (fp32).
 
     Args:
@@ -33,6 +34,8 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False) -
         verify: compare with Keras in ONNX Runtime (always on in the CLI); False keeps the
             load and NaN check.
         overwrite: replace an existing output.
+        fold_scales: fold the layer scales into the linear ops before them (`deploy.export_graph`;
+            default); False exports the unfolded graph, for debugging.
 
     Returns:
         The report dict, also written to `<out_path>.report.json`.
@@ -44,19 +47,24 @@ def to_onnx(model, out_path, *, opset=MIN_OPSET, verify=True, overwrite=False) -
     report_path = report_lib.report_path(out_path)
     check_output_path(report_path, overwrite, ".json")
 
-    proto = convert(model, spec, opset)
+    graph, outcome = export_graph.export_model(model, fold_scales=fold_scales)
+    graph_report = export_graph.graph_report(model, graph, spec, outcome)
+    proto = convert(graph, spec, opset)
+    if outcome:  # what folding removed: the same conversion of the unfolded model, census only
+        graph_report["ops_removed"] = report_lib.census_delta(node_census(convert(model, spec, opset)),
+                                                              node_census(proto))
     tmp = temp_path(out_path)
     try:
         with open(tmp, "wb") as f:
             f.write(proto.SerializeToString())
-        session = _session(tmp)
+        session = open_session(tmp)
         metrics = verification.check(model, spec, lambda x: run(session, x), "fp32", "ONNX", verify)
-        census = dict(sorted(collections.Counter(node.op_type for node in proto.graph.node).items()))
+        census = node_census(proto)
         result = report_lib.build(
             target="onnx", path=out_path, model=model, spec=spec, precision="fp32", census=census,
             size=os.path.getsize(tmp), verification=metrics,
-            extra={"onnx": {"opset": opset, "runtime": "onnxruntime CPU"},
-                   "latency_ms": latency_ms(session, spec)})
+            extra={"export_graph": graph_report, "onnx": {"opset": opset, "runtime": "onnxruntime CPU"},
+                   **timed(session, proto)})
         commit(tmp, out_path)
     finally:
         remove(tmp)
@@ -80,14 +88,20 @@ def convert(model, spec, opset: int):
     return proto
 
 
-def _session(path: str):
+def node_census(proto) -> dict:
+    """{ONNX node type: count} of a ModelProto's graph."""
+    return dict(sorted(collections.Counter(node.op_type for node in proto.graph.node).items()))
+
+
+def open_session(model):
+    """An ONNX Runtime CPU session (2 intra-op threads) for a model path or its serialised bytes."""
     ort = require("onnxruntime", "deploy", "ONNX verification")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = NUM_THREADS
     options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # e.g. INVALID_GRAPH for ops tf2onnx could not map
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DeployError(f"ONNX Runtime cannot load the converted model: {first}") from e
@@ -100,8 +114,40 @@ def run(session, inputs: np.ndarray) -> np.ndarray:
                      for s in inputs])
 
 
-def latency_ms(session, spec, warmup: int = 3, runs: int = 20) -> float:
-    """Median host latency of one ONNX Runtime call (CPU, 2 threads) in milliseconds."""
-    name = session.get_inputs()[0].name
-    feed = {name: verification.sample_inputs(spec, count=1)}
-    return report_lib.median_ms(lambda: session.run(None, feed), warmup, runs)
+def invoker(session):
+    """A no-argument callable that runs the session once on a fixed seeded input."""
+    inp = session.get_inputs()[0]
+    feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype("float32")}
+    return lambda: session.run(None, feed)
+
+
+def flops(proto) -> float:
+    """2 x the multiply-adds of an ONNX model's Conv, MatMul and Gemm nodes (shapes from ONNX shape inference)."""
+    onnx = require("onnx", "deploy", "ONNX FLOP count")
+
+    graph = onnx.shape_inference.infer_shapes(proto).graph
+    shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
+              for v in (*graph.value_info, *graph.input, *graph.output)}
+    shapes.update({t.name: tuple(t.dims) for t in graph.initializer})
+    macs = 0
+    for node in graph.node:
+        out = int(np.prod(shapes.get(node.output[0], (0,))))
+        if node.op_type == "Conv":  # W (O, I/groups, kh, kw)
+            macs += out * int(np.prod(shapes[node.input[1]][1:]))
+        elif node.op_type in ("MatMul", "Gemm"):
+            trans_a = any(a.name == "transA" and a.i for a in node.attribute)
+            a = shapes[node.input[0]]
+            macs += out * (a[-2] if trans_a else a[-1])
+    return 2.0 * macs
+
+
+@functools.lru_cache(maxsize=None)
+def probe_session():
+    """The roofline probe in ONNX Runtime (converted once per process)."""
+    return open_session(convert(roofline.probe_model(), roofline.PROBE_SPEC, MIN_OPSET).SerializeToString())
+
+
+def timed(session, proto, runs: int = 20, warmup: int = 3) -> dict:
+    """The report's host latency and roofline: the model and the matmul probe in ONNX Runtime, timed interleaved."""
+    result = roofline.measure(invoker(session), flops(proto), invoker(probe_session()), "fp32", runs, warmup)
+    return {"latency_ms": result["model_median_ms"], "latency_p10_ms": result["model_p10_ms"], "roofline": result}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 
-from ef_keras import timing
 from ef_keras.output import write_json
 
 #: Op names per target that count as layout ops (TFLite builtins, MIL ops, ONNX node types).
@@ -39,7 +38,7 @@ def num_3d_blocks(model) -> int | None:
     The dimension-consistency budget is V1's design (one 4D->3D switch); EfficientFormerV2
     stays 4D throughout and reshapes inside every attention block, so it has no such budget.
     """
-    from ef_keras.config import EfficientFormerConfig
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
 
     config = getattr(model, "config", None)
     return config.num_vit if isinstance(config, EfficientFormerConfig) else None
@@ -77,13 +76,14 @@ def build(*, target, path, model, spec, precision, census, size, verification, e
     }
 
 
+def census_delta(before: dict, after: dict) -> dict:
+    """{op: count in `before` − count in `after`} for every op whose count changed (removed > 0, added < 0)."""
+    return {op: before.get(op, 0) - after.get(op, 0) for op in sorted(set(before) | set(after))
+            if before.get(op, 0) != after.get(op, 0)}
+
+
 def write(report: dict, path: str) -> None:
     write_json(path, report)
-
-
-def median_ms(fn, warmup: int, runs: int) -> float:
-    """Median wall time of `fn()` in ms after `warmup` untimed calls (`ef_keras.timing`)."""
-    return timing.summarize(timing.time_interleaved({"fn": fn}, runs, warmup)["fn"])["median_ms"]
 
 
 def format_table(report: dict) -> str:
@@ -116,12 +116,24 @@ def format_table(report: dict) -> str:
         by_dtype = report["op_census_by_dtype"]
         rows.append(("int8 / float ops", " / ".join(str(sum(by_dtype.get(t, {}).values())) for t in ("int8", "float32"))
                      + f" (float: {_counts(by_dtype.get('float32', {}))})"))
-    graph = report.get("int8_graph")
+    graph = report.get("export_graph")
+    if graph and graph.get("scales"):
+        removed = graph.get("ops_removed") or {}
+        left = sum(len(names) for names in graph["left_unfolded"].values())
+        rows.append(("layer scales folded", f"{graph['folded']} of {graph['scales']}; ops removed: "
+                                            f"{_counts(removed) if removed else 'none'}"
+                     + (f"; {left} not folded ({'; '.join(graph['left_unfolded'])})" if left else "")))
     if graph and graph.get("rewritten"):
-        rows.append(("int8 export graph", f"GELU {graph['gelu']}, float max|diff| vs model "
-                                          f"{graph['float_max_abs_diff']:.2e} (rel {graph['float_max_rel_diff']:.2e})"))
+        rows.append(("export graph vs model", f"{'GELU ' + graph['gelu'] + ', ' if 'gelu' in graph else ''}float "
+                                              f"max|diff| {graph['float_max_abs_diff']:.2e} "
+                                              f"(rel {graph['float_max_rel_diff']:.2e})"))
     if report.get("latency_ms") is not None:
-        rows.append(("host latency (median)", f"{report['latency_ms']:.2f} ms"))
+        rows.append(("host latency (median / p10)", f"{report['latency_ms']:.2f} / {report['latency_p10_ms']:.2f} ms"))
+    r = report.get("roofline")
+    if r:
+        rows.append(("roofline share (median)", f"{r['share_median']:.0%}: {r['model_gflop']:.2f} G / "
+                                                f"{r['model_median_ms']:.2f} ms = {r['achieved_median']:.0f} {r['unit']} "
+                                                f"of the probe's {r['probe_median']:.0f} ({r['probe']})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {val}" for k, val in rows)
 
@@ -144,5 +156,5 @@ def _top(census: dict, n: int = 4):
     return sorted(census.items(), key=lambda kv: -kv[1])[:n]
 
 
-__all__ = ["report_path", "layout_counts", "reshape_transpose_budget", "build", "write", "median_ms",
+__all__ = ["report_path", "layout_counts", "reshape_transpose_budget", "build", "census_delta", "write",
            "format_table", "delegation_warning"]

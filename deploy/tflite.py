@@ -11,25 +11,23 @@ verification would catch them (tests/test_deploy_tflite.py shows it does).
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import shutil
 import tempfile
 
 import numpy as np
 
-from deploy import calibration, int8_graph, report as report_lib, verify as verification
+from deploy import calibration, export_graph, int8_graph, report as report_lib, roofline, verify as verification
 from deploy.common import (DYNAMIC_INT8, DeployError, check_output_path, check_precision, input_spec,
                            litert_interpreter)
 from ef_keras.output import commit, remove, temp_path
 
 NUM_THREADS = 2
-#: Full-integer calibration needs at least this many samples (64 are used when available): fewer
-#: is almost always a wrong folder or split, and gives activation ranges of one or two images.
-MIN_CALIBRATION_SAMPLES = 4
 
 
 def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verify=True, overwrite=False,
-              int8_gelu="exact") -> dict:
+              int8_gelu="exact", int8_ranges="percentile", fold_scales=True, measure=True) -> dict:
     """Converts a Keras model with one static-shape input to a verified `.tflite` file.
 
     Args:
@@ -37,57 +35,76 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
         out_path: the `.tflite` file to write; its directory must exist.
         precision: "fp32", "fp16" (fp16 weights, fp32 compute), "int8" (full integer with
             float input/output; needs `calibration_data`) or "int8-dynamic" (int8 weights,
-            float activations). int8 converts `deploy.int8_graph.export_model(model)` and
-            leaves the ops XNNPACK cannot run in int8 in float islands, so an
-            EfficientFormer runs in one XNNPACK partition (`op_census_by_dtype` in the
-            report lists every op that stayed float).
+            float activations). int8 converts the int8 export graph
+            (`deploy.export_graph`) and leaves the ops XNNPACK cannot run in int8 in float
+            islands, so an EfficientFormer runs in one XNNPACK partition
+            (`op_census_by_dtype` in the report lists every op that stayed float).
         calibration_data: for int8: an image folder, a tfds name or preprocessed arrays
             (see `deploy.calibration`).
         int8_gelu: int8 only: "exact" (default, the model's GELU in a float island), or the
             opt-in approximations "tanh" / "sigmoid" that quantise to int8 ops; the report's
-            `int8_graph` says how far the approximated float model is from `model`.
+            `export_graph` says how far the approximated float model is from `model`.
+        int8_ranges: int8 only: how activation ranges come from the calibration data,
+            "percentile" (default: all but the 1e-4 most extreme values per side; needs 16
+            samples) or "minmax" (the converter's own; needs 4). See `deploy.int8_graph`.
+        fold_scales: fold every layer scale into the linear op before it (default; the
+            report's `export_graph` names any that cannot be folded and the ops removed).
+            False exports the unfolded graph, for debugging.
         verify: compare the converted model with Keras (on by default, always on in the
             CLI). False only for callers that check numerics themselves; the NaN check and
             the op census still run.
         overwrite: replace an existing output.
+        measure: also convert the unfolded graph once more for the report's `ops_removed`,
+            and time the model against the roofline probe (`latency_ms`, `roofline`).
+            The latency table's micro-model export turns both off: they would double its
+            conversions and time every unit twice.
 
     Returns:
         The report dict (also written to `<out_path>.report.json`): size, op census,
         reshape/transpose/gather counts, XNNPACK partitions, diffs vs Keras, host latency.
     """
     precision = precision if precision == DYNAMIC_INT8 else check_precision(precision)
-    if int8_gelu not in int8_graph.GELU_FORMS:
-        raise DeployError(f"unknown int8 GELU form {int8_gelu!r}; choose one of {', '.join(int8_graph.GELU_FORMS)}")
+    if int8_gelu not in export_graph.GELU_FORMS:
+        raise DeployError(f"unknown int8 GELU form {int8_gelu!r}; choose one of {', '.join(export_graph.GELU_FORMS)}")
     if int8_gelu != "exact" and precision != "int8":
         raise DeployError(f"the GELU approximation {int8_gelu!r} applies to full-integer int8 only, not {precision}")
+    if int8_ranges not in int8_graph.RANGES:
+        raise DeployError(f"unknown int8 range method {int8_ranges!r}; choose one of {', '.join(int8_graph.RANGES)}")
+    if int8_ranges != "percentile" and precision != "int8":
+        raise DeployError(f"int8 range method {int8_ranges!r} applies to full-integer int8 only, not {precision}")
     spec = input_spec(model)
     out_path = check_output_path(out_path, overwrite, ".tflite")
     report_path = report_lib.report_path(out_path)
     check_output_path(report_path, overwrite, ".json")
     samples = calibration.calibration_samples(calibration_data, spec) if precision == "int8" else None
-    if samples is not None and len(samples) < MIN_CALIBRATION_SAMPLES:
-        raise DeployError(f"calibration data has {len(samples)} sample(s); int8 needs at least "
-                          f"{MIN_CALIBRATION_SAMPLES} (64 recommended) real inputs")
-    graph, graph_report = model, None
-    if precision == "int8":
-        graph = int8_graph.export_model(model, int8_gelu)
-        graph_report = _float_delta(model, graph, spec, int8_gelu)
-
-    flatbuffer = convert(graph, spec, precision, samples)
+    if samples is not None and len(samples) < int8_graph.RANGES[int8_ranges]:
+        others = ", ".join(f"{name} needs {n}" for name, n in int8_graph.RANGES.items() if name != int8_ranges)
+        raise DeployError(f"calibration data has {len(samples)} sample(s); int8 with {int8_ranges} ranges needs at "
+                          f"least {int8_graph.RANGES[int8_ranges]} real inputs ({calibration.DEFAULT_SAMPLES} "
+                          f"recommended; {others})")
+    graph, outcome = export_graph.export_model(model, fold_scales=fold_scales, int8=precision == "int8",
+                                               gelu_form=int8_gelu)
+    graph_report = export_graph.graph_report(model, graph, spec, outcome, int8_gelu if precision == "int8" else None)
+    flatbuffer = convert(graph, spec, precision, samples, ranges=int8_ranges)
+    if outcome and measure:  # what folding removed: the same conversion of the unfolded graph, census only
+        unfolded, _ = export_graph.export_model(model, fold_scales=False, int8=precision == "int8", gelu_form=int8_gelu)
+        graph_report["ops_removed"] = report_lib.census_delta(
+            op_census(convert(unfolded, spec, precision, samples, ranges=int8_ranges)), op_census(flatbuffer))
     tmp = temp_path(out_path)
     try:
         with open(tmp, "wb") as f:
             f.write(flatbuffer)
         metrics = verification.check(model, spec, lambda x: run(tmp, x), precision, "TFLite", verify)
-        census = op_census(tmp)
+        census = op_census(flatbuffer)
         _check_builtins(census)
         result = report_lib.build(
             target="tflite", path=out_path, model=model, spec=spec, precision=precision, census=census,
             size=os.path.getsize(tmp), verification=metrics,
             extra={"xnnpack": xnnpack_summary(tmp), "xnnpack_reference_ops": reference_ops(tmp),
-                   "op_census_by_dtype": dtype_census(tmp), "latency_ms": latency_ms(tmp, spec),
+                   "op_census_by_dtype": dtype_census(tmp), **(timed(flatbuffer, precision) if measure else {}),
                    "calibration_samples": None if samples is None else int(len(samples)),
-                   **({"int8_graph": graph_report} if graph_report else {})})
+                   "int8_ranges": int8_ranges if precision == "int8" else None,
+                   "export_graph": graph_report})
         commit(tmp, out_path)
     finally:
         remove(tmp)
@@ -95,28 +112,16 @@ def to_tflite(model, out_path, *, precision="fp32", calibration_data=None, verif
     return result
 
 
-def _float_delta(model, graph, spec, gelu_form: str) -> dict:
-    """How far the float export graph is from `model` on the verification inputs (rounding only for exact GELU)."""
-    if graph is model:  # no EfficientFormer blocks: nothing was rewritten
-        return {"gelu": gelu_form, "rewritten": False}
-    from deploy.common import keras_predict
-
-    inputs = verification.sample_inputs(spec)
-    reference, exported = keras_predict(model, inputs), keras_predict(graph, inputs)
-    diff = float(np.abs(reference - exported).max())
-    top1 = (float(np.mean(reference.argmax(-1) == exported.argmax(-1)))
-            if reference.ndim == 2 and reference.shape[1] > 1 else None)
-    return {"gelu": gelu_form, "rewritten": True, "float_max_abs_diff": diff,
-            "float_max_rel_diff": diff / max(1.0, float(np.sqrt(np.mean(reference ** 2)))),
-            "float_top1_agreement": top1}
-
-
 def convert(model, spec, precision: str, calibration_samples=None,
-            float_ops=int8_graph.FLOAT_ISLAND_OPS) -> bytes:
+            float_ops=int8_graph.FLOAT_ISLAND_OPS, ranges="percentile", float_input_conv=False,
+            per_channel=True) -> bytes:
     """Runs the TFLite converter (builtins only) and returns the flatbuffer bytes.
 
-    For int8, `float_ops` are the op types left in float islands (`int8_graph.quantize`);
-    `()` gives the converter's plain full-integer model.
+    For int8, `float_ops` are the op types left in float islands, `ranges` the activation
+    range method, `float_input_conv` whether the input convolution stays float and
+    `per_channel` whether weights get per-channel scales (`int8_graph.quantize`; the last
+    three for measuring the choices); `float_ops=()` gives the converter's plain
+    full-integer model.
     """
     import tensorflow as tf
     import keras
@@ -139,7 +144,10 @@ def convert(model, spec, precision: str, calibration_samples=None,
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: ([s[None]] for s in calibration_samples)
         try:
-            return int8_graph.quantize(converter, float_ops) if precision == "int8" else converter.convert()
+            if precision == "int8":
+                return int8_graph.quantize(converter, float_ops, calibration_samples, ranges, float_input_conv,
+                                           per_channel)
+            return converter.convert()
         except Exception as e:  # the converter raises ConverterError with a multi-page log
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DeployError(f"TFLite conversion failed ({precision}): {first}") from e
@@ -168,11 +176,11 @@ def run(path: str, inputs: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-def op_census(path: str) -> dict:
-    """{op name: count} over the model's primary subgraph, before any delegate is applied."""
+def op_census(flatbuffer: bytes) -> dict:
+    """{op name: count} over a model's primary subgraph (its flatbuffer bytes), before any delegate is applied."""
     Interpreter = litert_interpreter()
 
-    ops = Interpreter(model_path=path)._get_ops_details()  # no public API lists the ops
+    ops = Interpreter(model_content=flatbuffer)._get_ops_details()  # no public API lists the ops
     return dict(sorted(collections.Counter(op["op_name"] for op in ops).items()))
 
 
@@ -240,12 +248,54 @@ def dtype_census(path: str) -> dict:
     return {dtype: dict(sorted(ops.items())) for dtype, ops in sorted(census.items())}
 
 
-def latency_ms(path: str, spec, warmup: int = 3, runs: int = 20, num_threads: int = NUM_THREADS) -> float:
-    """Median host latency of one invoke (XNNPACK, `num_threads`) in milliseconds."""
-    interpreter = _interpreter(path, num_threads)
-    inp = interpreter.get_input_details()[0]
-    interpreter.set_tensor(inp["index"], verification.sample_inputs(spec, count=1).astype(inp["dtype"]))
-    return report_lib.median_ms(interpreter.invoke, warmup, runs)
+def invoker(flatbuffer: bytes, num_threads: int = NUM_THREADS):
+    """A no-argument callable that runs the model once (XNNPACK, `num_threads`) on a fixed seeded input."""
+    interpreter = litert_interpreter()(model_content=flatbuffer, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.random.default_rng(0).standard_normal(detail["shape"]).astype(
+        detail["dtype"]))
+    return interpreter.invoke
+
+
+def flops(flatbuffer: bytes) -> float:
+    """2 x the multiply-adds of a TFLite model's CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and BATCH_MATMUL ops."""
+    interpreter = litert_interpreter()(model_content=flatbuffer)
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+    macs = 0
+    for op in interpreter._get_ops_details():  # no public API lists the ops
+        name, ins = op["op_name"], [int(i) for i in op["inputs"]]
+        out = int(np.prod(shapes[int(op["outputs"][0])]))
+        if name == "CONV_2D":  # filter (O, kh, kw, I)
+            macs += out * int(np.prod(shapes[ins[1]][1:]))
+        elif name == "DEPTHWISE_CONV_2D":  # filter (1, kh, kw, C)
+            macs += out * shapes[ins[1]][1] * shapes[ins[1]][2]
+        elif name == "FULLY_CONNECTED":  # weights (O, I)
+            macs += out * shapes[ins[1]][-1]
+        elif name == "BATCH_MATMUL":  # (..., M, K) x (..., K, N); the converter writes transposes as ops
+            macs += out * shapes[ins[0]][-1]
+    return 2.0 * macs
+
+
+@functools.lru_cache(maxsize=None)
+def roofline_probe(precision: str) -> bytes:
+    """The roofline probe's TFLite flatbuffer at `precision` (converted once per process; int8 is the plain
+    full-integer model)."""
+    samples = np.random.default_rng(1).standard_normal((4, *roofline.PROBE[:3])).astype("float32")
+    return convert(roofline.probe_model(), roofline.PROBE_SPEC, precision, samples if precision == "int8" else None,
+                   float_ops=())
+
+
+def probe_precision(precision: str) -> str:
+    """The probe precision for a TFLite model: int8 and int8-dynamic as they are, fp32 for fp32 and fp16 weights."""
+    return precision if precision in ("int8", DYNAMIC_INT8) else "fp32"
+
+
+def timed(flatbuffer: bytes, precision: str, runs: int = 20, warmup: int = 3) -> dict:
+    """The report's host latency and roofline: the model and the matmul probe timed interleaved (`deploy.roofline`)."""
+    result = roofline.measure(invoker(flatbuffer), flops(flatbuffer), invoker(roofline_probe(probe_precision(precision))),
+                              precision, runs, warmup)
+    return {"latency_ms": result["model_median_ms"], "latency_p10_ms": result["model_p10_ms"], "roofline": result}
 
 
 def _check_builtins(census: dict) -> None:

@@ -7,17 +7,19 @@
 """
 
 from ef_keras import layers
-from ef_keras.checkpoint import CheckpointError, load_weights_from_checkpoint, save_checkpoint
-from ef_keras.config import VARIANTS, ConfigError, EfficientFormerConfig, get_config
 from ef_keras.info import model_info
-from ef_keras.model import (EfficientFormer, EfficientFormerL1, EfficientFormerL3, EfficientFormerL7,
-                            ModelArgumentError)
-from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config
-from ef_keras.model_v2 import (EfficientFormerV2, EfficientFormerV2L, EfficientFormerV2S0, EfficientFormerV2S1,
-                               EfficientFormerV2S2)
+from ef_keras.models.base import ModelArgumentError
+from ef_keras.models.config import ConfigError
+from ef_keras.models.efficientformer import (VARIANTS, EfficientFormer, EfficientFormerConfig, EfficientFormerL1,
+                                             EfficientFormerL3, EfficientFormerL7)
+from ef_keras.models.efficientformer.config import get_config
+from ef_keras.models.efficientformer_v2 import (V2_VARIANTS, EfficientFormerV2, EfficientFormerV2Config,
+                                                EfficientFormerV2L, EfficientFormerV2S0, EfficientFormerV2S1,
+                                                EfficientFormerV2S2)
 from ef_keras.presets import PRESETS, Preset, PresetError, decode_predictions, get_preset
-from ef_keras.registry import create_model, list_models
 from ef_keras.preprocessing import IMAGENET_MEAN, IMAGENET_STD, eval_transform, preprocess_input
+from ef_keras.registry import create_model, list_models
+from ef_keras.weights import CheckpointError, load_weights_from_checkpoint, save_checkpoint
 
 __version__ = "0.2.0"
 

@@ -63,13 +63,16 @@ def parse_int_list(name: str, text, length: int | None = None, error=InputError)
     return values
 
 
-def read_json(path: str, what: str = "JSON file", error=InputError):
-    """Parses a JSON file; unreadable, non-UTF-8 or malformed content raises `error` naming the file."""
+def read_json(path: str, what: str = "JSON file", error=InputError, object_pairs_hook=None):
+    """Parses a JSON file; unreadable, non-UTF-8 or malformed content raises `error` naming the file.
+
+    `object_pairs_hook` is `json.load`'s (e.g. one that refuses a key given twice).
+    """
     import json
 
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_pairs_hook=object_pairs_hook)
     except UnicodeDecodeError as e:
         raise error(f"{what} {path} is not UTF-8 text (byte {e.start}); give a JSON file") from e
     except json.JSONDecodeError as e:

@@ -138,13 +138,43 @@ def _split_name(name: str, split: str) -> str:
     raise DatasetError(f"the {name} dataset has splits 'train' and 'validation' (alias 'test'), not {split!r}")
 
 
+def _split_slice(name: str, split: str, count_of) -> tuple[str, slice]:
+    """(base split, slice) of a tfds-style split spec such as "train[80%:]" or "train[:16000]".
+
+    The in-memory datasets take the same slicing syntax as tfds (`tfds.core.ReadInstruction`),
+    so a search can carve a validation split from the training images of either kind.
+    `count_of(base)` gives the base split's size.
+    """
+    if "[" not in split:
+        return split, slice(None)
+    tfds = require("tensorflow_datasets", "data", "slicing a dataset split")
+    try:
+        instructions = tfds.core.ReadInstruction.from_spec(split)
+        base = split.split("[", 1)[0]
+        (absolute,) = instructions.to_absolute({base: _Count(count_of(base))})
+    except (ValueError, AssertionError) as e:
+        raise DatasetError(f"split {split!r} of {name}: {str(e).splitlines()[0]} (write e.g. 'train[:80%]' or "
+                           "'train[16000:]', one slice of one split)") from e
+    return base, slice(absolute.from_, absolute.to)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Count:
+    """What `tfds.core.ReadInstruction.to_absolute` reads of a split: its size."""
+
+    num_examples: int
+
+
 def _grey_to_rgb(images: np.ndarray) -> np.ndarray:
-    out = np.repeat(images[..., None], 3, axis=-1)
-    out.setflags(write=False)
-    return out
+    return _read_only(np.repeat(images[..., None], 3, axis=-1))
 
 
-@functools.lru_cache(maxsize=4)
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@functools.lru_cache(maxsize=8)
 def load_arrays(name: str, split: str):
     """An in-memory dataset as uint8 RGB images (N, H, W, 3) and int64 labels (N,), read-only.
 
@@ -161,21 +191,23 @@ def load_arrays(name: str, split: str):
 
     Grey levels are copied to 3 channels (digits' 0-16 are scaled to 0-255 first); the
     pipeline resizes them to the training size (bicubic) and normalises with ImageNet
-    mean/std like any other image.
+    mean/std like any other image. `split` may be sliced as in tfds ("train[80%:]").
     """
+    if name not in ARRAY_DATASETS:
+        raise DatasetError(f"{name!r} is not an in-memory dataset; those are {', '.join(ARRAY_DATASETS)}")
+    base, part = _split_slice(name, split, lambda base: len(load_arrays(name, base)[1]))
+    if part != slice(None):
+        images, labels = load_arrays(name, base)
+        return _read_only(images[part]), _read_only(labels[part])
     if name == DIGITS:
         images, labels = _digits(_split_name(name, split))
     elif name == EMBEDDED:
         with np.load(_SUBSET_FILE) as f:
             key = _split_name(name, split)
             images, labels = f[f"x_{key}"], f[f"y_{key}"]
-    elif name == FASHION_MNIST:
-        images, labels = _full_fashion_mnist()[0 if _split_name(name, split) == "train" else 1]
     else:
-        raise DatasetError(f"{name!r} is not an in-memory dataset; those are {', '.join(ARRAY_DATASETS)}")
-    labels = labels.astype("int64")
-    labels.setflags(write=False)
-    return _grey_to_rgb(images), labels
+        images, labels = _full_fashion_mnist()[0 if _split_name(name, split) == "train" else 1]
+    return _grey_to_rgb(images), _read_only(labels.astype("int64"))
 
 
 def _digits(split: str):
@@ -456,18 +488,22 @@ def make_dataset(name: str, split: str | None = None, *, data_dir=None, image_si
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def split_size(name: str, split: str, data_dir=None) -> int | None:
+    """Examples in a (possibly sliced) split, or None when the metadata does not say (tfds mock data)."""
+    if name in ARRAY_DATASETS:
+        return len(load_arrays(name, split)[1])
+    try:
+        return _builder(name, data_dir).info.splits[split].num_examples or None
+    except (KeyError, ValueError):
+        return None
+
+
 def steps_per_epoch(name: str, batch_size: int, data_dir=None, split: str = "train", cap: int | None = None) -> int:
     """Training batches per epoch (drop_remainder) from the dataset's metadata, at most `cap`.
 
     When the metadata has no split sizes (e.g. tfds mock data) `cap` is used as is.
     """
-    if name in ARRAY_DATASETS:
-        count = len(load_arrays(name, split)[1])
-    else:
-        try:
-            count = _builder(name, data_dir).info.splits[split].num_examples
-        except (KeyError, ValueError):
-            count = 0
+    count = split_size(name, split, data_dir)
     if not count:
         if cap:
             return cap

@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ef_keras.checks import check_int  # noqa: E402
-from ef_keras.errors import InputError, run as run_cli  # noqa: E402
+from ef_keras.cli import run as run_cli  # noqa: E402
+from ef_keras.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
 

@@ -1,99 +1,38 @@
-"""Parameter counts and multiply-accumulate counts of an EfficientFormer architecture.
+"""Parameter and multiply-accumulate counts of a model of any family (`ef_keras.model_info`).
 
-Two parameter conventions are reported, because both are quoted:
-  * `params_all`: every trainable parameter, as timm counts (BN gamma/beta included, BN
-    running statistics excluded since they are buffers) — L1 12,289,928.
-  * `params_paper`: the paper's count, which leaves out what folds into the convolutions
-    and linears at inference — BatchNorm and the layer scales — and keeps both heads.
-    This rule reproduces all three published counts: 12.25 / 31.33 / 82.11 M (L1/L3/L7).
-GMACs: convolutions (with their bias), linears (without), GELU, LayerNorm and both
-attention matmuls; BatchNorm, ReLU and pooling not counted. This convention reproduces the
-official toolbox's 1.300 / 3.926 / 10.159 GMACs to four digits. It is computed analytically
-from the architecture, so it needs no model build.
+Each family states its conventions in its `macs` module: how GMACs are counted (analytically,
+from the block plan, no build) and which layers its "folded" parameter count leaves out (what
+folds into the convolutions at inference: V1's paper count drops BatchNorm and the layer scales,
+V2's `params_no_bn` BatchNorm). The counting itself is the same for every family and lives here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ef_keras.config import EfficientFormerConfig, get_config
-from ef_keras.plan import Block
+from ef_keras.registry import build_model, family_of
 
 
 def count_params(model) -> dict[str, int]:
-    """`params_all` (trainable, as timm) and `params_paper` (BatchNorm and layer scales left out)."""
-    import keras
-
-    from ef_keras.layers import LayerScale
-
+    """`params_all` (trainable, as timm) and the family's folded count (its `folded_params_key`)."""
+    family = family_of(model)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    folded = int(sum(np.prod(w.shape) for layer in _all_layers(model)
-                     if isinstance(layer, (keras.layers.BatchNormalization, LayerScale))
-                     for w in layer.trainable_weights))
-    return {"params_all": trainable, "params_paper": trainable - folded}
-
-
-def _all_layers(layer):
-    yield layer
-    for sub in getattr(layer, "_layers", []):
-        yield from _all_layers(sub)
-
-
-def gmacs(config, image_size=(224, 224), classes=1000, distillation=True) -> float:
-    """Multiply-accumulates (×1e9) of one image, in the official toolbox's convention."""
-    cfg = get_config(config)
-    return sum(block_macs(b, cfg, distillation) for b in cfg.blocks(tuple(image_size), classes)) / 1e9
-
-
-def _conv(hw, cin, cout, k):
-    """A k×k conv producing an hw grid; its bias counted as one op per output."""
-    return hw[0] * hw[1] * cout * (k * k * cin + 1)
-
-
-def block_macs(block: Block, cfg: EfficientFormerConfig, distillation: bool = True) -> int:
-    """Multiply-accumulates of one unit of the block plan (see the module docstring)."""
-    n, c = block.tokens, block.cout
-    if block.kind == "stem":
-        half = tuple(g // 2 for g in block.grid)
-        return _conv(half, 3, c // 2, 3) + _conv(block.out_grid, c // 2, c, 3)
-    if block.kind == "downsample":
-        return _conv(block.out_grid, block.cin, c, 3)
-    if block.kind == "meta4d":
-        hidden = c * cfg.mlp_ratio
-        return _conv(block.grid, c, hidden, 1) + n * hidden + _conv(block.grid, hidden, c, 1)  # fc1, GELU, fc2
-    if block.kind == "meta3d":
-        qkv = cfg.num_heads * (2 * cfg.key_dim + cfg.attn_ratio * cfg.key_dim)
-        vals = cfg.num_heads * cfg.attn_ratio * cfg.key_dim
-        return (2 * n * c  # LayerNorm 1 and 2 (one op per element each)
-                + n * c * qkv  # qkv linear
-                + cfg.num_heads * n * n * (cfg.key_dim + cfg.attn_ratio * cfg.key_dim)  # q·kᵀ and attn·v
-                + n * vals * c  # proj
-                + n * c * c * cfg.mlp_ratio  # fc1
-                + n * c * cfg.mlp_ratio  # GELU
-                + n * c * cfg.mlp_ratio * c)  # fc2
-    if block.kind == "head":  # final LayerNorm, then one or two linear heads
-        return n * block.cin + (2 if distillation else 1) * block.cin * block.cout
-    return 0  # flat: a reshape
+    folded = int(sum(np.prod(w.shape) for layer in model._flatten_layers(include_self=False, recursive=True)
+                     if isinstance(layer, family.folded_layers) for w in layer.trainable_weights))
+    return {"params_all": trainable, family.folded_params_key: trainable - folded}
 
 
 def model_info(model_or_config, image_size=(224, 224)) -> dict:
-    """Parameters (both conventions) and GMACs of a model, or of a config/variant name (builds it).
+    """Parameters (both conventions) and GMACs of a model, or of a config / variant name (builds it).
 
-    EfficientFormerV2 models, configs and names ("s0", "s1", "s2", "l") are counted by
-    `ef_keras.info_v2.model_info_v2` (its own conventions: `params_all`, `params_no_bn`).
+    Returns {"name", "params_all", "params_paper", "gmacs"}; families whose folded count is not
+    the paper's (V2: `params_no_bn`) add it under its own key and report it as `params_paper`
+    too (the key the tools read).
     """
-    from ef_keras.info_v2 import is_v2, model_info_v2
-    from ef_keras.model import EfficientFormer
-
-    if is_v2(model_or_config):
-        return model_info_v2(model_or_config, image_size)
-
-    if isinstance(model_or_config, (str, EfficientFormerConfig)):
-        model = EfficientFormer(model_or_config, input_shape=(*image_size, 3))
-    else:
-        model = model_or_config
-    size = tuple(model.image_shape[:2]) if getattr(model, "image_shape", None) else image_size
-    info = {"name": model.config.name, **count_params(model),
-            "gmacs": gmacs(model.config, size, getattr(model, "classes", 1000),
-                           getattr(model, "distillation", True))}
-    return info
+    model = model_or_config
+    if not hasattr(model_or_config, "trainable_weights"):
+        model = build_model(model_or_config, input_shape=(*image_size, 3))
+    family = family_of(model)
+    params = count_params(model)
+    return {"name": model.config.name, **params, "params_paper": params[family.folded_params_key],
+            "gmacs": family.gmacs(model.config, tuple(model.image_shape[:2]), model.classes, model.distillation)}

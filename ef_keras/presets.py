@@ -48,7 +48,7 @@ class Preset:
     """One variant's published weights and how to feed them (see the module docstring).
 
     Attributes:
-        name: the variant name in `ef_keras.config.VARIANTS` this row belongs to ("l1").
+        name: the registered variant name (`ef_keras.list_models()`) this row belongs to ("l1").
         weights_url: where the weights are downloaded from (None: no published weights).
         weights_file: the file name in the Keras cache (`~/.keras/models/ef_keras/`).
         weights_sha256: the file's sha256, or None where it could not be established.

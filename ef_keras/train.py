@@ -1,8 +1,9 @@
 """Train or fine-tune an EfficientFormer: `python -m ef_keras.train --model l1 --data imagenet2012 ...`.
 
 Examples:
-    # No download, no GPU: a small net on the digits (about a minute on 2 cores)
-    python -m ef_keras.train --data digits --model tiny.json --out runs/digits
+    # No download, no GPU: a small net on the digits with the small-data recipe (without
+    # --recipe embedded the digits get the paper's ImageNet recipe; benchmarks/digits_training.py)
+    python -m ef_keras.train --data digits --recipe embedded --model tiny.json --out runs/digits
 
     # The paper's ImageNet-1k recipe (tfds manual dir), with the distillation teacher
     python -m ef_keras.train --model l1 --data imagenet2012 --data-dir ~/tensorflow_datasets \\
@@ -13,7 +14,7 @@ Examples:
         --num-classes 5 --epochs 30 --batch-size 64 --out runs/flowers
 
 Re-running with the same --out resumes from the last checkpoint. The logic lives in
-`ef_keras.training.train`; this module only parses flags and reports errors.
+`ef_keras.training.loop.train`; this module only parses flags and reports errors.
 """
 
 import os
@@ -21,7 +22,8 @@ import os
 from absl import flags, logging
 
 from ef_keras.data import DatasetError
-from ef_keras.errors import InputError, run as run_cli
+from ef_keras.cli import run as run_cli
+from ef_keras.errors import InputError
 
 #: Bad-input errors besides EfKerasError that the CLI reports in one line.
 USER_ERRORS = (DatasetError,)
@@ -68,7 +70,7 @@ def define_flags():
 
 
 def _recipe():
-    from ef_keras import recipe as recipes
+    from ef_keras.training import recipe as recipes
 
     base = recipes.RECIPES[FLAGS.recipe or ("embedded" if FLAGS.data == "embedded" else "paper")]
     return base.replace(epochs=FLAGS.epochs, batch_size=FLAGS["batch-size"].value,
@@ -86,7 +88,7 @@ def main(argv):
         raise InputError("--out DIR is required (the run directory; re-use it to resume)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs every save at INFO
-    from ef_keras import training
+    from ef_keras.training import loop as training
 
     result = training.train(
         FLAGS.model, FLAGS.data, out_dir=FLAGS.out, recipe=_recipe(), data_dir=FLAGS["data-dir"].value,

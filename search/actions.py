@@ -1,16 +1,22 @@
-"""The three slimming actions of the paper (§3.3, step 3), as pure functions of an `Arch`.
+"""Slimming actions (paper §3.3, step 3) as pure functions of an `Arch`.
 
-- "depth":  set the least important MetaPath still in use to identity (any stage; with
-            `min_depth=1`, the default of slimming, never the last block of a stage);
-- "mb3d":   remove the first MB3D. In the model family the 3D blocks are one run at the end
-            of stage 4 (the searched number N); removing the first of them ends that run one
-            block later, i.e. that position becomes an MB4D (replacing it by an identity is
-            already the depth action);
-- "width":  reduce the least important stage's width by 16 (stages already at 16 skipped).
+Kinds:
 
-Each returns (new Arch, description) or None when the action no longer applies. Ties are
-broken by position (earliest first), so the search is deterministic. `importance` gives the
-paper's score of what an action removes (the tie-break of last resort in slimming).
+- "depth": one MetaPath still in use becomes identity (the block is removed);
+- "mb3d":  the first MB3D of stage 4 becomes an MB4D (the 3D blocks are one run closing
+           stage 4, so removing the first of them ends the run one block later);
+- "width": one stage narrows by the space's width step.
+
+Which candidates a step considers (`candidates`, `--actions`):
+
+- "paper": the paper's three actions: remove the least important MetaPath, convert the first
+  MB3D, narrow the least important stage (importance from `search.scoring`, normalised);
+- "all": every legal removal of every stage, every stage's width step and the MB3D
+  conversion (screened on few images, the best few confirmed on more: `search.slim`);
+- "random": one legal action drawn at random (the null ablation; nothing is scored).
+
+Every `Candidate` carries the normalised importance of what it removes (a block's keep-score,
+a stage's mean score, the converted block's p_3D/p_4D), slimming's tie-break of last resort.
 """
 
 from __future__ import annotations
@@ -19,72 +25,95 @@ import dataclasses
 
 import numpy as np
 
-from search.arch import WIDTH_STEP, Arch
+from search.arch import Arch
 from search.scoring import stage_scores
+from search.space import SearchSpace
 
-ACTIONS = ("depth", "mb3d", "width")
+KINDS = ("depth", "mb3d", "width")
+#: The candidate sets a slimming step can consider (module docstring).
+ACTION_MODES = ("paper", "all", "random")
 
 
-def depth_action(arch: Arch, scores: np.ndarray, path_stage: list[int], min_depth: int = 0):
-    by_stage = [[p for p, s in enumerate(path_stage) if s == stage] for stage in range(4)]
-    active = [(float(scores[by_stage[s][k]]), s, k) for s in range(4) for k in arch.active(s)
-              if len(arch.active(s)) > min_depth]
-    if not active:
-        return None
-    score, s, k = min(active)
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One action applied to the current architecture."""
+
+    kind: str
+    stage: int  # 0-based
+    arch: Arch
+    desc: str
+    importance: float
+
+    @property
+    def group(self) -> str:
+        """What the action changes, at the granularity decisions are compared: kind and stage."""
+        return f"{self.kind}@{self.stage + 1}"
+
+
+def _replace_choice(arch: Arch, stage: int, position: int, choice: str) -> Arch:
     choices = [list(c) for c in arch.choices]
-    choices[s][k] = "id"
-    return dataclasses.replace(arch, choices=tuple(map(tuple, choices))), \
-        f"stage {s + 1} path {k} ({arch.choices[s][k]}, score {score:.3g}) -> identity"
+    choices[stage][position] = choice
+    return dataclasses.replace(arch, choices=tuple(map(tuple, choices)))
 
 
-def mb3d_action(arch: Arch, scores: np.ndarray, path_stage: list[int], min_depth: int = 0):
-    stage4 = list(arch.choices[3])
-    if "3d" not in stage4:
-        return None
-    k = stage4.index("3d")
-    stage4[k] = "4d"
-    by_stage = [p for p, s in enumerate(path_stage) if s == 3]
-    return dataclasses.replace(arch, choices=arch.choices[:3] + (tuple(stage4),)), \
-        f"stage 4 path {k} (score {float(scores[by_stage[k]]):.3g}): first MB3D -> MB4D"
-
-
-def width_action(arch: Arch, scores: np.ndarray, path_stage: list[int], min_depth: int = 0):
-    totals = stage_scores(scores, path_stage, arch)
-    shrinkable = [(totals[s], s) for s in range(4) if arch.widths[s] > WIDTH_STEP]
-    if not shrinkable:
-        return None
-    score, s = min(shrinkable)
-    widths = list(arch.widths)
-    widths[s] -= WIDTH_STEP
-    return dataclasses.replace(arch, widths=tuple(widths)), \
-        f"stage {s + 1} (score {score:.3g}) width {arch.widths[s]} -> {widths[s]}"
-
-
-_FUNCTIONS = {"depth": depth_action, "mb3d": mb3d_action, "width": width_action}
-
-
-def candidates(arch: Arch, scores: np.ndarray, path_stage: list[int],
-               min_depth: int = 0) -> list[tuple[str, Arch, str]]:
-    """Every applicable action as (action name, resulting Arch, description), in ACTIONS order.
-
-    `min_depth`: stages keep at least this many blocks (1: no stage is emptied).
-    """
+def depth_candidates(arch: Arch, scores: np.ndarray, path_stage: list[int], min_depth: int) -> list[Candidate]:
+    """Every active MetaPath whose stage keeps more than `min_depth` blocks, set to identity."""
+    by_stage = [[p for p, s in enumerate(path_stage) if s == stage] for stage in range(4)]
     out = []
-    for name in ACTIONS:
-        result = _FUNCTIONS[name](arch, scores, path_stage, min_depth)
-        if result is not None:
-            out.append((name, *result))
+    for s in range(4):
+        active = arch.active(s)
+        if len(active) <= min_depth:
+            continue
+        for k in active:
+            score = float(scores[by_stage[s][k]])
+            out.append(Candidate("depth", s, _replace_choice(arch, s, k, "id"),
+                                 f"stage {s + 1} block {k} ({arch.choices[s][k]}, score {score:.3g}) -> identity",
+                                 score))
     return out
 
 
-def importance(name: str, before: Arch, after: Arch, scores: np.ndarray, path_stage: list[int]) -> float:
-    """The paper's importance of what `name` took away from `before`: the removed MetaPath's
-    score (depth), the MB3D's path score (mb3d) or the narrowed stage's score (width)."""
-    by_stage = [[p for p, s in enumerate(path_stage) if s == stage] for stage in range(4)]
-    if name == "width":
-        s = next(i for i in range(4) if before.widths[i] != after.widths[i])
-        return stage_scores(scores, path_stage, before)[s]
-    s, k = next((s, k) for s in range(4) for k in range(len(before.choices[s]))
-                if before.choices[s][k] != after.choices[s][k])
-    return float(scores[by_stage[s][k]])
+def mb3d_candidate(arch: Arch, attention: np.ndarray, path_stage: list[int]) -> Candidate | None:
+    """The first MB3D of stage 4 turned into an MB4D (None without one)."""
+    if "3d" not in arch.choices[3]:
+        return None
+    k = arch.choices[3].index("3d")
+    score = float(attention[[p for p, s in enumerate(path_stage) if s == 3][k]])
+    return Candidate("mb3d", 3, _replace_choice(arch, 3, k, "4d"),
+                     f"stage 4 block {k} (p3D/p4D {score:.3g}): first MB3D -> MB4D", score)
+
+
+def width_candidates(arch: Arch, space: SearchSpace, scores: np.ndarray, path_stage: list[int]) -> list[Candidate]:
+    """Every stage above its narrowest width, narrowed by one step."""
+    totals = stage_scores(scores, path_stage, arch)
+    out = []
+    for s in range(4):
+        if arch.widths[s] - space.width_step < space.min_widths[s]:
+            continue
+        widths = list(arch.widths)
+        widths[s] -= space.width_step
+        out.append(Candidate("width", s, dataclasses.replace(arch, widths=tuple(widths)),
+                             f"stage {s + 1} (score {totals[s]:.3g}) width {arch.widths[s]} -> {widths[s]}",
+                             totals[s]))
+    return out
+
+
+def candidates(mode: str, arch: Arch, space: SearchSpace, scores: np.ndarray, attention: np.ndarray,
+               path_stage: list[int], min_depth: int, rng: np.random.Generator | None = None) -> list[Candidate]:
+    """The candidates one slimming step considers in `mode` (module docstring), in a fixed order.
+
+    In "paper" mode the least important removal and stage are taken; importance ties go to the
+    earliest position, so the result is deterministic.
+    """
+    depth = depth_candidates(arch, scores, path_stage, min_depth)
+    mb3d = mb3d_candidate(arch, attention, path_stage)
+    width = width_candidates(arch, space, scores, path_stage)
+    if mode == "all":
+        return depth + ([mb3d] if mb3d else []) + width
+    if mode == "paper":
+        picks = [min(depth, key=lambda c: c.importance) if depth else None, mb3d,
+                 min(width, key=lambda c: c.importance) if width else None]
+        return [c for c in picks if c is not None]
+    if mode == "random":
+        legal = depth + ([mb3d] if mb3d else []) + width
+        return [legal[rng.integers(len(legal))]] if legal else []
+    raise ValueError(f"unknown action mode {mode!r}; expected one of {ACTION_MODES}")

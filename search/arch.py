@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from ef_keras.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from ef_keras.errors import EfKerasError
+from ef_keras.models.plan import Layout
+from search.space import SearchSpace
 
 #: Candidate names in the order of the supernet's α columns.
 CANDIDATES = ("4d", "3d", "id")
 #: Stages (0-based) whose MetaPaths have a 3D candidate in the supernet.
 STAGES_WITH_3D = (2, 3)
-#: The width step of the search (the LUT measures widths in multiples of 16).
-WIDTH_STEP = 16
 
 
 class ArchError(EfKerasError):
@@ -38,7 +38,7 @@ class Arch:
     """A sub-network of the supernet.
 
     Args:
-        widths: channels of each of the four stages (multiples of 16, <= the supernet's).
+        widths: channels of each of the four stages (on the search space's width grid).
         choices: per stage, one of "4d" / "3d" / "id" per supernet position.
     """
 
@@ -51,8 +51,13 @@ class Arch:
 
     # ----------------------------------------------------------------- derived
     @property
+    def layout(self) -> Layout:
+        """The blocks this sub-network runs, identities dropped: the plan's and the predictor's layout type."""
+        return Layout(self.widths, tuple(tuple(c for c in stage if c != "id") for stage in self.choices))
+
+    @property
     def depths(self) -> tuple[int, ...]:
-        return tuple(sum(c != "id" for c in stage) for stage in self.choices)
+        return self.layout.depths
 
     @property
     def num_vit(self) -> int:
@@ -62,15 +67,15 @@ class Arch:
         """Supernet positions of the blocks this sub-network keeps in `stage`, in order."""
         return [k for k, c in enumerate(self.choices[stage]) if c != "id"]
 
-    def validate(self, supernet_config: EfficientFormerConfig) -> None:
-        """Raises ArchError unless this is a sub-network of `supernet_config` that the family can build."""
+    def validate(self, space: SearchSpace) -> None:
+        """Raises ArchError unless this is a sub-network of `space` that the family can build."""
         if len(self.widths) != 4 or len(self.choices) != 4:
             raise ArchError("an architecture needs 4 widths and 4 stages of choices")
-        for s, (w, maxw) in enumerate(zip(self.widths, supernet_config.widths)):
-            if w <= 0 or w % WIDTH_STEP or w > maxw:
-                raise ArchError(f"stage {s + 1} width {w} must be a positive multiple of {WIDTH_STEP} "
-                                f"<= the supernet's {maxw}")
-        for s, (stage, depth) in enumerate(zip(self.choices, supernet_config.depths)):
+        for s, w in enumerate(self.widths):
+            if w not in space.widths(s):
+                raise ArchError(f"stage {s + 1} width {w} is not on the search space's grid "
+                                f"{space.min_widths[s]}..{space.max_widths[s]} in steps of {space.width_step}")
+        for s, (stage, depth) in enumerate(zip(self.choices, space.depths)):
             if len(stage) != depth:
                 raise ArchError(f"stage {s + 1} has {len(stage)} MetaPath choices, the supernet has {depth}")
             allowed = ("4d", "3d", "id") if s == 3 else ("4d", "id")
@@ -81,10 +86,10 @@ class Arch:
         if "3d" in kinds and "4d" in kinds[kinds.index("3d"):]:
             raise ArchError(f"stage 4 choices {list(self.choices[3])}: 3D blocks must follow every 4D block")
 
-    def to_config(self, supernet_config: EfficientFormerConfig, name: str = "searched") -> EfficientFormerConfig:
+    def to_config(self, space: SearchSpace, name: str = "searched") -> EfficientFormerConfig:
         """The `EfficientFormerConfig` of this sub-network (buildable by ef_keras.EfficientFormer)."""
-        return dataclasses.replace(supernet_config, widths=self.widths, depths=self.depths,
-                                   num_vit=self.num_vit, name=name)
+        return dataclasses.replace(space.config, widths=self.widths, depths=self.depths, num_vit=self.num_vit,
+                                   name=name)
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict:
@@ -103,16 +108,16 @@ class Arch:
                 f"vit={self.num_vit}")
 
 
-def full_arch(supernet_config: EfficientFormerConfig, num_vit: int) -> Arch:
+def full_arch(space: SearchSpace, num_vit: int) -> Arch:
     """The whole supernet as a sub-network: every position 4D, the last `num_vit` of stage 4 3D."""
-    d4 = supernet_config.depths[3]
-    choices = [("4d",) * d for d in supernet_config.depths[:3]]
-    choices.append(("4d",) * (d4 - num_vit) + ("3d",) * num_vit)
-    return Arch(supernet_config.widths, tuple(choices))
+    depths = space.depths
+    choices = [("4d",) * d for d in depths[:3]]
+    choices.append(("4d",) * (depths[3] - num_vit) + ("3d",) * num_vit)
+    return Arch(space.max_widths, tuple(choices))
 
 
-def smallest_arch(supernet_config: EfficientFormerConfig, min_depth: int = 0) -> Arch:
-    """The cheapest point of the space: every width 16 and every MetaPath identity, except the first
-    `min_depth` 4D blocks of each stage (0: only stem, downsamplings and head are left)."""
-    return Arch((WIDTH_STEP,) * 4, tuple(("4d",) * min(min_depth, d) + ("id",) * max(d - min_depth, 0)
-                                         for d in supernet_config.depths))
+def smallest_arch(space: SearchSpace, min_depth: int = 0) -> Arch:
+    """The cheapest point of the space: every stage at its narrowest width and every MetaPath identity,
+    except the first `min_depth` 4D blocks of each stage (0: only stem, downsamplings and head are left)."""
+    return Arch(space.min_widths, tuple(("4d",) * min(min_depth, d) + ("id",) * max(d - min_depth, 0)
+                                        for d in space.depths))

@@ -1,36 +1,27 @@
-"""The EfficientFormer supernet: one MetaPath per block position, mixed by Gumbel-softmax.
+"""The EfficientFormer supernet: Gumbel-softmax MetaPaths over an elastic-width network.
 
-Paper §3.3, step 1. The supernet is the model family at its largest widths and depths
-(an `EfficientFormerConfig`, `num_vit` ignored). Block position k of stage s is a MetaPath
-whose candidates are {MB4D, identity} in stages 1-2 and {MB4D, MB3D, identity} in stages
-3-4. With architecture parameters α (one row per MetaPath, columns 4D | 3D | I) and
-Gumbel noise ε, the MetaPath's output is
+Paper §3.3, step 1, with every child that slimming asks about trained (weight sharing).
 
-    X_{k+1} = Σ_n softmax((α + ε) / τ)_n · MP_n(X_k)
+- **MetaPaths.** Block position k of stage s is a MetaPath whose candidates are
+  {MB4D, identity} in stages 1-2 and {MB4D, MB3D, identity} in stages 3-4, with
+  architecture parameters α (one row per MetaPath, columns 4D | 3D | I). Mixed by the
+  paper's Gumbel-softmax, X_{k+1} = Σ_n softmax((α + ε)/τ)_n · MP_n(X_k) ("soft"), or
+  with only the sampled candidate computed and a straight-through gradient to α (GDAS,
+  "hard"). ε is standard Gumbel noise −log(−log U), a pure function of (seed, step).
+- **Elastic width.** Every stage runs at any width of the search space's grid
+  (`search.space`), sliced from the front of the largest weights (`search.elastic`). The
+  paper's supernet had a single width ("a multi-width supernet needs too much memory"),
+  which left every narrower child untrained; slicing shares one set of weights, so memory
+  stays that of the largest network.
+- **A child is data.** `forward(images, widths, choices)` takes the child's widths and
+  per-MetaPath candidates as tensors, so one traced graph trains and scores every child.
 
-(ε is standard Gumbel noise −log(−log U), drawn once per MetaPath and batch; stages 1-2
-mask the 3D column with −∞). Two mixing modes:
+Sub-networks: `child_model` builds the plain `ef_keras.EfficientFormer` of an `Arch` with
+the same sliced weights (what slimming ships); `tests/test_elastic.py` checks that it
+computes what `forward` computes.
 
-- "soft": the paper's equation, every candidate computed and weighted;
-- "hard": GDAS (Dong & Yang, CVPR 2019): the forward pass runs only the candidate
-  k = argmax((α + ε)/τ) (a `tf.switch_case`, so the others cost nothing), scaled by
-  h_k = 1 + w_k − stop_gradient(w_k) with w the soft weights: the value is the sampled
-  block's output and the gradient reaches α through w_k (straight-through).
-A 3D MetaBlock placed among 4D blocks handles its own layout: it flattens (B, H, W, C) to
-(B, H·W, C) tokens, runs attention + MLP and reshapes back, so every path composes. Its
-attention bias table is sized for that stage's grid at the supernet's input size.
-
-Temperature schedule: exponential annealing τ(t) = τ₀·(τ₁/τ₀)^(t/T) from τ₀ = 5 to
-τ₁ = 0.5 over the T training steps (FBNet anneals 5.0 → ×0.956 per epoch; we anneal over
-steps because proxy runs are short). The noise is a pure function of (seed, step, path),
-so a resumed run draws exactly the noise an uninterrupted one would.
-
-Sub-networks: `child_model` builds the `ef_keras.EfficientFormer` of an `Arch` and copies
-the supernet's weights into it. Width reduction is channel slicing of the single-width
-supernet: every tensor keeps its leading channels (conv kernels [:, :, :Cin, :Cout],
-BatchNorm/LayerNorm/layer-scale vectors [:C], Dense kernels [:Cin, :Cout]). The same
-function gives the accuracy of every candidate during slimming and the final model's
-weights, so what slimming measured is exactly what it ships.
+Temperature: τ(t) = τ₀·(τ₁/τ₀)^(t/T), 5 → 0.5 over the training steps (FBNet anneals 5.0 by
+×0.956 per epoch; we anneal per step because proxy runs are short).
 """
 
 from __future__ import annotations
@@ -42,21 +33,23 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
-from ef_keras import layers as ef_layers
-from ef_keras.config import ConfigError, EfficientFormerConfig
 from ef_keras.errors import EfKerasError
-from ef_keras.model import EfficientFormer, block_layer
-from ef_keras.plan import meta_blocks, plan
+from ef_keras.models.common_layers import LN_EPSILON
+from ef_keras.models.efficientformer.model import EfficientFormer, block_layer
 from ef_keras.output import write_json, writing
+from ef_keras.models.plan import meta_blocks, plan
+from search import elastic
 from search.arch import CANDIDATES, STAGES_WITH_3D, Arch
+from search.space import SearchSpace, SpaceError
 
 TAU_START = 5.0
 TAU_END = 0.5
 _MASKED = -1e9
 #: Supernet mixing modes (see the module docstring).
 MIXING_MODES = ("soft", "hard")
+#: Version of the on-disk format; 0.2's single-width supernets (no version) are refused.
+FORMAT = 2
 
 
 class SupernetError(EfKerasError):
@@ -77,29 +70,25 @@ def gumbel_noise(seed: int, step: int, num_paths: int) -> tf.Tensor:
 
 
 class Supernet(keras.Model):
-    """Single-width supernet with Gumbel-softmax MetaPaths.
+    """Elastic-width supernet with Gumbel-softmax MetaPaths.
 
     Args:
-        config: the largest architecture of the space (widths, depths, block hyper-parameters).
-        image_size: proxy training resolution (square, multiple of 32).
+        space: the search space (largest widths and depths, the width grid).
+        image_size: proxy training resolution (square, multiple of 32, >= 64).
         classes: number of classes of the (single) classifier head.
         mixing: "soft" (every candidate computed, the paper's equation) or "hard" (GDAS:
             only the sampled candidate runs, straight-through gradient to α).
-
-    Call: `supernet(images, training=..., noise=None)`. With `noise` (from `gumbel_noise`)
-    the MetaPaths mix with Gumbel-softmax weights; without it they mix with softmax(α/τ),
-    the deterministic expectation used for monitoring.
     """
 
-    def __init__(self, config: EfficientFormerConfig, image_size: int = 64, classes: int = 10, mixing: str = "soft",
-                 **kwargs):
+    def __init__(self, space: SearchSpace, image_size: int = 96, classes: int = 10, mixing: str = "hard", **kwargs):
         super().__init__(name=kwargs.pop("name", "supernet"), **kwargs)
         if image_size % 32 or image_size < 64:
             raise SupernetError(f"image_size={image_size}: the supernet input must be a multiple of 32, >= 64 "
                                 "(stage 4 needs a grid of at least 2x2)")
         if mixing not in MIXING_MODES:
             raise SupernetError(f"mixing must be one of {MIXING_MODES}, got {mixing!r}")
-        self.config, self.image_size, self.classes, self.mixing = config, image_size, classes, mixing
+        self.space, self.image_size, self.classes, self.mixing = space, image_size, classes, mixing
+        config = space.config
         self._plan = plan(config.widths, [("4d",) * d for d in config.depths], (image_size, image_size), classes)
         self.stem = block_layer(self._plan[0], config)
         self.downsamples = [block_layer(b, config) for b in self._plan if b.kind == "downsample"]
@@ -111,7 +100,7 @@ class Supernet(keras.Model):
                 block_layer(dataclasses.replace(b, kind="meta3d"), config, name=f"stage{b.stage}_path{b.index}_3d")
                 if b.stage in STAGES_WITH_3D else None)
         self.num_paths = len(self.path_stage)
-        self.norm = keras.layers.LayerNormalization(epsilon=ef_layers.LN_EPSILON, name="norm")
+        self.norm = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="norm")
         self.head = keras.layers.Dense(classes, name="head")
         self.alpha = self.add_weight(name="alpha", shape=(self.num_paths, len(CANDIDATES)),
                                      initializer="zeros", trainable=True)
@@ -122,54 +111,102 @@ class Supernet(keras.Model):
             if s not in STAGES_WITH_3D:
                 mask[p, CANDIDATES.index("3d")] = 0.0
         self.candidate_mask = mask
-        self.build((None, image_size, image_size, 3))
+        self._build_layers()
 
-    def build(self, input_shape):
-        x = keras.KerasTensor(input_shape)
-        self.compute_output_spec(x)
+    @property
+    def config(self):
+        """The largest network of the space (an `EfficientFormerConfig`)."""
+        return self.space.config
+
+    def _build_layers(self):
+        """Builds every layer at its largest shape (the weights every child slices)."""
+        shape = (None, self.image_size, self.image_size, 3)
+        for block in self._plan:
+            h, w = block.grid
+            if block.kind == "stem":
+                self.stem.build(shape)
+            elif block.kind == "downsample":
+                self.downsamples[block.stage - 1].build((None, h, w, block.cin))
+        for p, b in enumerate(meta_blocks(self._plan)):
+            h, w = b.grid
+            self.blocks_4d[p].build((None, h, w, b.cout))
+            if self.blocks_3d[p] is not None:
+                self.blocks_3d[p].build((None, h * w, b.cout))
+        last = self._plan[-1]
+        self.norm.build((None, last.tokens, last.cin))
+        self.head.build((None, last.cin))
         self.built = True
+
+    def call(self, images, training=False):
+        """The largest child, every MetaPath in its 4D candidate (Keras' own entry point)."""
+        return self.forward(images, self.space.max_widths, [0] * self.num_paths, training=training)
 
     # ------------------------------------------------------------------ forward
     def mixing_weights(self, noise=None):
         """(num_paths, 3) Gumbel-softmax weights of the candidates (masked columns are 0)."""
         logits = self.alpha if noise is None else self.alpha + noise
-        logits = ops.where(self.candidate_mask > 0, logits / self.tau, _MASKED)
-        return ops.softmax(logits, axis=-1)
+        logits = tf.where(self.candidate_mask > 0, logits / self.tau, _MASKED)
+        return tf.nn.softmax(logits, axis=-1)
 
-    def call(self, images, training=False, noise=None):
-        weights = self.mixing_weights(noise)
-        hard = self.mixing == "hard" and noise is not None
-        if hard:
-            chosen = ops.argmax(weights, axis=-1)
-            weights = ops.one_hot(chosen, len(CANDIDATES)) + weights - ops.stop_gradient(weights)
-        downsamples, p = iter(self.downsamples), 0
+    def forward(self, images, widths, choices, path_scale=None, soft_weights=None, training=False,
+                calibrate=False):
+        """Logits of one child (or, with `soft_weights`, of the soft mixture) of the supernet.
+
+        Args:
+            widths: (4,) int32, each stage's width (on the space's grid).
+            choices: (num_paths,) int32, each MetaPath's candidate (0 MB4D, 1 MB3D, 2 identity);
+                ignored with `soft_weights`.
+            path_scale: optional (num_paths,) float multiplying each MetaPath's output (the
+                straight-through weight of hard Gumbel sampling: value 1, gradient to α).
+            soft_weights: optional (num_paths, 3) mixing weights: every candidate is computed.
+            training: BatchNorm on batch statistics (else on the running statistics).
+            calibrate: with training, also store those batch statistics as running ones.
+        """
+        widths = tf.convert_to_tensor(widths, tf.int32)
+        choices = None if soft_weights is not None else tf.convert_to_tensor(choices, tf.int32)
+        downsamples, p, x = iter(self.downsamples), 0, None
         for block in self._plan:
+            w = widths[block.stage]
             if block.kind == "stem":
-                x = self.stem(images, training=training)
+                x = elastic.stem(self.stem, images, w, training, calibrate)
             elif block.kind == "downsample":
-                x = next(downsamples)(x, training=training)
+                x = elastic.downsample(next(downsamples), x, widths[block.stage - 1], w, training, calibrate)
             elif block.kind == "meta4d":  # MetaPath p
-                x = (self._sampled_path(p, x, weights, chosen[p], training) if hard
-                     else self._mixed_path(p, x, weights, training))
+                y = (self._mixed_path(p, x, w, soft_weights, training, calibrate) if soft_weights is not None
+                     else self._chosen_path(p, x, w, choices[p], training, calibrate))
+                x = y if path_scale is None else y * path_scale[p]
                 p += 1
-        tokens = ops.reshape(x, (-1, x.shape[1] * x.shape[2], x.shape[3]))
-        return self.head(ops.mean(self.norm(tokens), axis=1))
+        return elastic.head(self.norm, self.head, x, widths[3], self.classes)
 
-    def _mixed_path(self, p, x, weights, training):
+    def _candidates(self, p, x, w, training, calibrate):
+        # The branches see the width as a float and cast it back: an int32 tensor captured by
+        # some branches of a tf.switch_case gets int32 gradients in those branches and float
+        # ones in the others, which TF's type inference reports at length (harmless, but noisy).
+        wf = tf.cast(w, tf.float32)
+        block_3d = self.blocks_3d[p]
+        return [lambda: elastic.meta4d(self.blocks_4d[p], x, tf.cast(wf, tf.int32), training, calibrate),
+                (lambda: elastic.meta3d(block_3d, x, tf.cast(wf, tf.int32))) if block_3d is not None
+                else (lambda: x),
+                lambda: x]
+
+    def _chosen_path(self, p, x, w, choice, training, calibrate):
+        """Only candidate `choice` of MetaPath p runs."""
+        return tf.switch_case(choice, self._candidates(p, x, w, training, calibrate))
+
+    def _mixed_path(self, p, x, w, weights, training, calibrate):
         """Soft mixing: Σ_n w_n · MP_n(x) over every candidate of MetaPath p."""
-        out = weights[p, 2] * x + weights[p, 0] * self.blocks_4d[p](x, training=training)
+        fns = self._candidates(p, x, w, training, calibrate)
+        out = weights[p, 0] * fns[0]() + weights[p, 2] * x
         if self.blocks_3d[p] is not None:
-            out = out + weights[p, 1] * _tokens_in_out(self.blocks_3d[p], x, training)
+            out = out + weights[p, 1] * fns[1]()
         return out
 
-    def _sampled_path(self, p, x, weights, chosen, training):
-        """Hard mixing: only candidate `chosen` of MetaPath p runs, times its straight-through weight."""
-        block_3d = self.blocks_3d[p]
-        branches = [lambda: weights[p, 0] * self.blocks_4d[p](x, training=training),
-                    (lambda: weights[p, 1] * _tokens_in_out(block_3d, x, training)) if block_3d is not None
-                    else (lambda: weights[p, 2] * x),  # masked: never sampled
-                    lambda: weights[p, 2] * x]
-        return tf.switch_case(tf.cast(chosen, tf.int32), branches)
+    # ------------------------------------------------------------------ children
+    def encode(self, arch: Arch) -> tuple[np.ndarray, np.ndarray]:
+        """(widths, choices) int32 arrays of a sub-network, as `forward` takes them."""
+        arch.validate(self.space)
+        choices = [CANDIDATES.index(c) for stage in arch.choices for c in stage]
+        return np.asarray(arch.widths, "int32"), np.asarray(choices, "int32")
 
     # ------------------------------------------------------------------ variables
     def weight_variables(self):
@@ -187,24 +224,17 @@ class Supernet(keras.Model):
         return [[p for p, s in enumerate(self.path_stage) if s == stage] for stage in range(4)]
 
 
-def _tokens_in_out(block, x, training):
-    """Runs a 3D MetaBlock on a 4D map: flatten to tokens, block, reshape back."""
-    _, h, w, c = x.shape
-    y = block(ops.reshape(x, (-1, h * w, c)), training=training)
-    return ops.reshape(y, (-1, h, w, c))
-
-
 # ---------------------------------------------------------------------- sub-networks
 def child_model(supernet: Supernet, arch: Arch, name: str = "searched", calibration=None) -> EfficientFormer:
     """The `ef_keras.EfficientFormer` of `arch` at the supernet's input size, weights inherited.
 
-    Channels are sliced from the front of every supernet tensor. Both classifier heads get
-    the supernet's head, so the distilled model's averaged output equals the head's. With
-    `calibration` images, BatchNorm statistics are then re-estimated on them
-    (`recalibrate_batchnorm`).
+    Channels are sliced from the front of every supernet tensor, as `Supernet.forward` does.
+    Both classifier heads get the supernet's head, so the distilled model's averaged output
+    equals the head's. With `calibration` images, BatchNorm statistics are then re-estimated
+    on them (`recalibrate_batchnorm`).
     """
-    arch.validate(supernet.config)
-    config = arch.to_config(supernet.config, name=name)
+    arch.validate(supernet.space)
+    config = arch.to_config(supernet.space, name=name)
     child = EfficientFormer(config, input_shape=(supernet.image_size, supernet.image_size, 3),
                             classes=supernet.classes, distillation=True)
     by_stage = supernet.paths_by_stage()
@@ -234,10 +264,11 @@ def recalibrate_batchnorm(model: keras.Model, images) -> None:
     """Resets every BatchNorm's running statistics to those of `images` (one forward pass).
 
     Dropping blocks or slicing channels changes what every later BatchNorm sees, so the
-    supernet's running statistics no longer fit the sub-network (Once-for-All recalibrates
-    them the same way). Uses training images, never the held-out split.
+    supernet's statistics no longer fit the sub-network (Once-for-All recalibrates them the
+    same way). Uses training images, never a split that scores or tests.
     """
-    norms = [layer for layer in _all_sublayers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+             if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [bn.momentum for bn in norms]
     for bn in norms:
         bn.momentum = 0.0  # moving = batch statistics exactly
@@ -246,11 +277,6 @@ def recalibrate_batchnorm(model: keras.Model, images) -> None:
     finally:
         for bn, m in zip(norms, saved):
             bn.momentum = m
-
-
-def _all_sublayers(layer):
-    for sub in layer._flatten_layers(include_self=False, recursive=True):
-        yield sub
 
 
 def _copy_sliced(src, dst):
@@ -269,17 +295,17 @@ WEIGHTS_FILE = "supernet.weights.h5"
 
 
 def save_supernet(supernet: Supernet, directory: str, extra: dict | None = None) -> None:
-    """Writes supernet.json (architecture, input size, classes) and the weights, atomically."""
+    """Writes supernet.json (format, space, input size, classes) and the weights, atomically."""
     os.makedirs(directory, exist_ok=True)
-    meta = {"config": supernet.config.to_dict(), "image_size": supernet.image_size,
-            "classes": supernet.classes, **(extra or {})}
+    meta = {"format": FORMAT, "space": supernet.space.to_dict(), "image_size": supernet.image_size,
+            "classes": supernet.classes, "mixing": supernet.mixing, **(extra or {})}
     with writing(os.path.join(directory, WEIGHTS_FILE)) as tmp:
         supernet.save_weights(tmp)
     write_json(os.path.join(directory, SUPERNET_JSON), meta)
 
 
-def load_supernet(directory: str, expect_config: EfficientFormerConfig | None = None) -> tuple[Supernet, dict]:
-    """Rebuilds a trained supernet from `directory`; SupernetError if missing or mismatched."""
+def load_supernet(directory: str) -> tuple[Supernet, dict]:
+    """Rebuilds a trained supernet from `directory`; SupernetError if missing, old or mismatched."""
     meta_path = os.path.join(directory, SUPERNET_JSON)
     weights_path = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(meta_path) or not os.path.isfile(weights_path):
@@ -288,20 +314,22 @@ def load_supernet(directory: str, expect_config: EfficientFormerConfig | None = 
     try:
         with open(meta_path) as f:
             meta = json.load(f)
-        config = EfficientFormerConfig.from_dict(meta["config"])
-        image_size, classes = int(meta["image_size"]), int(meta["classes"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, ConfigError) as e:
+    except (OSError, json.JSONDecodeError) as e:
         raise SupernetError(f"{meta_path} is not a valid supernet description: {e}") from e
-    if expect_config is not None and (tuple(expect_config.widths), tuple(expect_config.depths)) != (
-            tuple(config.widths), tuple(config.depths)):
-        raise SupernetError(f"supernet in {directory} has widths {list(config.widths)} depths "
-                            f"{list(config.depths)}, expected {list(expect_config.widths)} "
-                            f"{list(expect_config.depths)}")
-    supernet = Supernet(config, image_size=image_size, classes=classes)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise SupernetError(f"{directory} holds a supernet in an older format (ef-keras 0.2's single-width "
+                            "supernet, whose narrower children were never trained): train a new one with "
+                            "`python -m search.train_supernet --out NEW_DIR` (the old directory is left as it is)")
+    try:
+        space = SearchSpace.from_dict(meta["space"])
+        image_size, classes, mixing = int(meta["image_size"]), int(meta["classes"]), meta.get("mixing", "hard")
+    except (KeyError, TypeError, ValueError, SpaceError) as e:
+        raise SupernetError(f"{meta_path} is not a valid supernet description: {e}") from e
+    supernet = Supernet(space, image_size=image_size, classes=classes, mixing=mixing)
     try:
         supernet.load_weights(weights_path)
     except Exception as e:  # h5py/Keras raise many types for a corrupt or mismatched file
         raise SupernetError(f"{weights_path} does not match its {SUPERNET_JSON} "
-                            f"(widths {list(config.widths)}, depths {list(config.depths)}): "
+                            f"(widths {list(space.max_widths)}, depths {list(space.depths)}): "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     return supernet, meta

@@ -1,160 +1,171 @@
-"""Trains the Gumbel-softmax supernet: network weights and architecture parameters α.
+"""Trains the supernet: the shared weights of every child, and the architecture parameters α.
 
-    python -m search.train_supernet --data embedded --out runs/supernet            # ~5 min on 2 cores
+    python -m search.train_supernet --data embedded --out runs/supernet            # the quick proxy run
     python -m search.train_supernet --data imagenet2012 --data-dir ~/tensorflow_datasets \\
-        --widths 96,192,384,768 --depths 6,6,18,8 --image-size 224 --epochs 30 --mixing soft \\
-        --strategy mirrored --out runs/supernet_in1k
+        --image-size 224 --epochs 30 --steps-per-epoch 0 --batch-size 256 --strategy mirrored --out runs/in1k
 
-How the two kinds of parameters are trained (the paper only says "Gumbel softmax"; this
-follows DARTS/FBNet): alternating steps on split data. Each step updates the weights with
-AdamW on a `train` batch (label smoothing 0.1, cosine lr with warmup), then - after
-`warmup_epochs` of weights only, so α is not fitted to untrained blocks (FBNet) - updates α
-with Adam (β₁ 0.5, DARTS) on a batch of the held-out split, with BatchNorm in inference mode
-so no held-out statistics leak into the weights. Both steps draw fresh Gumbel noise; τ
-anneals 5 -> 0.5 (supernet.tau_at). Slimming later scores candidates on the same held-out
-split: both only ever see it through α or sub-network selection, never through weight updates.
+**Weights: every child slimming asks about is trained** (weight sharing). Each step samples
+children of the elastic supernet and trains the shared weights on them (`--rule`):
 
-Mixing (`--mixing`): "soft" computes every candidate of every MetaPath (the paper's
-equation); "hard" runs only the sampled one (GDAS, straight-through gradient to α), about
-3x faster per step at 96 px (benchmarks/supernet_modes.py measures both and the rank
-correlation of their path scores). The quick proxy job uses the mode `QUICK_SETTINGS` names.
+- "sandwich" (BigNAS, Yu et al. 2020): the largest child on the labels, then the smallest
+  and two random children on the largest one's predictions (in-place distillation); their
+  gradients are summed into one update;
+- "uniform" (SPOS / FairNAS style single-path): one child per step, widths uniform over the
+  grid;
+- "progressive" (Once-for-All's progressive shrinking, in its simplest form): the largest
+  child alone during the weight-only warm-up epochs, then "uniform".
 
-Distribution: the steps run under any `tf.distribute` strategy (`--strategy`, as
-`ef_keras.train`): each replica takes its share of the global batch, the losses are summed
-over replicas and divided by the global batch, BatchNorm is synchronised (SyncBN, as the
-recipe), and all replicas draw the same Gumbel sample (a function of the step, not of the
-replica), so two replicas of B/2 compute what one device computes on B.
+A child's widths come from the rule; its MetaPath candidates are sampled from the Gumbel-
+softmax over α (the paper's supernet; the largest child excludes identities, the smallest
+keeps the first block of each stage). `benchmarks/supernet_modes.py` compares the rules
+at equal time by how well the trained weights rank and score children.
 
-Fault tolerance: the run's settings are recorded in `<out>/run.json` and a checkpoint
-(`ef_keras.runs.Checkpoints` in `<out>/ckpt/`: weights, α, both optimizers, step) is written
-every `checkpoint_every` steps and at epoch ends; a re-run resumes from the newest one (a
-run with other settings, e.g. the other mixing mode, is refused before anything is built).
-The data order of an epoch and the Gumbel noise of a step are pure functions of (seed,
-epoch/step), so a resumed run reproduces an uninterrupted one. A non-finite loss
-stops the run with an error; the last checkpoint (all finite) stays.
+**α** (the paper's importance) is trained DARTS/FBNet-style in alternating steps after
+`warmup_epochs` of weights only: Adam (β₁ 0.5) on a batch of the search-validation split,
+through a Gumbel-sampled child of random widths, straight-through to α (GDAS) in "hard"
+mixing or through every candidate in "soft" mixing. τ anneals 5 → 0.5 (`supernet.tau_at`).
 
-Outputs: `supernet.json` + `supernet.weights.h5` (what search.slim loads),
-`importance.json` (α, probabilities, scores), TensorBoard logs in `<out>/tb`.
+Splits (`search.evaluate.search_splits`): weights on train[:80%], α on train[80%:]; the
+held-out split is never read.
+
+Distribution: the steps run under any `tf.distribute` strategy (`--strategy`); each replica
+takes its share of the global batch, BatchNorm statistics are those of the global batch
+(SyncBN), and all replicas draw the same children and Gumbel noise (functions of the step),
+so two replicas of B/2 compute what one device computes on B.
+
+Fault tolerance: the run's settings are recorded in `<out>/run.json`; a checkpoint (weights,
+α, both optimizers, step) is written every `checkpoint_every` steps and at epoch ends, and a
+re-run resumes from it (a run with other settings is refused before anything is built). The
+data order of an epoch, the children and the noise of a step are pure functions of (seed,
+epoch/step), so a resumed run reproduces an uninterrupted one.
+
+Outputs: `supernet.json` + `supernet.weights.h5` (what search.slim loads), `importance.json`
+(α, probabilities, normalised scores), TensorBoard logs in `<out>/tb`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
+import sys
 import time
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from ef_keras.config import EfficientFormerConfig
 from search.arch import CANDIDATES
-from search.scoring import initial_num_vit, path_scores
-from search.supernet import (MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at)
-from ef_keras.checks import read_json
-from ef_keras.output import check_run_directory, write_json
-from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
+from search.evaluate import load_split, search_splits
+from search.scoring import importance_report
+from search.space import DEFAULT_DEPTHS, DEFAULT_MAX_WIDTHS, DEFAULT_MIN_WIDTHS, SearchSpace, SpaceError, default_space
+from search.supernet import MIXING_MODES, Supernet, SupernetError, gumbel_noise, save_supernet, tau_at
 
-#: The default supernet: L1's widths (48,96,224,448) with one more block in stage 2, so every
-#: named L1-like point and `--target-like l1` lie inside it, small enough to train at 96 px on
-#: 2 cores in a few minutes. Layer scales start at 0.1, not the paper's 1e-5: in a 240-step run
-#: they only grew to ~0.006 from 1e-5 (measured), every block stayed near the identity, and
-#: removing any block changed no held-out prediction, so slimming had nothing to measure.
-DEFAULT_SUPERNET = EfficientFormerConfig(widths=(48, 96, 224, 448), depths=(3, 3, 6, 4), num_vit=0,
-                                         layer_scale_init=0.1, name="supernet")
-#: What `python -m search.slim` uses when it has to train a supernet itself (embedded data):
-#: 96 px inputs (stage grids 24/12/6/3), 3 epochs of 80 batches of 32 (the first weights only).
-#: α's learning rate is higher than DARTS' 3e-3 because the run is short: at 3e-3 the
-#: stage-4 probabilities ended within 0.31-0.37 of uniform.
-QUICK_SETTINGS = dict(epochs=3, warmup_epochs=1, steps_per_epoch=80, batch_size=32, image_size=96, mixing="hard",
-                      alpha_lr=1e-2)
+#: Weight-sharing rules (module docstring).
+RULES = ("uniform", "sandwich", "progressive")
 IMPORTANCE_JSON = "importance.json"
 
 
-def _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing):
-    ints = dict(epochs=epochs, batch_size=batch_size, image_size=image_size)
-    for name, value in ints.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise SupernetError(f"{name} must be a positive integer, got {value!r}")
-    if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or steps_per_epoch <= 0):
-        raise SupernetError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+def quick_settings() -> dict:
+    """The proxy run `python -m search.slim` trains when given no supernet (embedded data, 2 cores).
+
+    96 px inputs (stage grids 24/12/6/3: attention mixes 9 tokens in stage 4), batches of 32,
+    the first epoch weights only. The rule is "progressive": at equal training multiply-adds
+    its children scored 11.7 ± 0.4 top-1 points above the uniform rule's and the sandwich
+    rule's 9.4 below (`benchmarks/supernet_modes.py`). α's learning rate is higher than
+    DARTS' 3e-3 because the run is short (at 3e-3 the probabilities stayed within a few points
+    of uniform in 0.2).
+    """
+    return dict(epochs=3, warmup_epochs=1, steps_per_epoch=100, batch_size=32, image_size=96, mixing="hard",
+                rule="progressive", alpha_lr=1e-2, lr=2e-3)
+
+
+def _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing, rule):
+    from ef_keras.checks import check_int, check_number
+
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("image_size", image_size)):
+        check_int(name, value, low=1, error=SupernetError)
+    if steps_per_epoch is not None:
+        check_int("steps_per_epoch", steps_per_epoch, low=1, error=SupernetError)
     if not 0 <= warmup_epochs <= epochs:
         raise SupernetError(f"need 0 <= warmup_epochs <= epochs, got {warmup_epochs} and {epochs}")
     for name, value in (("lr", lr), ("alpha_lr", alpha_lr)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise SupernetError(f"{name} must be a finite positive number, got {value!r}")
+        check_number(name, value, low=0.0, low_open=True, error=SupernetError)
     if mixing not in MIXING_MODES:
         raise SupernetError(f"mixing must be one of {', '.join(MIXING_MODES)}, got {mixing!r}")
+    if rule not in RULES:
+        raise SupernetError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
 
 
-def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPERNET, data: str = "embedded",
-                   data_dir=None, image_size: int = 96, epochs: int = 3, warmup_epochs: int = 1,
-                   steps_per_epoch: int | None = None, batch_size: int = 32, lr: float = 1e-3,
-                   weight_decay: float = 0.025, alpha_lr: float = 3e-3, alpha_weight_decay: float = 1e-3,
-                   mixing: str = "hard", seed: int = 0, augment=None, checkpoint_every: int = 50,
-                   max_alpha_images: int = 5000, max_steps: int | None = None, strategy="auto",
-                   progress: bool = True):
+def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str = "embedded", data_dir=None,
+                   image_size: int = 96, epochs: int = 3, warmup_epochs: int = 1, steps_per_epoch: int | None = None,
+                   batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.025, alpha_lr: float = 1e-2,
+                   alpha_weight_decay: float = 1e-3, mixing: str = "hard", rule: str = "progressive", seed: int = 0,
+                   augment=None, checkpoint_every: int = 50, max_steps: int | None = None, strategy="auto",
+                   val_percent: int = 20, log=print):
     """Trains (or resumes, or just loads if finished) a supernet into `out_dir`; returns (supernet, importance).
 
-    `steps_per_epoch` caps the batches per epoch (each epoch reshuffles the whole split);
-    `max_steps` stops early (after checkpointing) - used to test kill/resume. `strategy` is a
-    `tf.distribute.Strategy` or a name of `ef_keras.training.STRATEGIES`.
+    `steps_per_epoch` caps the batches per epoch (each epoch reshuffles the split); `max_steps`
+    stops early (after checkpointing), used to test kill/resume. `strategy` is a
+    `tf.distribute.Strategy` or a name of `ef_keras.training.STRATEGIES`. `log` receives one
+    line per tenth of the run (a progress bar when stdout is a terminal).
     """
-    from ef_keras import data as ef_data
-    from ef_keras.training import make_strategy
-    from search.slim import load_eval_split
+    import keras
+    import tensorflow as tf
 
-    _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing)
+    from ef_keras import data as ef_data
+    from ef_keras.checks import read_json
+    from ef_keras.output import check_run_directory
+    from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
+    from ef_keras.training.loop import make_strategy
+
+    space = space or default_space()
+    _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing, rule)
     out_dir = check_run_directory(out_dir)
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
-    replicas = strategy.num_replicas_in_sync
-    if batch_size % replicas:
-        raise SupernetError(f"batch_size {batch_size} is not divisible by the {replicas} replicas of the strategy")
+    if batch_size % strategy.num_replicas_in_sync:
+        raise SupernetError(f"batch_size {batch_size} is not divisible by the {strategy.num_replicas_in_sync} "
+                            "replicas of the strategy")
     keras.utils.set_random_seed(seed)
+    splits = search_splits(val_percent)
     augment = augment or ("light" if data in ef_data.ARRAY_DATASETS else "recipe")
     classes = ef_data.num_classes_of(data, data_dir)
-    spe = ef_data.steps_per_epoch(data, batch_size, data_dir, cap=steps_per_epoch)
+    spe = ef_data.steps_per_epoch(data, batch_size, data_dir, split=splits["search_train"], cap=steps_per_epoch)
     total = epochs * spe
-    ckpt_dir = os.path.join(out_dir, "ckpt")
-    run_id = {"config": config.to_dict(), "image_size": image_size, "classes": classes, "data": data,
-              "epochs": epochs, "steps_per_epoch": spe, "batch_size": batch_size, "seed": seed, "mixing": mixing}
+    run_id = {"space": space.to_dict(), "image_size": image_size, "classes": classes, "data": data,
+              "splits": splits, "epochs": epochs, "warmup_epochs": warmup_epochs, "steps_per_epoch": spe,
+              "batch_size": batch_size, "lr": lr, "alpha_lr": alpha_lr, "seed": seed, "mixing": mixing, "rule": rule}
     recorded = resume_settings(out_dir, run_id, error=SupernetError)
-    trainer = SupernetTrainer(config, image_size=image_size, classes=classes, mixing=mixing, total_steps=total,
-                              steps_per_epoch=spe, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                              alpha_lr=alpha_lr, alpha_weight_decay=alpha_weight_decay, seed=seed, strategy=strategy)
+    trainer = SupernetTrainer(space, image_size=image_size, classes=classes, mixing=mixing, rule=rule,
+                              total_steps=total, steps_per_epoch=spe, batch_size=batch_size, lr=lr,
+                              weight_decay=weight_decay, alpha_lr=alpha_lr, alpha_weight_decay=alpha_weight_decay,
+                              seed=seed, strategy=strategy, warmup_steps=warmup_epochs * spe)
     supernet = trainer.supernet
     saved_step = tf.Variable(0, dtype=tf.int64, name="step")
     # The supernet's weights as a list: its blocks live in Python lists, which TF's checkpoint
     # graph does not follow into Keras 3 layers (their BatchNorm statistics would be lost).
-    checkpoints = Checkpoints(ckpt_dir, keep=2, error=SupernetError, weights=supernet.weights, opt_w=trainer.opt_w,
-                              opt_a=trainer.opt_a, step=saved_step)
+    checkpoints = Checkpoints(os.path.join(out_dir, "ckpt"), keep=2, error=SupernetError, weights=supernet.weights,
+                              opt_w=trainer.opt_w, opt_a=trainer.opt_a, step=saved_step)
     checkpoints.restore()
     step = int(saved_step.numpy())
     if step >= total and os.path.exists(os.path.join(out_dir, IMPORTANCE_JSON)):
         return supernet, read_json(os.path.join(out_dir, IMPORTANCE_JSON), "importance report", SupernetError)
 
-    alpha_data = load_eval_split(data, image_size, data_dir, max_alpha_images, seed)
+    alpha_data = load_split(data, splits["search_val"], image_size, data_dir)
     os.makedirs(out_dir, exist_ok=True)  # only now: a run that cannot start leaves no empty directory
     if not recorded:
         record_settings(out_dir, run_id)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
-    bar = keras.utils.Progbar(total, stateful_metrics=["loss", "acc", "tau", "a_loss"]) if progress else None
-    if bar is not None and step:
-        print(f"resuming supernet training at step {step}/{total}")
-        bar.update(step)
+    progress = _Progress(total, step, log)
+    started = time.time()
     for epoch in range(step // spe, epochs):
-        ds = ef_data.make_dataset(data, "train", data_dir=data_dir, image_size=image_size, batch_size=batch_size,
-                                  training=True, seed=seed, epoch=epoch, augment=augment)
+        ds = ef_data.make_dataset(data, splits["search_train"], data_dir=data_dir, image_size=image_size,
+                                  batch_size=batch_size, training=True, seed=seed, epoch=epoch, augment=augment)
         ds = ds.skip(step - epoch * spe).take(spe - (step - epoch * spe))
         for batch in strategy.experimental_distribute_dataset(ds):
             values = trainer.step(step, batch, alpha_data if epoch >= warmup_epochs else None)
             if not all(math.isfinite(v) for _, v in values):
                 raise SupernetError(f"non-finite loss at step {step + 1} ({dict(values)}); the last good checkpoint "
-                                    f"is kept in {ckpt_dir}: lower --lr (now {lr}) or --alpha-lr (now {alpha_lr})")
+                                    f"is kept in {out_dir}/ckpt: lower --lr (now {lr}) or --alpha-lr (now {alpha_lr})")
             step += 1
-            if bar is not None:
-                bar.update(step, values)
+            progress.update(step, values)
             with writer.as_default(step=step):
                 for k, v in values:
                     summary_scalar(f"supernet/{k}", v)
@@ -163,39 +174,62 @@ def train_supernet(out_dir: str, *, config: EfficientFormerConfig = DEFAULT_SUPE
                 checkpoints.save(step)
             if max_steps is not None and step >= max_steps:
                 return supernet, None
-        with writer.as_default(step=step):
-            probs = supernet.probabilities()
-            for p in range(supernet.num_paths):
-                summary_scalar(f"alpha_prob_identity/path{p:02d}", float(probs[p, 2]))
         writer.flush()
 
-    importance = importance_report(supernet)
-    save_supernet(supernet, out_dir, extra={"training": run_id, "steps": total})
+    importance = importance_report(supernet.probabilities(), supernet.path_stage)
+    save_supernet(supernet, out_dir, extra={"training": run_id, "steps": total,
+                                             "train_seconds": round(time.time() - started, 1)})
+    from ef_keras.output import write_json
+
     write_json(os.path.join(out_dir, IMPORTANCE_JSON), importance)
     return supernet, importance
 
 
-class SupernetTrainer:
-    """A supernet, its two optimizers and its weight and α steps (distributed tf.functions, one trace each).
+class _Progress:
+    """A Keras progress bar on a terminal; otherwise one line per tenth of the run."""
 
-    `step(i, batch, alpha_data)` is one training step: τ of step i, a weight step on `batch`
-    (a distributed (x, one-hot y) batch) and, when `alpha_data` (held-out x, int y) is given,
-    an α step on `batch_size` of its images drawn as a function of (seed, i). Both draw their
-    own Gumbel noise of (seed, i). Returns [(name, value)] of loss, acc, tau (, a_loss).
+    def __init__(self, total: int, start: int, log):
+        import keras
+
+        self.total, self.log, self.started, self.first = total, log, time.time(), start
+        self.bar = keras.utils.Progbar(total, stateful_metrics=["loss", "acc", "tau", "a_loss"]) \
+            if sys.stdout.isatty() and log is print else None
+        self.every = max(total // 10, 1)
+        if start:
+            log(f"resuming supernet training at step {start}/{total}")
+            if self.bar is not None:
+                self.bar.update(start)
+
+    def update(self, step: int, values):
+        if self.bar is not None:
+            self.bar.update(step, values)
+        elif step % self.every == 0 or step == self.total:
+            rate = (time.time() - self.started) / max(step - self.first, 1)
+            self.log(f"supernet step {step}/{self.total}  " + "  ".join(f"{k} {v:.3f}" for k, v in values)
+                     + f"  ({rate:.2f} s/step)")
+
+
+class SupernetTrainer:
+    """A supernet, its two optimizers and its training step (one traced child step, any strategy).
+
+    `step(i, batch, alpha_data)`: τ of step i; a weight update from the children of the rule
+    on `batch` (a distributed (x, one-hot y) batch); and, when `alpha_data` (x, int y) is
+    given, an α update on `batch_size` of its images drawn as a function of (seed, i).
+    Returns [(name, value)] of loss (the largest or only child's), acc, tau (, a_loss).
     """
 
-    def __init__(self, config: EfficientFormerConfig, *, image_size: int, classes: int, mixing: str, total_steps: int,
-                 steps_per_epoch: int, batch_size: int, lr: float, weight_decay: float, alpha_lr: float,
-                 alpha_weight_decay: float, seed: int, strategy: tf.distribute.Strategy):
-        from ef_keras.training import enable_sync_batchnorm
+    def __init__(self, space: SearchSpace, *, image_size: int, classes: int, mixing: str, rule: str,
+                 total_steps: int, steps_per_epoch: int, batch_size: int, lr: float, weight_decay: float,
+                 alpha_lr: float, alpha_weight_decay: float, seed: int, strategy, warmup_steps: int = 0):
+        import keras
+        import tensorflow as tf
 
-        self.total, self.global_batch, self.seed, self.classes = total_steps, batch_size, seed, classes
+        self.total, self.global_batch, self.seed, self.classes, self.rule = total_steps, batch_size, seed, classes, rule
+        self.space, self.strategy, self.alpha_wd, self.warmup_steps = space, strategy, alpha_weight_decay, warmup_steps
         spe = steps_per_epoch
         with strategy.scope():
-            self.supernet = Supernet(config, image_size=image_size, classes=classes, mixing=mixing)
-            if strategy.num_replicas_in_sync > 1:
-                enable_sync_batchnorm(self.supernet)  # the recipe's SyncBN: statistics of the global batch
-            wvars = self.supernet.weight_variables()
+            self.supernet = Supernet(space, image_size=image_size, classes=classes, mixing=mixing)
+            self.wvars = self.supernet.weight_variables()
             schedule = keras.optimizers.schedules.CosineDecay(0.0, max(total_steps - spe // 2, 1), alpha=0.01,
                                                               warmup_target=lr,
                                                               warmup_steps=min(spe // 2, total_steps))
@@ -205,139 +239,186 @@ class SupernetTrainer:
             self.opt_w.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "layer_scale",
                                                             "attention_biases"])
             self.opt_a = keras.optimizers.Adam(alpha_lr, beta_1=0.5)
-            self.opt_w.build(wvars)
+            self.opt_w.build(self.wvars)
             self.opt_a.build([self.supernet.alpha])
-        self.wvars, self.strategy, self.alpha_wd = wvars, strategy, alpha_weight_decay
-        self.ce_smooth = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, reduction=None)
-        self.ce = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)
-        self._weights = tf.function(self._distributed(self._weight_replica))
-        self._alpha = tf.function(self._distributed(self._alpha_replica))
+        self._child = tf.function(lambda *args: strategy.run(self._child_replica, args=args), autograph=False)
+        self._apply_w = tf.function(lambda grads: strategy.run(self._apply_w_replica, args=(grads,)),
+                                    autograph=False)
+        self._apply_a = tf.function(lambda grad: strategy.run(self._apply_a_replica, args=(grad,)),
+                                    autograph=False)
+        mask = self.supernet.candidate_mask
+        self._largest_bias = np.where(np.arange(len(CANDIDATES)) == CANDIDATES.index("id"), -1e9, 0.0)[None] \
+            * np.ones_like(mask)
+        smallest = np.full(mask.shape, -1e9, "float32")
+        first_of_stage = [p == min(q for q, s in enumerate(self.supernet.path_stage) if s == stage)
+                          for p, stage in enumerate(self.supernet.path_stage)]
+        for p, first in enumerate(first_of_stage):
+            smallest[p, CANDIDATES.index("4d" if first else "id")] = 0.0
+        self._smallest_bias = smallest
+        self._free_bias = np.zeros(mask.shape, "float32")
+
+    # ------------------------------------------------------------------ children of a step
+    def children(self, i: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """[(role, widths (4,), candidate bias (paths, 3))] of step i: a pure function of (seed, i)."""
+        rng = np.random.default_rng([self.seed, i])
+        space = self.space
+
+        def random_widths():
+            return np.array([rng.choice(space.widths(s)) for s in range(4)], "int32")
+
+        largest = ("largest", np.array(space.max_widths, "int32"), self._largest_bias)
+        if self.rule == "progressive" and i < self.warmup_steps:
+            return [largest]
+        if self.rule in ("uniform", "progressive"):
+            return [("random", random_widths(), self._free_bias)]
+        return [largest,
+                ("smallest", np.array(space.min_widths, "int32"), self._smallest_bias),
+                ("random", random_widths(), self._free_bias), ("random", random_widths(), self._free_bias)]
 
     def step(self, i: int, batch, alpha_data=None) -> list[tuple[str, float]]:
         """Training step i (see the class docstring)."""
+        import tensorflow as tf
+
         net = self.supernet
         net.tau.assign(tau_at(i, self.total))
-        loss, acc = self._weights(batch, gumbel_noise(self.seed, 2 * i, net.num_paths))
-        values = [("loss", float(loss)), ("acc", float(acc)), ("tau", float(net.tau.numpy()))]
+        x, y = batch
+        grads, teacher, values = [], None, []
+        for k, (role, widths, bias) in enumerate(self.children(i)):
+            targets = y if teacher is None else teacher
+            loss, acc, probs, g_w, _ = self._child(x, targets, widths, bias.astype("float32"),
+                                                   gumbel_noise(self.seed, 8 * i + k, net.num_paths))
+            grads.append(g_w)
+            if k == 0:
+                values += [("loss", self._sum(loss)), ("acc", self._sum(acc))]
+                if self.rule == "sandwich":  # in-place distillation: the others learn the largest's predictions
+                    teacher = tf.nest.map_structure(tf.stop_gradient, probs)
+        self._apply_w(self._sum_grads(grads))
+        values.append(("tau", float(net.tau.numpy())))
         if alpha_data is not None:
-            xa, ya = alpha_data
-            idx = np.random.default_rng([self.seed, i]).choice(len(xa), min(self.global_batch, len(xa)), replace=False)
-            a_loss = self.alpha((tf.gather(xa, idx), tf.one_hot(tf.gather(ya, idx), self.classes)),
-                                gumbel_noise(self.seed, 2 * i + 1, net.num_paths))
-            values.append(("a_loss", float(a_loss)))
+            values.append(("a_loss", self._alpha_step(i, alpha_data)))
         return values
 
-    def _distributed(self, fn):
-        def run(batch, noise):
-            per_replica = self.strategy.run(fn, args=(*batch, noise))
-            return tf.nest.map_structure(
-                lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), per_replica)
-        return run
+    def _alpha_step(self, i: int, alpha_data) -> float:
+        xa, ya = alpha_data
+        rng = np.random.default_rng([self.seed, i, 1])
+        idx = rng.choice(len(xa), min(self.global_batch, len(xa)), replace=False)
+        widths = np.array([rng.choice(self.space.widths(s)) for s in range(4)], "int32")
+        x, y = self._distribute(xa[idx], np.eye(self.classes, dtype="float32")[ya[idx]])
+        loss, _, _, _, g_a = self._child(x, y, widths, self._free_bias, gumbel_noise(self.seed, 8 * i + 7,
+                                                                                      self.supernet.num_paths))
+        self._apply_a(g_a)
+        return self._sum(loss)
 
-    def _weight_replica(self, x, y, noise):
+    # ------------------------------------------------------------------ replica functions
+    def _child_replica(self, x, targets, widths, bias, noise):
+        """Loss, accuracy, predictions and gradients (weights, α) of one sampled child on this replica's share."""
+        import tensorflow as tf
+
+        net = self.supernet
         with tf.GradientTape() as tape:
-            logits = self.supernet(x, training=True, noise=noise)
-            loss = tf.reduce_sum(self.ce_smooth(y, logits)) / self.global_batch
-        self.opt_w.apply_gradients(zip(tape.gradient(loss, self.wvars), self.wvars))
-        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(y, -1), tf.float32))
-        return loss, correct / self.global_batch
+            logits_a = tf.where(net.candidate_mask > 0, (net.alpha + noise) / net.tau + bias, -1e9)
+            weights = tf.nn.softmax(logits_a, axis=-1)
+            if net.mixing == "soft":
+                logits = net.forward(x, widths, None, soft_weights=weights, training=True)
+            else:
+                choices = tf.argmax(logits_a, axis=-1, output_type=tf.int32)
+                chosen = tf.gather(weights, choices, axis=1, batch_dims=1)
+                logits = net.forward(x, widths, choices, path_scale=1.0 + chosen - tf.stop_gradient(chosen),
+                                     training=True)
+            smoothed = targets * 0.9 + 0.1 / self.classes  # label smoothing 0.1 (a no-op on soft targets' argmax)
+            per_example = tf.nn.softmax_cross_entropy_with_logits(smoothed, logits)
+            loss = tf.reduce_sum(per_example) / self.global_batch
+            penalty = self.alpha_wd * tf.reduce_sum(tf.square(net.alpha)) / self.strategy.num_replicas_in_sync
+        g_w, g_a = tape.gradient([loss, penalty], [self.wvars, net.alpha])
+        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(targets, -1), tf.float32))
+        return loss, correct / self.global_batch, tf.nn.softmax(logits), g_w, g_a
 
-    def _alpha_replica(self, x, y, noise):
-        alpha = self.supernet.alpha
-        with tf.GradientTape() as tape:
-            data_loss = tf.reduce_sum(self.ce(y, self.supernet(x, training=False, noise=noise))) / self.global_batch
-            loss = data_loss + self.alpha_wd * tf.reduce_sum(tf.square(alpha)) / self.strategy.num_replicas_in_sync
-        self.opt_a.apply_gradients([(tape.gradient(loss, alpha), alpha)])
-        return loss
+    def _apply_w_replica(self, grads):
+        self.opt_w.apply_gradients(zip(grads, self.wvars))
 
-    def alpha(self, batch, noise):
-        """One α step on a (x, one-hot y) batch of held-out images, split over the replicas."""
-        x, y = batch
+    def _apply_a_replica(self, grad):
+        self.opt_a.apply_gradients([(grad, self.supernet.alpha)])
+
+    # ------------------------------------------------------------------ helpers
+    def _sum(self, value) -> float:
+        import tensorflow as tf
+
+        return float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None))
+
+    def _sum_grads(self, grads: list):
+        """Each replica's gradients summed over the step's children (the sandwich rule's one update)."""
+        if len(grads) == 1:
+            return grads[0]
+        return self.strategy.run(lambda *gs: [sum(parts) for parts in zip(*gs)], args=tuple(grads))
+
+    def _distribute(self, x, y):
+        """Splits a host batch over the replicas (identity for one replica)."""
         n = self.strategy.num_replicas_in_sync
-        if n > 1:
-            x, y = (self.strategy.experimental_distribute_values_from_function(
-                lambda ctx, t=t: t[ctx.replica_id_in_sync_group::n]) for t in (x, y))
-        return self._alpha((x, y), noise)
-
-
-def importance_report(supernet: Supernet) -> dict:
-    """α, candidate probabilities and the paper's scores, per MetaPath and per stage."""
-    probs = supernet.probabilities()
-    scores = path_scores(probs, supernet.path_stage)
-    by_stage = supernet.paths_by_stage()
-    alpha = supernet.alpha.numpy()
-    return {
-        "candidates": list(CANDIDATES),
-        "paths": [{"stage": s + 1, "position": k, "alpha": [float(v) for v in alpha[p]],
-                   "probabilities": [float(v) for v in probs[p]], "score": float(scores[p])}
-                  for s in range(4) for k, p in enumerate(by_stage[s])],
-        "stage_scores": [float(sum(scores[p] for p in by_stage[s])) for s in range(4)],
-        "initial_num_vit": initial_num_vit(probs, supernet.path_stage),
-        "score_definition": "s = p4D/pI (stages 1-2), (p3D+p4D)/pI (stages 3-4), p = softmax(alpha)",
-    }
+        if n == 1:
+            return x, y
+        return tuple(self.strategy.experimental_distribute_values_from_function(
+            lambda ctx, t=t: t[ctx.replica_id_in_sync_group::n]) for t in (x, y))
 
 
 # --------------------------------------------------------------------------- CLI
-def _ints(text, name):
-    from ef_keras.checks import parse_int_list
-
-    return parse_int_list(f"--{name}", text, length=4)
-
-
 def main(argv):
     from absl import flags
+
+    from ef_keras.checks import parse_int_list
 
     del argv
     FLAGS = flags.FLAGS
     t0 = time.time()
-    config = dataclasses.replace(DEFAULT_SUPERNET, widths=_ints(FLAGS.widths, "widths"),
-                                 depths=_ints(FLAGS.depths, "depths"),
-                                 layer_scale_init=FLAGS["layer-scale-init"].value)
-    _, importance = train_supernet(FLAGS.out, config=config, data=FLAGS.data, data_dir=FLAGS["data-dir"].value,
-                                   image_size=FLAGS["image-size"].value, epochs=FLAGS.epochs,
-                                   warmup_epochs=FLAGS["warmup-epochs"].value,
-                                   steps_per_epoch=FLAGS["steps-per-epoch"].value or None,
-                                   batch_size=FLAGS["batch-size"].value, lr=FLAGS.lr, alpha_lr=FLAGS["alpha-lr"].value,
-                                   mixing=FLAGS.mixing, seed=FLAGS.seed, strategy=FLAGS.strategy,
-                                   checkpoint_every=FLAGS["checkpoint-every"].value)
+    space = default_space(FLAGS["layer-scale-init"].value,
+                          max_widths=parse_int_list("--max-widths", FLAGS["max-widths"].value, 4, SpaceError),
+                          min_widths=parse_int_list("--min-widths", FLAGS["min-widths"].value, 4, SpaceError),
+                          depths=parse_int_list("--depths", FLAGS["depths"].value, 4, SpaceError))
+    _, importance = train_supernet(
+        FLAGS.out, space=space, data=FLAGS.data, data_dir=FLAGS["data-dir"].value,
+        image_size=FLAGS["image-size"].value, epochs=FLAGS.epochs, warmup_epochs=FLAGS["warmup-epochs"].value,
+        steps_per_epoch=FLAGS["steps-per-epoch"].value or None, batch_size=FLAGS["batch-size"].value, lr=FLAGS.lr,
+        alpha_lr=FLAGS["alpha-lr"].value, mixing=FLAGS.mixing, rule=FLAGS.rule, seed=FLAGS.seed,
+        strategy=FLAGS.strategy, checkpoint_every=FLAGS["checkpoint-every"].value)
     print(f"supernet trained in {time.time() - t0:.0f} s -> {FLAGS.out}")
-    print("stage scores:", ", ".join(f"{s:.3f}" for s in importance["stage_scores"]),
-          f"| initial num_vit {importance['initial_num_vit']}")
+    print("stage scores (1 = uniform α):", ", ".join(f"{s:.3f}" for s in importance["stage_scores"]))
 
 
 def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
 
-    d = DEFAULT_SUPERNET
-    from ef_keras.training import STRATEGIES
+    from ef_keras.training.loop import STRATEGIES
 
+    q = quick_settings()
     flags.DEFINE_string("data", "embedded", "dataset: embedded (Fashion-MNIST subset), digits, fashion_mnist, "
                                             "a tfds name or an ImageFolder directory")
     flags.DEFINE_string("data-dir", None, "tfds data directory")
     flags.DEFINE_string("out", "runs/supernet", "output directory (resumes if it holds a checkpoint)")
-    flags.DEFINE_string("widths", ",".join(map(str, d.widths)), "supernet stage widths (multiples of 16)")
-    flags.DEFINE_string("depths", ",".join(map(str, d.depths)), "supernet stage depths")
-    flags.DEFINE_integer("image-size", QUICK_SETTINGS["image_size"], "proxy input size (multiple of 32)")
-    flags.DEFINE_integer("epochs", QUICK_SETTINGS["epochs"], "training epochs")
-    flags.DEFINE_integer("warmup-epochs", QUICK_SETTINGS["warmup_epochs"], "epochs of weight-only training")
-    flags.DEFINE_integer("steps-per-epoch", QUICK_SETTINGS["steps_per_epoch"],
-                         "cap on batches per epoch (0: the whole split)")
-    flags.DEFINE_enum("mixing", QUICK_SETTINGS["mixing"], list(MIXING_MODES),
+    flags.DEFINE_string("max-widths", ",".join(map(str, DEFAULT_MAX_WIDTHS)), "the supernet's stage widths")
+    flags.DEFINE_string("min-widths", ",".join(map(str, DEFAULT_MIN_WIDTHS)),
+                        "the narrowest width slimming may give each stage (multiples of 16)")
+    flags.DEFINE_string("depths", ",".join(map(str, DEFAULT_DEPTHS)), "the supernet's blocks per stage")
+    flags.DEFINE_integer("image-size", q["image_size"], "proxy input size (multiple of 32)")
+    flags.DEFINE_integer("epochs", q["epochs"], "training epochs")
+    flags.DEFINE_integer("warmup-epochs", q["warmup_epochs"], "epochs of weight-only training")
+    flags.DEFINE_integer("steps-per-epoch", q["steps_per_epoch"], "cap on batches per epoch (0: the whole split)")
+    flags.DEFINE_enum("mixing", q["mixing"], list(MIXING_MODES),
                       "soft: every candidate computed (the paper); hard: only the sampled one (GDAS)")
+    flags.DEFINE_enum("rule", q["rule"], list(RULES), "weight sharing: sandwich (BigNAS, in-place distillation), "
+                      "uniform (one random child per step) or progressive (the largest during the warm-up, then uniform)")
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy (as ef_keras.train)")
-    flags.DEFINE_integer("batch-size", QUICK_SETTINGS["batch_size"], "batch size")
-    flags.DEFINE_float("lr", 1e-3, "peak learning rate of the weights (AdamW)")
-    flags.DEFINE_float("alpha-lr", QUICK_SETTINGS["alpha_lr"], "learning rate of alpha (Adam)")
-    flags.DEFINE_float("layer-scale-init", DEFAULT_SUPERNET.layer_scale_init,
-                       "initial LayerScale (the paper's 1e-5 suits long runs; short proxy runs need more)")
+    flags.DEFINE_integer("batch-size", q["batch_size"], "batch size")
+    flags.DEFINE_float("lr", q["lr"], "peak learning rate of the weights (AdamW)")
+    flags.DEFINE_float("alpha-lr", q["alpha_lr"], "learning rate of alpha (Adam)")
+    flags.DEFINE_float("layer-scale-init", 0.1, "initial LayerScale (the paper's 1e-5 suits long runs; short proxy "
+                                                "runs need more)")
     flags.DEFINE_integer("seed", 0, "random seed")
     flags.DEFINE_integer("checkpoint-every", 50, "steps between checkpoints")
 
 
 def run():
     """Console entry point (`ef-train-supernet`): flags, then `main` with one-line errors for bad input."""
-    from ef_keras.errors import run as run_cli
+    from ef_keras.cli import run as run_cli
 
     define_flags()
     run_cli(main)

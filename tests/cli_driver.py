@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def run_case(module, argv):
     """Exit code of one CLI invocation (flag parsing included)."""
-    from ef_keras.errors import cli_main, dashed_argv, parse_flags
+    from ef_keras.cli import cli_main, dashed_argv, parse_flags
 
     try:
         return cli_main(module.main, getattr(module, "USER_ERRORS", ()))(

@@ -27,7 +27,7 @@ import ef_keras
 from android_ios_bench.android import AndroidSettings
 from ef_keras import output
 from ef_keras.errors import EfKerasError
-from ef_keras.recipe import EMBEDDED
+from ef_keras.training.recipe import EMBEDDED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(ROOT, "tests", "cli_driver.py")
@@ -161,11 +161,14 @@ CASES = [
     (SLIM, "out_is_a_file", with_files(("o", b"not a directory")), ["--target", "12", "--out", "o"],
      "is not a directory"),
     (SLIM, "missing_lut", with_files(), ["--target", "12", "--lut", "none.json", "--out", "o"], "not found"),
-    (SUPERNET, "nan_lr", with_files(), ["--lr", "nan", "--out", "o"], "lr must be a finite positive number"),
+    (SUPERNET, "nan_lr", with_files(), ["--lr", "nan", "--out", "o"], "lr must be a finite number > 0"),
     (SUPERNET, "zero_batch", with_files(), ["--batch-size", "0", "--data", "digits", "--out", "o"],
      "batch_size must be a positive integer"),
-    (SUPERNET, "widths_not_integers", with_files(), ["--widths", "96,abc", "--out", "o"],
-     "--widths must be comma-separated integers"),
+    (SUPERNET, "widths_not_integers", with_files(), ["--max-widths", "96,abc", "--out", "o"],
+     "--max-widths must be comma-separated integers"),
+    (SUPERNET, "min_above_max", with_files(), ["--min-widths", "32,64,128,640", "--out", "o"],
+     "stage 4: widths 640..512"),
+    (SUPERNET, "empty_stage", with_files(), ["--depths", "4,0,6,4", "--out", "o"], "at least one block"),
 ]
 #: Not bad input but a diverging run: lr 1e30 makes the loss non-finite at step 2 (the run dir stays).
 NAN_LOSS = (TRAIN, "nan_loss", with_files(),

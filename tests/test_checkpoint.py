@@ -1,5 +1,6 @@
 """Checkpoint import: file formats, both key layouts, the imagenet path and every bad input."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,7 +11,8 @@ from helpers import TINY, TINY_INPUT
 from safetensors.numpy import save_file
 
 import ef_keras
-from ef_keras.checkpoint import CheckpointError, load_state_dict, official_to_timm_key
+from ef_keras.models.efficientformer.weights import official_to_timm_key
+from ef_keras.weights import CheckpointError, load_state_dict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -150,3 +152,12 @@ def test_imagenet_offline_error_says_what_to_do(tmp_path):
 def test_tiny_model_has_no_imagenet_weights():
     with pytest.raises(ef_keras.ModelArgumentError, match="only for l1, l3 and l7"):
         ef_keras.EfficientFormer(TINY, input_shape=TINY_INPUT, weights="imagenet")
+
+
+@pytest.mark.parametrize("published, changes, names", [
+    ("l1", dict(depths=(3, 2, 6, 5)), "l1, l3 and l7"), ("s0", dict(num_vit=1), "s0, s1, s2 and l")])
+def test_imagenet_weights_need_the_published_architecture_not_just_its_name(published, changes, names):
+    """Both families compare the whole config: a custom config named "l1" is refused before any download."""
+    custom = dataclasses.replace(ef_keras.registry.registered(published).config, **changes)
+    with pytest.raises(ef_keras.ModelArgumentError, match=f"only for {names}.*differs from the published one"):
+        ef_keras.registry.build_model(custom, weights="imagenet")

@@ -1,20 +1,32 @@
-"""EfficientFormerConfig: JSON round trip, named variants and validation errors."""
+"""Architecture configs: the JSON round trip of every family, EfficientFormerConfig's variants and validation."""
 
 import json
 
 import pytest
 
-from ef_keras.config import VARIANTS, ConfigError, EfficientFormerConfig, get_config
+from ef_keras.models.config import ConfigError
+from ef_keras.models.efficientformer.config import VARIANTS, EfficientFormerConfig, get_config
+from ef_keras.models.efficientformer_v2.config import V2_VARIANTS
+from ef_keras.registry import architecture, list_models, registered
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_variants_round_trip_through_json(name, tmp_path):
-    cfg = VARIANTS[name]
-    assert EfficientFormerConfig.from_json(cfg.to_json()) == cfg
+@pytest.mark.parametrize("name", list_models())
+def test_every_variant_round_trips_through_json(name, tmp_path):
+    cfg = registered(name).config
+    assert type(cfg).from_json(cfg.to_json()) == cfg
     path = tmp_path / f"{name}.json"
     cfg.save(str(path))
-    assert EfficientFormerConfig.load(str(path)) == cfg
-    assert get_config(str(path)) == cfg
+    assert type(cfg).load(str(path)) == cfg and architecture(str(path)) == cfg
+    assert json.loads(path.read_text())["family"] == registered(name).family
+
+
+def test_json_written_by_0_2_reads_the_same():
+    """0.2 wrote V1 architectures without a family and V2 ones as "efficientformer_v2" (the search's files, .keras)."""
+    v1 = {k: v for k, v in VARIANTS["l1"].to_dict().items() if k != "family"}
+    v2 = {**V2_VARIANTS["s0"].to_dict(), "family": "efficientformer_v2"}
+    assert architecture(v1) == VARIANTS["l1"] and architecture(v2) == V2_VARIANTS["s0"]
+    with pytest.raises(ConfigError, match="this is a 'v2' architecture, not EfficientFormer;"):
+        EfficientFormerConfig.from_dict(v2)
 
 
 def test_variant_table_matches_paper():

@@ -12,7 +12,7 @@ from android_ios_bench.deltas import (attach, check_session, delta_stats, kept_r
                                       new_delta_doc)
 from android_ios_bench.reference import ActionPair
 from android_ios_bench.units import SearchSpace
-from ef_keras.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 
 #: 10 rounds. The control's sorted times are 9.0 9.5 10 10 10 10 10 10.4 20 30, so its 10th percentile is
 #: 9.0 + 0.9 x (9.5 - 9.0) = 9.45 (numpy's linear rule, position 0.9) and a round is contended above

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ef_keras.dense_data import PAD, DenseDataError, compose
+from ef_keras.tasks.dense_data import PAD, DenseDataError, compose
 
 
 @pytest.fixture(scope="module")

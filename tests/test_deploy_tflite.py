@@ -66,13 +66,16 @@ def test_batchnorm_folded_into_conv(tmp_path):
     model = testing.randomize_weights(keras.Model(inputs, x))
     result = deploy.to_tflite(model, str(tmp_path / "bn.tflite"))
     assert result["op_census"] == {"CONV_2D": 2}
+    # the roofline's FLOP count: 2 x (16x16 outputs x 8 channels x 3x3x3 taps + 16x16 x 4 x 8)
+    assert result["roofline"]["model_gflop"] * 1e9 == pytest.approx(2 * (16 * 16 * 8 * 27 + 16 * 16 * 4 * 8))
     assert result["dimension_consistency_budget"] is None  # not an EfficientFormer
 
 
 def test_fp16_and_int8(tiny, tmp_path, calib_dir):
     fp16 = deploy.to_tflite(tiny, str(tmp_path / "fp16.tflite"), precision="fp16")
     assert fp16["verification"]["max_rel_diff"] <= 1e-2 and fp16["verification"]["top1_agreement"] == 1.0
-    int8 = deploy.to_tflite(tiny, str(tmp_path / "int8.tflite"), precision="int8", calibration_data=calib_dir)
+    int8 = deploy.to_tflite(tiny, str(tmp_path / "int8.tflite"), precision="int8", calibration_data=calib_dir,
+                            int8_ranges="minmax")  # 6 images: enough for min/max ranges (4), not percentile (16)
     assert int8["calibration_samples"] == 6
     assert int8["verification"]["cosine"] >= 0.9 and int8["verification"]["top1_agreement"] is not None
     assert int8["size_bytes"] < fp16["size_bytes"] < os.path.getsize(tmp_path / "fp16.tflite") * 2
@@ -103,7 +106,7 @@ def test_calibration_sources(tmp_path, calib_dir):
         calibration.calibration_samples("no_such_dataset_xyz", spec)
 
 
-def _silent_nan_convert(model, spec, precision, samples=None):
+def _silent_nan_convert(model, spec, precision, samples=None, **int8_options):
     """The route the facts file marks as silently broken: a concrete function of a Keras 3 model."""
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
         tf.TensorSpec(spec.shape, tf.float32))
@@ -155,7 +158,7 @@ def test_generic_3d_model(tmp_path):
     x = ef_keras.layers.Meta3D(32, resolution=(7, 7), name="block")(inputs)
     model = testing.randomize_weights(keras.Model(inputs, x))
     result = deploy.to_tflite(model, str(tmp_path / "block.tflite"), precision="int8",
-                              calibration_data=verify.sample_inputs(common.input_spec(model), count=8))
+                              calibration_data=verify.sample_inputs(common.input_spec(model), count=16))
     assert result["input"]["shape"] == [1, 49, 32]
     assert result["verification"]["top1_agreement"] is None
     assert result["reshape_transpose_gather"]["gather"] == 0

@@ -4,7 +4,7 @@ import pytest
 from helpers import TINY, TINY_INPUT
 
 import ef_keras
-from ef_keras.info import gmacs
+from ef_keras.models.efficientformer.macs import gmacs
 
 # Published: paper/official README (params "12.3 M", GMACs "1.3"), to the precision the
 # official toolbox printed (facts file §1.1). timm's all-parameter counts come from the

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ef_keras import layers as L
+from ef_keras.models.common_layers import pad1
 
 
 def test_gelu_is_exact_erf_gelu():
@@ -46,7 +47,7 @@ def test_stride2_conv_pads_one_on_each_side_like_pytorch():
     layer.build(x.shape)
     layer.conv.kernel.assign(np.ones((3, 3, 1, 1), "float32"))
     layer.conv.bias.assign(np.zeros((1,), "float32"))
-    y = keras.ops.convert_to_numpy(layer.conv(L._pad1(x)))[0, :, :, 0]
+    y = keras.ops.convert_to_numpy(layer.conv(pad1(x)))[0, :, :, 0]
     assert y.shape == (3, 3) and y[0, 0] == 4 and y[2, 2] == 9
 
 

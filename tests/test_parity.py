@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import save_file
 
 import ef_keras
-from ef_keras.checkpoint import load_state_dict
+from ef_keras.weights import load_state_dict
 
 TOLERANCE = 1e-4
 

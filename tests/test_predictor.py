@@ -10,6 +10,7 @@ from android_ios_bench.correction import CorrectionError, fit_correction, refit_
 from android_ios_bench.predictor import Layout, drift_scale, layout_units, predict
 from android_ios_bench.reference import apply_action
 from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
+from deploy.testing import randomize_weights
 from ef_keras import EfficientFormer, EfficientFormerConfig
 
 SPACE = SearchSpace(input_size=64, min_widths=(16, 16, 16, 16), max_widths=(32, 32, 48, 64), named=(),
@@ -39,13 +40,11 @@ def test_unit_walk_reproduces_the_full_model_numerically():
     # the model's layers in execution order, grouped the way the LUT units are
     names = ["stem", "stage0_block0", "downsample1", "stage1_block0", "stage1_block1", "downsample2",
              "stage2_block0", "downsample3", "stage3_block0", "flat", "stage3_block2"]
-    units = layout_units(Layout.from_config(CONFIG), SPACE.to_dict())
+    units = layout_units(CONFIG.layout, SPACE.to_dict())
     assert [k for k, _ in units] == ["stem", "meta4d", "downsample", "meta4d", "meta4d", "downsample", "meta4d",
                                      "downsample", "meta4d", "flat", "meta3d", "head"]
-    rng = np.random.default_rng(0)
-    for w in model.weights:  # non-trivial BN statistics, layer scales and biases
-        w.assign(rng.normal(0, 0.3, w.shape).astype("float32") + (1.0 if "variance" in w.path else 0.0))
-    x = rng.normal(size=(1, 64, 64, 3)).astype("float32")
+    randomize_weights(model)  # non-trivial BN statistics, layer scales and biases
+    x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
     y = x
     for (kind, fields), name in zip(units, names + ["head"]):
         unit_model = build_unit(Unit.make(kind, **fields))
@@ -102,7 +101,7 @@ def test_dropping_a_measured_width_falls_back_to_interpolation():
 
 def _references(doc, truth, n=10, seed=0):
     """Reference models whose 'measured' latency is a known function `truth` of their per-kind sums."""
-    from ef_keras.config import EfficientFormerConfig
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
 
     rng = np.random.default_rng(seed)
     refs = []

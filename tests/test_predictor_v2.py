@@ -8,8 +8,9 @@ from android_ios_bench.correction import family_sums
 from android_ios_bench.predictor import architecture_units, predict
 from android_ios_bench.reference import reference_configs
 from android_ios_bench.units import V2SearchSpace, build_unit, search_space_units
-from ef_keras.config_v2 import V2_VARIANTS, EfficientFormerV2Config
-from ef_keras.model_v2 import EfficientFormerV2
+from deploy.testing import randomize_weights
+from ef_keras.models.efficientformer_v2.config import V2_VARIANTS, EfficientFormerV2Config
+from ef_keras.models.efficientformer_v2.model import EfficientFormerV2
 
 SPACE = V2SearchSpace(input_size=64, widths=((16, 32), (16, 32), (32, 48), (32, 48)), mlp_ratios=(3, 4))
 TINY = EfficientFormerV2Config(widths=(16, 16, 32, 48), depths=(1, 1, 2, 2), num_vit=1,
@@ -44,9 +45,8 @@ def test_default_space_measures_every_unit_of_the_four_variants():
 def test_unit_walk_reproduces_the_full_v2_model_numerically():
     """Chaining the LUT's unit models (with the model's weights) gives EfficientFormerV2's output."""
     model = EfficientFormerV2(TINY, input_shape=(64, 64, 3))
+    randomize_weights(model)
     rng = np.random.default_rng(0)
-    for w in model.weights:
-        w.assign(rng.normal(0, 0.3, w.shape).astype("float32") + (1.0 if "variance" in w.path else 0.0))
     blocks = TINY.blocks((64, 64))
     units = [L.unit_key(k, **f) for k, f in architecture_units(TINY, SPACE.to_dict())]
     assert len(units) == len(blocks) == 11
@@ -79,10 +79,26 @@ def test_predict_sums_the_v2_units():
 
 
 def test_widths_between_measured_ones_interpolate():
+    """Widths 24 and 40 lie halfway between measured ones (16|32, 32|48): what each unit costs, by hand.
+
+    Per-width units interpolate linearly, so a blocks' cost (quadratic in width in `cost`) comes out as the
+    mean of its two measured neighbours; downsamplings interpolate bilinearly over the (Cin, Cout) grid,
+    which reproduces `cost`'s Cin·Cout exactly, as a linear interpolation does the stem's and head's.
+    """
     config = EfficientFormerV2Config(widths=(24, 24, 40, 40), depths=(1, 1, 1, 1), num_vit=1,
                                      mlp_ratios=((4,), (4,), (4,), (4,)))
     p = predict(config, make_lut(), input_size=64)
-    assert p.interpolated and any("bilinear" in n for n in p.interpolated)
+
+    def halfway(kind, low, high):
+        return (cost(kind, {"cin": low, "cout": low, "mlp_ratio": 4}) + cost(kind, {"cin": high, "cout": high,
+                                                                                   "mlp_ratio": 4})) / 2
+
+    expected = (cost("v2_stem", {"cin": 3, "cout": 24}) + halfway("v2_ffn", 16, 32)
+                + cost("v2_downsample", {"cin": 24, "cout": 24}) + halfway("v2_ffn", 16, 32)
+                + cost("v2_downsample", {"cin": 24, "cout": 40}) + halfway("v2_attn_ffn", 32, 48)
+                + cost("v2_attn_downsample", {"cin": 40, "cout": 40}) + halfway("v2_attn_ffn", 32, 48)
+                + cost("v2_head", {"cin": 40, "cout": 1000}))
+    assert p.ms == pytest.approx(expected) and any("bilinear" in n for n in p.interpolated)
 
 
 def test_family_mismatch_is_one_line():

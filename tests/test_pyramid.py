@@ -14,8 +14,9 @@ import pytest
 import keras
 
 import ef_keras
-from ef_keras.checkpoint import load_state_dict
-from ef_keras.model import ModelArgumentError, resize_bias_table
+from ef_keras.weights import load_state_dict
+from ef_keras.models.base import ModelArgumentError
+from ef_keras.models.common_layers import resize_bias_table
 from helpers import TINY, TINY_INPUT
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -230,7 +231,7 @@ def test_pyramid_outputs_of_a_classifier_is_one_line_error():
 
 
 def test_semantic_fpn_on_efficientformer_round_trip(tmp_path):
-    from ef_keras.segmentation import SemanticFPN
+    from ef_keras.tasks.segmentation import SemanticFPN
 
     backbone = ef_keras.EfficientFormer(TINY, include_top=False, input_shape=TINY_INPUT)
     model = SemanticFPN(backbone, num_classes=4, fpn_channels=32, head_channels=32)

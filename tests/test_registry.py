@@ -1,35 +1,23 @@
-"""The registry battery: every registered variant, and small configs of each family, get the same checks.
+"""The registry battery: every registered variant, and the tiny config of each family, get the same checks.
 
 Adding a variant to the registry (`ef_keras.registry.register_model`) adds it here with no
-new test code (timm's `tests/test_models.py`, keras-hub's `run_backbone_test`):
-
-- build and forward at the published input size;
-- `.keras` round trip with identical outputs;
-- `get_config` completeness: every constructor argument of the model and of each of its
-  ef_keras layers is a key of `get_config()`, so a key missing from `get_config` fails
-  here (a clone-vs-original comparison would miss it on both sides);
-- checkpoint export (timm layout) -> import round trip with identical outputs;
-- TFLite conversion with verification (small configs by default, named variants `slow`).
-
-The heavy round trips of the large named variants are `slow`, the smallest variant of each
-family runs them by default.
+new test code (timm's `tests/test_models.py`); the checks are `helpers.run_model_test`
+(keras-hub's `run_backbone_test`): build and forward, `get_config` completeness, `.keras`
+round trip, checkpoint export -> import round trip; plus TFLite conversion with verification
+(tiny configs by default, named variants `slow`). The heavy round trips of the large named
+variants are `slow`, the smallest variant of each family runs them by default.
 """
 
-import inspect
-
-import keras
-import numpy as np
 import pytest
+from helpers import TINY_CONFIGS, run_model_test, tiny_model
 
 import ef_keras
-from ef_keras.config_v2 import EfficientFormerV2Config
-from ef_keras.model_v2 import EfficientFormerV2
-from ef_keras.registry import list_models, registered
+from deploy.testing import randomize_weights
+from ef_keras.models.config import ConfigError
+from ef_keras.registry import architecture, family_of, get_family, list_models, registered
 
-#: The smallest named variant of each family runs every check in the default suite.
+#: The smallest named variant of each family runs the round trips in the default suite.
 DEFAULT_SUITE = {"l1", "s0"}
-#: Constructor arguments that are not configuration (inputs to the constructor only).
-NOT_CONFIG = {"self", "kwargs", "weights", "input_tensor"}
 
 
 def _named(check_all_by_default=False):
@@ -38,89 +26,50 @@ def _named(check_all_by_default=False):
             for n in list_models()]
 
 
-def small_models():
-    """A small architecture of each family, at a small input size (fast enough for every check)."""
-    v1 = ef_keras.EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 2), num_vit=1, name="tiny")
-    v2 = EfficientFormerV2Config(widths=(16, 16, 32, 32), depths=(1, 1, 2, 2), num_vit=1,
-                                 mlp_ratios=((4,), (4,), (4, 3), (3, 4)), name="tiny")
-    return {"v1_tiny": lambda **kw: ef_keras.EfficientFormer(v1, input_shape=(64, 64, 3), classes=10, **kw),
-            "v2_tiny": lambda **kw: EfficientFormerV2(v2, input_shape=(64, 64, 3), classes=10, **kw)}
+def _builder(name):
+    """`build(**kwargs)` of a registered variant, or of the tiny architecture of family "v1"/"v2"."""
+    if name in TINY_CONFIGS:
+        return lambda **kw: tiny_model(name, **kw)
+    return registered(name).builder
 
 
-def _build(name, **kwargs):
-    return small_models()[name](**kwargs) if name in small_models() else registered(name).builder(**kwargs)
+@pytest.mark.parametrize("name", _named(check_all_by_default=True))
+def test_every_variant_builds_at_its_published_size_and_lists_its_config(name):
+    model = run_model_test(_builder(name), round_trips=False)
+    assert model.input_shape == (None, 224, 224, 3) and model.config is registered(name).config
 
 
-def _randomise(model, seed=0):
-    """Weights far from init (layer scales of 1e-5 would hide every block)."""
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        if "int" in str(w.dtype):
-            continue
-        value = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path else rng.standard_normal(w.shape) * 0.2
-        w.assign(value.astype(w.dtype))
-    return model
+@pytest.mark.parametrize("name", _named() + list(TINY_CONFIGS))
+def test_standard_checks_with_keras_file_and_checkpoint_round_trips(name, tmp_path):
+    run_model_test(_builder(name), tmp_path)
 
 
-def _images(model, n=2, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, *model.input_shape[1:])).astype("float32")
+@pytest.mark.parametrize("family, model_class, variants", [
+    ("v1", ef_keras.EfficientFormer, ["l1", "l3", "l7"]), ("v2", ef_keras.EfficientFormerV2, ["s0", "s1", "s2", "l"])])
+def test_family_of_answers_for_every_kind_of_thing(family, model_class, variants):
+    """The one "which family is this": a model, a config, a config dict, a variant name, a family name."""
+    expected = get_family(family)
+    model = tiny_model(family)
+    assert expected.model_class is model_class and list_models(family) == variants
+    things = [model, model.config, model.config.to_dict(), variants[0], f"efficientformer{family}_{variants[-1]}",
+              family, registered(variants[0]).config]
+    assert [family_of(t) for t in things] == [expected] * len(things)
+    assert type(architecture(model.config.to_dict())) is expected.config_class
 
 
-@pytest.mark.parametrize("name", _named(check_all_by_default=True) + list(small_models()))
-def test_builds_and_runs(name):
-    model = _build(name)
-    out = model.predict(_images(model, 1), verbose=0)
-    assert out.shape == (1, model.classes) and np.isfinite(out).all()
-    if name in list_models():
-        assert model.input_shape == (None, 224, 224, 3) and model.config is registered(name).config
-
-
-@pytest.mark.parametrize("name", _named(check_all_by_default=True) + list(small_models()))
-def test_get_config_lists_every_constructor_argument(name):
-    model = _build(name)
-    _assert_complete(model.__class__, model.get_config())
-    custom = {layer.__class__ for layer in model._flatten_layers(include_self=False, recursive=True)
-              if keras.saving.get_registered_name(layer.__class__).startswith("ef_keras>")}
-    assert custom, "the model should be made of ef_keras layers"
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if layer.__class__ in custom:
-            _assert_complete(layer.__class__, layer.get_config())
-
-
-def _assert_complete(cls, config):
-    params = set(inspect.signature(cls.__init__).parameters) - NOT_CONFIG
-    missing = sorted(params - set(config))
-    assert not missing, f"{cls.__name__}.get_config() lacks constructor argument(s) {missing}"
-
-
-@pytest.mark.parametrize("name", _named() + list(small_models()))
-def test_keras_file_round_trip(name, tmp_path):
-    model = _randomise(_build(name))
-    x = _images(model)
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert type(loaded) is type(model) and loaded.config == model.config
-    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
-
-
-@pytest.mark.parametrize("name", _named() + list(small_models()))
-def test_checkpoint_export_import_round_trip(name, tmp_path):
-    model = _randomise(_build(name))
-    path = tmp_path / "m.safetensors"
-    ef_keras.save_checkpoint(model, path)
-    other = _randomise(_build(name), seed=1)
-    x = _images(model)
-    assert not np.allclose(model.predict(x, verbose=0), other.predict(x, verbose=0))
-    ef_keras.load_weights_from_checkpoint(other, str(path))
-    np.testing.assert_array_equal(model.predict(x, verbose=0), other.predict(x, verbose=0))
+def test_family_of_refuses_what_it_cannot_tell():
+    with pytest.raises(ConfigError, match="unknown model family 'v9'"):
+        family_of({"family": "v9"})
+    with pytest.raises(ConfigError, match="cannot tell the model family of int 3"):
+        family_of(3)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in list_models()]
-                         + list(small_models()))
+                         + list(TINY_CONFIGS))
 def test_tflite_conversion_verifies(name, tmp_path):
     from deploy.tflite import to_tflite
 
-    model = _randomise(_build(name))
+    model = randomize_weights(_builder(name)())
     report = to_tflite(model, str(tmp_path / "m.tflite"))  # raises DeployError if the numerics disagree
     metrics = report["verification"]
     assert metrics["max_rel_diff"] <= metrics["tolerance"] and report["xnnpack"]["partitions"] == 1

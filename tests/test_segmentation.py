@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import keras
 
-from ef_keras.segmentation import (IGNORE_LABEL, PyramidBackbone, SegmentationError, SemanticFPN, ade20k_dataset,
+from ef_keras.tasks.segmentation import (IGNORE_LABEL, PyramidBackbone, SegmentationError, SemanticFPN, ade20k_dataset,
                                    check_labels, mean_iou, mobilenet_v3_large_pyramid)
 
 
@@ -60,7 +60,7 @@ def test_group_norm_variant_builds():
 @pytest.mark.slow
 def test_trains_on_composed_digits():
     from ef_keras.data import normalize
-    from ef_keras.dense_data import compose
+    from ef_keras.tasks.dense_data import compose
 
     data = compose("digits", "train", num_images=16, canvas_size=(64, 64), scale=(3, 5), seed=0)
     model = SemanticFPN(mobilenet_v3_large_pyramid((64, 64, 3)), num_classes=data.num_seg_classes,
@@ -165,7 +165,7 @@ def test_ade20k_pipeline_on_mock_data():
 
 @pytest.mark.parametrize("factor", [2, 4])
 def test_upsample_matches_keras_and_pytorch_conventions(factor):
-    from ef_keras.segmentation import Upsample
+    from ef_keras.tasks.segmentation import Upsample
 
     x = np.random.default_rng(0).normal(size=(2, 3, 5, 4)).astype("float32")
     np.testing.assert_array_equal(Upsample(factor, "nearest")(x), np.repeat(np.repeat(x, factor, 1), factor, 2))
@@ -177,7 +177,7 @@ def test_upsample_matches_keras_and_pytorch_conventions(factor):
 
 
 def test_pack_pyramid_round_trip():
-    from ef_keras.segmentation import pack_pyramid, unpack_pyramid
+    from ef_keras.tasks.segmentation import pack_pyramid, unpack_pyramid
 
     backbone = mobilenet_v3_large_pyramid((64, 64, 3))
     packed, layout = pack_pyramid(backbone)

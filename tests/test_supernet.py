@@ -1,4 +1,4 @@
-"""Supernet: Gumbel-softmax mixing, sub-network weight inheritance, save/load, training resume."""
+"""Supernet: Gumbel-softmax mixing, sandwich/uniform children, save/load and format, training resume."""
 
 import json
 import os
@@ -6,19 +6,22 @@ import os
 import numpy as np
 import pytest
 
-from ef_keras.config import EfficientFormerConfig
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 from search.arch import Arch, ArchError, full_arch, smallest_arch
+from search.space import SearchSpace, SpaceError, default_space
 from search.supernet import (Supernet, SupernetError, child_model, gumbel_noise, load_supernet, save_supernet,
                              tau_at)
-from search.train_supernet import train_supernet
+from search.train_supernet import SupernetTrainer, train_supernet
 
-CFG = EfficientFormerConfig(widths=(32, 32, 48, 64), depths=(1, 1, 2, 2), num_vit=0, name="tiny_supernet")
-IDX = {"4d": 0, "3d": 1, "id": 2}
+SPACE = SearchSpace(EfficientFormerConfig(widths=(32, 32, 48, 64), depths=(1, 1, 2, 2), num_vit=0,
+                                          name="tiny_supernet"), min_widths=(16, 16, 32, 48))
+TINY = SearchSpace(EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_vit=0),
+                   min_widths=(16, 16, 16, 16))
 
 
 @pytest.fixture(scope="module")
 def supernet():
-    net = Supernet(CFG, image_size=64, classes=5)
+    net = Supernet(SPACE, image_size=64, classes=5)
     rng = np.random.default_rng(1)
     for v in net.weights:  # non-trivial layer scales and BN statistics, so every block matters
         if "layer_scale" in v.path:
@@ -26,16 +29,6 @@ def supernet():
         elif "moving_variance" in v.path:
             v.assign(rng.uniform(0.5, 2.0, v.shape).astype("float32"))
     return net
-
-
-def _one_hot_alpha(net, arch):
-    alpha = np.full((net.num_paths, 3), -40.0, "float32")
-    p = 0
-    for s in range(4):
-        for choice in arch.choices[s]:
-            alpha[p, IDX[choice]] = 40.0
-            p += 1
-    return alpha
 
 
 def test_tau_schedule_anneals_exponentially_from_5_to_half():
@@ -64,9 +57,11 @@ def test_mixing_weights_mask_3d_in_stages_1_and_2(supernet):
 def test_soft_mixture_differs_from_every_single_candidate(supernet):
     x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
     supernet.alpha.assign(np.zeros((supernet.num_paths, 3), "float32"))
-    mixed = supernet(x).numpy()
-    all_4d = full_arch(CFG, 0)
-    assert not np.allclose(mixed, child_model(supernet, all_4d)(x).numpy(), atol=1e-4)
+    widths = np.array(SPACE.max_widths, "int32")
+    mixed = supernet.forward(x, widths, None, soft_weights=supernet.mixing_weights()).numpy()
+    for choice in (0, 2):
+        single = supernet.forward(x, widths, np.full(supernet.num_paths, choice, "int32")).numpy()
+        assert not np.allclose(mixed, single, atol=1e-4)
 
 
 @pytest.mark.parametrize("choices", [
@@ -74,14 +69,14 @@ def test_soft_mixture_differs_from_every_single_candidate(supernet):
     (("id",), ("4d",), ("4d", "id"), ("4d", "3d")),
     (("4d",), ("id",), ("id", "id"), ("3d", "3d")),
 ])
-def test_child_equals_supernet_with_one_hot_paths(supernet, choices):
-    """The sub-network built by child_model computes exactly what the supernet computes on that path."""
-    arch = Arch(CFG.widths, choices)
-    supernet.alpha.assign(_one_hot_alpha(supernet, arch))
+def test_one_hot_soft_weights_equal_the_chosen_child(supernet, choices):
+    """Soft mixing with one-hot weights is the child those weights pick (the paper's equation at τ -> 0)."""
+    arch = Arch(SPACE.max_widths, choices)
+    widths, picked = supernet.encode(arch)
     x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
-    child = child_model(supernet, arch)
-    assert child.config.depths == arch.depths and child.config.num_vit == arch.num_vit
-    np.testing.assert_allclose(child(x).numpy(), supernet(x).numpy(), atol=1e-5)
+    one_hot = np.eye(3, dtype="float32")[picked]
+    np.testing.assert_allclose(supernet.forward(x, widths, None, soft_weights=one_hot).numpy(),
+                               child_model(supernet, arch)(x).numpy(), atol=1e-5)
 
 
 def test_width_reduction_slices_leading_channels(supernet):
@@ -108,29 +103,41 @@ def test_batchnorm_recalibration_uses_the_calibration_batch_statistics(supernet)
 
 
 def test_arch_rules():
-    full_arch(CFG, 2).validate(CFG)
-    smallest_arch(CFG).validate(CFG)
+    full_arch(SPACE, 2).validate(SPACE)
+    smallest_arch(SPACE).validate(SPACE)
+    assert smallest_arch(SPACE, 1).widths == (16, 16, 32, 48)
     with pytest.raises(ArchError, match="3D blocks only close stage 4"):
-        Arch(CFG.widths, (("4d",), ("4d",), ("3d", "4d"), ("4d", "4d"))).validate(CFG)
+        Arch(SPACE.max_widths, (("4d",), ("4d",), ("3d", "4d"), ("4d", "4d"))).validate(SPACE)
     with pytest.raises(ArchError, match="must follow every 4D"):
-        Arch(CFG.widths, (("4d",), ("4d",), ("4d", "4d"), ("3d", "4d"))).validate(CFG)
-    with pytest.raises(ArchError, match="multiple of 16"):
-        Arch((32, 32, 48, 80), (("4d",), ("4d",), ("4d", "4d"), ("4d", "4d"))).validate(CFG)
+        Arch(SPACE.max_widths, (("4d",), ("4d",), ("4d", "4d"), ("3d", "4d"))).validate(SPACE)
+    with pytest.raises(ArchError, match="stage 4 width 56 is not on the search space's grid 48..64"):
+        Arch((32, 32, 48, 56), (("4d",), ("4d",), ("4d", "4d"), ("4d", "4d"))).validate(SPACE)
+    with pytest.raises(ArchError, match="stage 1 width 0 is not on"):
+        Arch((0, 32, 48, 64), (("4d",), ("4d",), ("4d", "4d"), ("4d", "4d"))).validate(SPACE)
     with pytest.raises(ArchError, match="2 MetaPath choices, the supernet has 1"):
-        Arch(CFG.widths, (("4d", "4d"), ("4d",), ("4d", "4d"), ("4d", "4d"))).validate(CFG)
+        Arch(SPACE.max_widths, (("4d", "4d"), ("4d",), ("4d", "4d"), ("4d", "4d"))).validate(SPACE)
+
+
+def test_space_grid_and_bad_spaces():
+    assert SPACE.widths(3) == (48, 64) and SPACE.widths(0) == (16, 32)
+    space = default_space()
+    assert space.max_widths == (64, 128, 256, 512) and space.min_widths == (32, 64, 128, 256)
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    with pytest.raises(SpaceError, match="stage 2: widths 48..32"):
+        SearchSpace(SPACE.config, min_widths=(16, 48, 32, 48))
+    with pytest.raises(SpaceError, match="multiples of 16"):
+        SearchSpace(SPACE.config, min_widths=(8, 16, 32, 48))
 
 
 def test_save_load_round_trip_and_mismatch(supernet, tmp_path):
     save_supernet(supernet, str(tmp_path))
     loaded, meta = load_supernet(str(tmp_path))
-    assert meta["image_size"] == 64 and loaded.num_paths == supernet.num_paths
+    assert meta["image_size"] == 64 and loaded.num_paths == supernet.num_paths and loaded.space == SPACE
     for a, b in zip(supernet.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    with pytest.raises(SupernetError, match="expected"):
-        load_supernet(str(tmp_path), expect_config=EfficientFormerConfig((32, 32, 48, 64), (1, 1, 2, 3), 0))
     meta_path = tmp_path / "supernet.json"
     meta = json.loads(meta_path.read_text())
-    meta["config"]["depths"] = [1, 1, 3, 2]  # checkpoint no longer matches its description
+    meta["space"]["config"]["depths"] = [1, 1, 3, 2]  # checkpoint no longer matches its description
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(SupernetError, match="does not match"):
         load_supernet(str(tmp_path))
@@ -138,16 +145,52 @@ def test_save_load_round_trip_and_mismatch(supernet, tmp_path):
         load_supernet(str(tmp_path / "nowhere"))
 
 
+def test_old_single_width_supernet_is_refused_and_kept(supernet, tmp_path):
+    """A 0.2 supernet directory (no format, a `config` instead of a `space`) gets one line; nothing is removed."""
+    save_supernet(supernet, str(tmp_path))
+    meta_path = tmp_path / "supernet.json"
+    meta = json.loads(meta_path.read_text())
+    old = {"config": meta["space"]["config"], "image_size": 64, "classes": 5}
+    meta_path.write_text(json.dumps(old))
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(SupernetError, match="older format .* train a new one with .*--out NEW_DIR"):
+        load_supernet(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == before and json.loads(meta_path.read_text()) == old
+
+
 def test_image_size_must_leave_a_2x2_last_stage():
     with pytest.raises(SupernetError, match=">= 64"):
-        Supernet(CFG, image_size=32)
+        Supernet(SPACE, image_size=32)
 
 
-def test_training_resumes_after_kill_with_the_same_result(tmp_path):
+def test_sandwich_children_are_largest_smallest_and_two_random():
+    trainer = _trainer("sandwich")
+    roles = trainer.children(5)
+    assert [r for r, _, _ in roles] == ["largest", "smallest", "random", "random"]
+    np.testing.assert_array_equal(roles[0][1], TINY.max_widths)
+    np.testing.assert_array_equal(roles[1][1], TINY.min_widths)
+    assert np.all(roles[0][2][:, 2] < -1e8)  # the largest child keeps every block
+    first = np.isin(np.arange(trainer.supernet.num_paths), [0, 1, 2, 3])  # one path per stage here
+    assert np.all(roles[1][2][first, 0] == 0.0) and np.all(roles[1][2][first, 2] < -1e8)
+    again = _trainer("sandwich").children(5)
+    for (_, a, _), (_, b, _) in zip(roles, again):  # children are a pure function of (seed, step)
+        np.testing.assert_array_equal(a, b)
+    assert [r for r, _, _ in _trainer("uniform").children(5)] == ["random"]
+
+
+def _trainer(rule):
+    from ef_keras.training.loop import make_strategy
+
+    return SupernetTrainer(TINY, image_size=64, classes=10, mixing="hard", rule=rule, total_steps=10,
+                           steps_per_epoch=5, batch_size=8, lr=1e-3, weight_decay=0.0, alpha_lr=1e-3,
+                           alpha_weight_decay=0.0, seed=3, strategy=make_strategy("one_device"))
+
+
+@pytest.mark.parametrize("rule", ["uniform", "sandwich"])
+def test_training_resumes_after_kill_with_the_same_result(tmp_path, rule):
     """A run stopped after step 7 (last checkpoint at 6) and resumed ends where an uninterrupted run ends."""
-    tiny = EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_vit=0)
-    kw = dict(config=tiny, data="digits", image_size=64, epochs=2, warmup_epochs=1, batch_size=128,
-              checkpoint_every=3, mixing="soft", progress=False)
+    kw = dict(space=TINY, data="digits", image_size=64, epochs=2, warmup_epochs=1, batch_size=128,
+              checkpoint_every=3, mixing="hard", rule=rule, log=lambda m: None)
     whole, _ = train_supernet(str(tmp_path / "a"), **kw)
     part, _ = train_supernet(str(tmp_path / "b"), max_steps=7, **kw)
     assert not os.path.exists(tmp_path / "b" / "supernet.json")
@@ -155,24 +198,26 @@ def test_training_resumes_after_kill_with_the_same_result(tmp_path):
     for a, b in zip(whole.weights, resumed.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
     assert np.abs(whole.alpha.numpy()).max() > 0  # alpha was trained
-    assert len(importance["paths"]) == 4 and "initial_num_vit" in importance
+    assert len(importance["paths"]) == 4 and len(importance["stage_scores"]) == 4
     assert (tmp_path / "b" / "supernet.weights.h5").exists() and (tmp_path / "b" / "tb").is_dir()
     with pytest.raises(SupernetError, match="batch_size=128 there, 64 now"):
         train_supernet(str(tmp_path / "b"), **{**kw, "batch_size": 64})
-    with pytest.raises(SupernetError, match="mixing='soft' there, 'hard' now"):
-        train_supernet(str(tmp_path / "b"), **{**kw, "mixing": "hard"})
+    other = "sandwich" if rule == "uniform" else "uniform"
+    with pytest.raises(SupernetError, match=f"rule='{rule}' there, '{other}' now"):
+        train_supernet(str(tmp_path / "b"), **{**kw, "rule": other})
 
 
 _MIRRORED_SUPERNET = """
 import json, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from ef_keras.config import EfficientFormerConfig
-from ef_keras.training import make_strategy
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
+from ef_keras.training.loop import make_strategy
+from search.space import SearchSpace
 from search.train_supernet import train_supernet
 cfg = EfficientFormerConfig(widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), num_vit=0)
-kw = dict(config=cfg, data="digits", image_size=64, epochs=2, warmup_epochs=1, steps_per_epoch=2, batch_size=16,
-          mixing="MODE", augment="none", progress=False)
+kw = dict(space=SearchSpace(cfg, (16, 16, 16, 16)), data="digits", image_size=64, epochs=2, warmup_epochs=1,
+          steps_per_epoch=2, batch_size=16, mixing="MODE", rule="RULE", augment="none", log=lambda m: None)
 mirrored = make_strategy("mirrored")
 m, _ = train_supernet("OUT/m", strategy=mirrored, **kw)
 s, _ = train_supernet("OUT/s", strategy="one_device", **kw)
@@ -183,14 +228,14 @@ print("RESULT" + json.dumps({"replicas": mirrored.num_replicas_in_sync,
 
 
 @pytest.mark.slow  # ~2 min a mode on 2 shared cores: four traced runs in a subprocess
-@pytest.mark.parametrize("mode", ["soft", "hard"])
-def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path, mode):
+@pytest.mark.parametrize("mode,rule", [("soft", "uniform"), ("hard", "sandwich")])
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path, mode, rule):
     """2 replicas x 8 images (SyncBN, summed losses) train the supernet as one device x 16 does."""
     import subprocess
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = _MIRRORED_SUPERNET.replace("OUT", str(tmp_path)).replace("MODE", mode)
+    code = _MIRRORED_SUPERNET.replace("OUT", str(tmp_path)).replace("MODE", mode).replace("RULE", rule)
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=400,
                           env={**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -9,8 +9,9 @@ guards against ops the XNNPACK delegate refuses (e.g. a stride-2 strided slice).
 import numpy as np
 import pytest
 
-from ef_keras.config_v2 import EfficientFormerV2Config
-from ef_keras.model_v2 import EfficientFormerV2
+from deploy.testing import randomize_weights
+from ef_keras.models.efficientformer_v2.config import EfficientFormerV2Config
+from ef_keras.models.efficientformer_v2.model import EfficientFormerV2
 
 TINY_V2 = EfficientFormerV2Config(widths=(16, 16, 32, 32), depths=(1, 1, 2, 2), num_vit=1,
                                   mlp_ratios=(4, 4, (4, 3), (3, 4)), name="tiny_v2", key_dim=8, num_heads=2)
@@ -19,15 +20,16 @@ TINY_V2 = EfficientFormerV2Config(widths=(16, 16, 32, 32), depths=(1, 1, 2, 2), 
 def test_tiny_v2_converts_to_one_xnnpack_partition(tmp_path):
     from deploy.tflite import to_tflite
 
-    model = EfficientFormerV2(TINY_V2, input_shape=(64, 64, 3), classes=10)
-    rng = np.random.default_rng(0)
-    for w in model.weights:  # far from init, so every branch shows in the verification
-        value = rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path else rng.standard_normal(w.shape) * 0.3
-        w.assign(value.astype(w.dtype))
+    # far from init, so every branch shows in the verification
+    model = randomize_weights(EfficientFormerV2(TINY_V2, input_shape=(64, 64, 3), classes=10))
     report = to_tflite(model, str(tmp_path / "tiny_v2.tflite"))  # raises DeployError if the numerics disagree
     assert report["verification"]["max_rel_diff"] <= report["verification"]["tolerance"]
     assert report["xnnpack"]["partitions"] == 1 and report["xnnpack"]["fully_delegated"]
     assert report["op_census"]["RESIZE_BILINEAR"] == 1 and "STRIDED_SLICE" not in report["op_census"]
+    # Layout ops: 7 per Attention4D (q, k and v to tokens, v's and the attention's heads axis, the output back to
+    # a map; the talking heads need none), 8 in the attention downsampling, 1 where the two heads are averaged.
+    layout = report["reshape_transpose_gather"]
+    assert layout["reshape"] + layout["transpose"] == 7 * 2 + 8 + 1 and layout["gather"] == 0
 
 
 def test_mil_upsample_bilinear_on_hand_worked_values():

@@ -13,7 +13,7 @@ import pytest
 
 import ef_keras
 from conftest import FIXTURES
-from ef_keras.info_v2 import gmacs_v2
+from ef_keras.models.efficientformer_v2.macs import gmacs as gmacs_v2
 
 PUBLISHED_GMACS = {"s0": 0.396, "s1": 0.652, "s2": 1.247, "l": 2.553}
 

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from ef_keras import layers_v2
+from ef_keras.models.efficientformer_v2 import layers as layers_v2
 
 
 def _roundtrip(layer, shape):

@@ -16,9 +16,9 @@ import pytest
 from keras import ops
 from safetensors.numpy import save_file
 
-import ef_keras.layers_v2 as layers_v2
-from ef_keras.checkpoint_v2 import load_v2_state_dict, load_v2_weights_from_checkpoint
-from ef_keras.model_v2 import EfficientFormerV2, EfficientFormerV2S0
+import ef_keras.models.efficientformer_v2.layers as layers_v2
+from ef_keras.weights import load_state_dict, load_weights_from_checkpoint
+from ef_keras.models.efficientformer_v2.model import EfficientFormerV2, EfficientFormerV2S0
 from conftest import FIXTURES
 from fixtures.random_weights import load_parity_fixture
 from fixtures.random_weights_v2 import v2_state_dict
@@ -45,7 +45,7 @@ def test_s0_matches_timm_through_a_safetensors_checkpoint(s0, layout, tmp_path):
     fixture, model = s0
     path = tmp_path / f"s0_{layout}.safetensors"
     save_file(v2_state_dict(fixture, layout), str(path))
-    load_v2_weights_from_checkpoint(model, str(path))
+    load_weights_from_checkpoint(model, str(path))
     logits = model.predict(_nhwc(fixture), verbose=0)
     assert float(np.max(np.abs(logits - fixture.logits))) <= TOLERANCE
     head, dist = model.heads_model().predict(_nhwc(fixture), verbose=0)
@@ -61,7 +61,7 @@ def test_s1_s2_l_match_timm(variant, tmp_path):
     for layout in ("timm", "official"):
         path = tmp_path / f"{variant}_{layout}.safetensors"
         save_file(v2_state_dict(fixture, layout), str(path))
-        load_v2_weights_from_checkpoint(model, str(path))
+        load_weights_from_checkpoint(model, str(path))
         assert float(np.max(np.abs(model.predict(_nhwc(fixture), verbose=0) - fixture.logits))) <= TOLERANCE
 
 
@@ -84,16 +84,16 @@ def _drop_local_v(state):
 def test_parity_breaks_when_the_attention_is_ported_wrong(s0, mutate):
     fixture, model = s0
     state = v2_state_dict(fixture)
-    load_v2_state_dict(model, state)
+    load_state_dict(model, state)
     assert _max_diff_eager(model, fixture) <= TOLERANCE
-    load_v2_state_dict(model, mutate(state))
+    load_state_dict(model, mutate(state))
     assert _max_diff_eager(model, fixture) > 10 * TOLERANCE
-    load_v2_state_dict(model, state)
+    load_state_dict(model, state)
 
 
 def test_parity_breaks_with_nearest_upsampling(s0, monkeypatch):
     fixture, model = s0
-    load_v2_state_dict(model, v2_state_dict(fixture))
+    load_state_dict(model, v2_state_dict(fixture))
     assert _max_diff_eager(model, fixture) <= TOLERANCE
 
     def nearest(x):

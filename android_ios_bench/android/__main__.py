@@ -57,7 +57,7 @@ def define_flags():
 def run():
     """Entry point of `python -m android_ios_bench.android`."""
     from android_ios_bench.lut import LUTError
-    from ef_keras.errors import run as run_cli
+    from ef_keras.cli import run as run_cli
 
     define_flags()
     run_cli(main, user_errors=(LUTError,))

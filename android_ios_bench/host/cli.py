@@ -161,7 +161,7 @@ def main(argv):
 
 def run():
     """Console entry point (`ef-lut`, `python -m android_ios_bench.host`)."""
-    from ef_keras.errors import run as run_cli
+    from ef_keras.cli import run as run_cli
 
     define_flags()
     run_cli(main, user_errors=(LUTError,))

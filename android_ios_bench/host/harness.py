@@ -59,7 +59,7 @@ from android_ios_bench.lut import (LUTError, ManifestError, identity, load_lut, 
                                    now_iso, read_json, save_lut)
 from android_ios_bench.units import CONTEXT_METHOD, ISOLATED_METHOD, METHODS, ROTATION_METHOD
 from deploy.common import litert_interpreter
-from ef_keras import timing
+from ef_keras import provenance, timing
 from ef_keras.checks import check_int
 from ef_keras.output import check_output, write_json
 from ef_keras.runs import check_same_settings
@@ -85,22 +85,12 @@ ROUNDS_PER_SAVE = 25
 
 
 def _litert_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("ai-edge-litert")
-    except PackageNotFoundError:
-        return "unknown"
+    return provenance.package_versions(("ai-edge-litert",)).get("ai-edge-litert", "unknown")
 
 
 def host_device() -> dict:
     """Provenance of this machine: a stable name plus the CPU model and OS."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return {"name": f"host-{platform.machine()}-{os.cpu_count()}cpu", "model": model,
+    return {"name": f"host-{platform.machine()}-{os.cpu_count()}cpu", "model": provenance.cpu_model(),
             "os": f"{platform.system()} {platform.release()}", "arch": platform.machine()}
 
 

@@ -3,8 +3,10 @@
 //
 //   swift build -c release && .build/release/efbench --manifest M/manifest.json --lut-out lut.json
 //
-// Opened in Xcode (14+) or Swift Playgrounds on a Mac, the `EFBench` iOS app product below is
+// Opened in Xcode (15+) or Swift Playgrounds on a Mac, the `EFBench` iOS app product below is
 // available as a run destination for an iPhone; `swift build` on the command line skips it.
+// Where SwiftUI does not exist (Linux), the package is EFBenchCore, `efbench` and the tests:
+// they build and test there, and `efbench` says that timing CoreML models needs macOS or iOS.
 import PackageDescription
 #if canImport(AppleProductTypes)
 import AppleProductTypes
@@ -22,11 +24,14 @@ let package = Package(
         .target(name: "EFBenchCore"),
         // macOS command-line tool.
         .executableTarget(name: "efbench", dependencies: ["EFBenchCore"]),
-        // SwiftUI app for iPhone (also compiles on macOS).
-        .executableTarget(name: "EFBenchApp", dependencies: ["EFBenchCore"]),
         .testTarget(name: "EFBenchCoreTests", dependencies: ["EFBenchCore"]),
     ]
 )
+
+#if canImport(SwiftUI)
+// SwiftUI app for iPhone (also compiles on macOS).
+package.targets.append(.executableTarget(name: "EFBenchApp", dependencies: ["EFBenchCore"]))
+#endif
 
 #if canImport(AppleProductTypes)
 package.products.append(

@@ -1,5 +1,7 @@
 // EFBench for iPhone: pick the exported micro-model folder (manifest.json + coreml/) in Files,
-// choose the compute units, run, then share the LUT JSON it writes into the app's Documents.
+// choose the compute units, run, then share the LUT JSON (and the raw per-call timings) it writes
+// into the app's Documents. Built only where SwiftUI exists (Package.swift); the timing itself is
+// EFBenchCore's, the same as the `efbench` CLI's.
 import EFBenchCore
 import Foundation
 import SwiftUI
@@ -18,7 +20,7 @@ final class BenchRun: ObservableObject {
     @Published var computeUnits: ComputeUnits = .all
     @Published var log: [String] = []
     @Published var running = false
-    @Published var lutURL: URL?
+    @Published var outputs: [URL] = []
 
     func start() {
         guard let folder, !running else { return }
@@ -29,18 +31,23 @@ final class BenchRun: ObservableObject {
         let settings = configured
         let documents = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0]
         let output = documents.appendingPathComponent("lut_\(computeUnits.rawValue).json")
+        let rawOutput = documents.appendingPathComponent("lut_\(computeUnits.rawValue).raw.json")
         Task.detached(priority: .userInitiated) {
             let scoped = folder.startAccessingSecurityScopedResource()
             defer { if scoped { folder.stopAccessingSecurityScopedResource() } }
             do {
                 let manifest = try Manifest.load(folder.appendingPathComponent("manifest.json"))
-                _ = try measureManifest(manifest, lutURL: output, settings: settings,
-                                        command: "EFBench app, compute units \(settings.computeUnits.rawValue)") {
+                let wanted = try manifest.coreMLEntries(keys: nil)
+                let lut = try measureManifest(manifest, wanted: wanted, lutURL: output, rawURL: rawOutput,
+                                              settings: settings,
+                                              command: "EFBench app, compute units \(settings.computeUnits.rawValue)") {
                     done, total, key, stats in
                     let line = "[\(done)/\(total)] \(key): \(String(format: "%.3f", stats.median)) ms"
                     Task { @MainActor in self.log.append(line) }
                 }
-                await MainActor.run { self.lutURL = output; self.log.append("wrote \(output.lastPathComponent)") }
+                let line = "wrote \(output.lastPathComponent): \(lut.entries.count) entries, "
+                    + "\(lut.referenceModels.count) reference models"
+                await MainActor.run { self.outputs = [output, rawOutput]; self.log.append(line) }
             } catch {
                 await MainActor.run { self.log.append("error: \(error)") }
             }
@@ -63,7 +70,7 @@ struct BenchView: View {
                     }
                     Button(run.running ? "Measuring…" : "Measure (50 warm-up + 500 runs each)") { run.start() }
                         .disabled(run.folder == nil || run.running)
-                    if let url = run.lutURL { ShareLink("Share LUT JSON", item: url) }
+                    if !run.outputs.isEmpty { ShareLink("Share LUT and raw timings", items: run.outputs) }
                 }
                 Section("Progress") {
                     ForEach(Array(run.log.suffix(200).enumerated()), id: \.offset) { _, line in

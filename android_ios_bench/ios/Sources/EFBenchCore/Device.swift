@@ -6,7 +6,9 @@ public enum ComputeUnits: String, CaseIterable {
     case all, cpuOnly, cpuAndNeuralEngine, cpuAndGPU
 }
 
-/// Provenance of the machine: hardware identifier (e.g. "iPhone13,2" = iPhone 12), OS, CPU arch.
+#if canImport(Darwin)
+/// Provenance of the machine: hardware identifier (e.g. "iPhone13,2" = iPhone 12), OS, CPU arch
+/// (sysctl; only Apple's systems, the only ones the CoreML timing runs on).
 public struct DeviceInfo {
     public let name: String
     public let model: String
@@ -44,3 +46,4 @@ public struct DeviceInfo {
         return String(cString: buffer)
     }
 }
+#endif

@@ -19,41 +19,50 @@ public struct Manifest: Decodable {
 
     public static let formatName = "ef-keras-latency-manifest"
     public static let formatVersion = 1
+    static let exportHint = "export one with `python -m android_ios_bench.export --out DIR --coreml`"
 
     /// Reads and checks a manifest; errors say what to do.
     public static func load(_ url: URL) throws -> Manifest {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw BenchError("manifest not found or unreadable: \(url.path); export one with "
-                + "`python -m android_ios_bench.export --out DIR --coreml`")
-        }
-        var manifest: Manifest
-        do {
-            manifest = try JSONDecoder().decode(Manifest.self, from: data)
-        } catch {
-            throw BenchError("\(url.path) is not a valid manifest (\(error.localizedDescription)); re-export it")
-        }
+        var manifest = try readJSON(Manifest.self, from: url, what: "manifest", hint: exportHint)
         guard manifest.format == formatName, manifest.version == formatVersion else {
-            throw BenchError("\(url.path) has format \(manifest.format) v\(manifest.version); "
-                + "expected \(formatName) v\(formatVersion)")
+            throw BenchError("\(url.path) has format \(manifest.format) v\(manifest.version), "
+                + "expected \(formatName) v\(formatVersion); \(exportHint)")
+        }
+        var seen = Set<String>()
+        for entry in manifest.entries where !seen.insert(entry.key).inserted {
+            throw BenchError("\(url.path): key \(entry.key) appears twice; re-export the manifest")
         }
         manifest.directory = url.deletingLastPathComponent()
         return manifest
     }
 
-    /// The CoreML model of an entry, or an error naming the missing file.
-    public func coreMLURL(_ entry: ManifestEntry) throws -> URL {
-        guard let relative = entry.coreml else {
-            throw BenchError("manifest entry \(entry.key) has no CoreML model; re-export with --coreml")
+    /// The entries a CoreML run times: those with a CoreML model, restricted to `keys` if given.
+    /// Checked before any timing starts: throws when there are none, when `keys` names keys the
+    /// manifest lacks, or when model files are missing (naming the first and how many).
+    public func coreMLEntries(keys: Set<String>?) throws -> [ManifestEntry] {
+        if let keys {
+            let unknown = keys.subtracting(entries.map(\.key)).sorted()
+            if let first = unknown.first {
+                throw BenchError("--keys names \(unknown.count) key(s) the manifest does not have (e.g. \(first)); "
+                    + "use keys from \(directory.appendingPathComponent("manifest.json").path)")
+            }
         }
-        let url = directory.appendingPathComponent(relative)
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw BenchError("manifest entry \(entry.key) names \(relative), which does not exist in "
-                + "\(directory.path); copy the whole exported folder")
+        let wanted = entries.filter { $0.coreml != nil && (keys?.contains($0.key) ?? true) }
+        if wanted.isEmpty {
+            throw BenchError("the manifest has no CoreML models\(keys == nil ? "" : " with those keys"); "
+                + "re-export it with --coreml")
         }
-        return url
+        let missing = wanted.filter { !FileManager.default.fileExists(atPath: coreMLURL($0)!.path) }
+        if let first = missing.first {
+            throw BenchError("\(missing.count) of \(wanted.count) CoreML models of the manifest are missing "
+                + "(e.g. \(first.coreml!) in \(directory.path)); copy the whole exported folder")
+        }
+        return wanted
+    }
+
+    /// The CoreML model file of an entry (nil if it has none).
+    public func coreMLURL(_ entry: ManifestEntry) -> URL? {
+        entry.coreml.map { directory.appendingPathComponent($0) }
     }
 }
 
@@ -67,11 +76,8 @@ public struct ManifestEntry: Decodable {
     public let tflite: String?
     public let coreml: String?
     public let group: String?
-}
 
-/// A harness error with a one-line message saying what to do.
-public struct BenchError: Error, CustomStringConvertible, LocalizedError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-    public var errorDescription: String? { description }
+    /// A whole model (kind "model", `export.model_item`): timed like a unit, stored in the LUT's
+    /// `reference_models` under its unit's `name`, with its `config`.
+    public var isReferenceModel: Bool { kind == "model" }
 }

@@ -2,8 +2,10 @@ import Foundation
 
 /// Timing statistics of one micro-model, in milliseconds, as the LUT stores them.
 ///
-/// `percentile` interpolates linearly between order statistics, like numpy's default, so the
-/// numbers mean the same as those of the Python host harness.
+/// The Swift twin of Python's `ef_keras.timing.summarize`: `percentile` interpolates linearly
+/// between order statistics (numpy.percentile's default, Hyndman & Fan type 7) and `std` is the
+/// population standard deviation, so a "p10" means the same in an iPhone LUT as in a host LUT.
+/// Fixtures/statistics.json holds NumPy's numbers for shared samples; both test suites check them.
 public struct TimingStats: Equatable {
     public let median: Double
     public let p10: Double
@@ -49,4 +51,12 @@ public struct TimingStats: Equatable {
             "runs": .int(runs),
         ]
     }
+
+    /// What a LUT's `reference_models` record keeps of a whole model (lut.schema.json; Python:
+    /// `host.harness.store_reference`).
+    public var referenceFields: [String: JSONValue] {
+        lutFields.filter { TimingStats.referenceKeys.contains($0.key) }
+    }
+
+    static let referenceKeys: Set = ["median_ms", "p10_ms", "min_ms", "runs"]
 }

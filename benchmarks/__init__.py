@@ -1,0 +1,33 @@
+"""The benchmark scripts. Run each from the repository root as a module, e.g.
+
+    python -m benchmarks.build_time --rounds 5
+    python -m benchmarks.run_all --quick        # every registered benchmark at reduced size, then the README
+    python -m benchmarks.report                 # README results regions from benchmarks/results/*.json
+
+Each script writes its result through `ef_keras.provenance` (one header: command, commit,
+host, load, versions, statistics) into `RESULTS_DIR`, and renders its table with a
+`render(result)` function that `benchmarks.report` also uses for the README.
+"""
+
+import os
+
+#: The repository root (the benchmarks run from a checkout, never from an installed copy).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Where the committed result files live.
+RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
+
+
+def define_results_dir_flag():
+    """Every benchmark's `--results-dir` (where its result file goes; `run_all` passes it)."""
+    from absl import flags
+
+    flags.DEFINE_string("results-dir", RESULTS_DIR, "Where the result file goes.")
+
+
+def finish(run, result_file: str, result, render) -> int:
+    """Writes `result` with `run`'s header to `--results-dir`/`result_file`, prints `render(result)`; returns 0."""
+    from absl import flags
+
+    run.write(os.path.join(flags.FLAGS["results-dir"].value, result_file), result)
+    print(render(result))
+    return 0

@@ -1,0 +1,1 @@
+"""Dense-prediction tasks on the families' feature pyramids: segmentation, detection, and their composed data."""
