@@ -135,7 +135,7 @@ def validate_lut(doc: Any, where: str = "LUT") -> None:
     if fit and "fitted_on" in fit and len(fit["fitted_on"]) <= len(fit["coefficients"]):
         raise LUTSchemaError(f"{where}: its {fit['form']} correction has {len(fit['coefficients'])} parameters but "
                              f"was fitted on {len(fit['fitted_on'])} models; a fit needs more models than "
-                             "parameters (refit it: android_ios_bench.predictor.refit_correction)")
+                             "parameters (refit it: android_ios_bench.correction.refit_correction)")
     for key, entry in doc["entries"].items():
         if entry["kind"] in CORE_KINDS:
             expected = unit_key(entry["kind"], **entry)

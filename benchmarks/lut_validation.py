@@ -1,9 +1,10 @@
 """Is the latency model right about what slimming compares? Units, whole models and Δs, one session.
 
-    python benchmarks/lut_validation.py [--family v1|v2] [--runs 200] [--write-lut PATH]   # session 1
-    python benchmarks/lut_validation.py --retest        # later: the reference models again (ceiling)
-    python benchmarks/lut_validation.py --callgrind 3   # instruction counts of 3 pairs (1 thread)
-    python benchmarks/lut_validation.py --analyse       # re-analyse what the session directory holds
+    python -m benchmarks.lut_validation [--family v1|v2] [--runs 200] [--write-lut PATH]   # session 1
+    python -m benchmarks.lut_validation --retest        # later: the reference models again (ceiling)
+    python -m benchmarks.lut_validation --callgrind 2   # instruction counts of 2 pairs (1 thread)
+    python -m benchmarks.lut_validation --analyse       # re-analyse what the session directory holds
+    python -m benchmarks.lut_validation --quick         # a 64x64 space of 16-64 channels (minutes)
 
 Session 1, one process: the LUT's micro-models (exported once into the host harness' cache,
 every unit alone and after its context unit) and the whole reference models
@@ -27,7 +28,9 @@ rotation, and differenced in context, both from the same rotation):
     scale;
 (d) `--callgrind`: instructions per invocation of base and derived (valgrind, 1 thread) for a
     few pairs, a load-independent check of the measured savings.
-Outputs lut_validation{,_v2}.{json,md,png} in --out.
+Each step writes `lut_validation{,_v2}.json` (through `ef_keras.provenance`; its `session`
+figures hold the measuring session's wall times and load averages, the header the step's) and
+the plot `lut_validation{,_v2}.png` into --results-dir; `render` is the README region.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 STATISTICS = ("median_ms", "p10_ms", "min_ms", "mean_ms")
 CONTROL = "l1"
@@ -59,14 +61,18 @@ def session_dir(family: str, name: str | None) -> str:
     return os.path.join(cache, "ef_keras", "lut_validation", name or family)
 
 
-def space_of(family: str):
-    from android_ios_bench.units import DEFAULT_SPACE, V2SearchSpace
+def space_of(family: str, quick: bool = False):
+    """The family's default space; `quick`: a small V1 space (64x64 inputs, stage widths 16..64)."""
+    from android_ios_bench.units import DEFAULT_SPACE, SearchSpace, V2SearchSpace
 
-    return V2SearchSpace() if family == "v2" else DEFAULT_SPACE
+    if family == "v2":
+        return V2SearchSpace()
+    return SearchSpace(input_size=64, min_widths=(16, 16, 16, 32), max_widths=(32, 32, 48, 64), named=()) \
+        if quick else DEFAULT_SPACE
 
 
 # ----------------------------------------------------------------------------- session
-def measure_session(family: str, work: str, runs: int, warmup: int, threads: int) -> dict:
+def measure_session(space, work: str, runs: int, warmup: int, threads: int) -> dict:
     """Export (cached), LUT + reference models, then the Δ pairs: returns timing figures of the session."""
     from android_ios_bench.deltas import attach, measure_pairs
     from android_ios_bench.export import MANIFEST_NAME, export_search_space
@@ -76,8 +82,8 @@ def measure_session(family: str, work: str, runs: int, warmup: int, threads: int
     from android_ios_bench.reference import reference_set
     from android_ios_bench.units import CONTEXT_METHOD
     from ef_keras.output import write_json
+    from ef_keras.provenance import command_line
 
-    space = space_of(family)
     models = default_models_dir(space, "fp32")
     os.makedirs(work, exist_ok=True)
     start = time.time()
@@ -87,7 +93,7 @@ def measure_session(family: str, work: str, runs: int, warmup: int, threads: int
     lut_path = os.path.join(work, "lut.json")
     start, load_before = time.time(), os.getloadavg()[0]
     doc = measure_manifest(os.path.join(models, MANIFEST_NAME), lut_path, threads=threads, warmup=warmup, runs=runs,
-                           command=f"python benchmarks/lut_validation.py --family {family} --runs {runs}",
+                           command=command_line(),
                            progress=lambda d, n, k, s: (d == n or d % 50 == 0) and log(
                                f"[measure {d}/{n}] {k} {time.time() - start:.0f}s"), log=log)
     measure_s = time.time() - start
@@ -108,22 +114,24 @@ def measure_session(family: str, work: str, runs: int, warmup: int, threads: int
     return load_lut(lut_path)
 
 
-def retest(family: str, work: str, runs: int, warmup: int, threads: int) -> None:
+def retest(space, work: str, runs: int, warmup: int, threads: int) -> None:
     """A second session: the reference models alone, same harness protocol, into retest.json."""
     from android_ios_bench.export import MANIFEST_NAME
     from android_ios_bench.host import measure_manifest
     from android_ios_bench.host.cli import default_models_dir
 
-    models = default_models_dir(space_of(family), "fp32")
+    from ef_keras.provenance import command_line
+
+    models = default_models_dir(space, "fp32")
     manifest = json.load(open(os.path.join(models, MANIFEST_NAME)))
     keys = [e["key"] for e in manifest["entries"] if e["kind"] == "model"]
     out = os.path.join(work, "retest.json")
     measure_manifest(os.path.join(models, MANIFEST_NAME), out, threads=threads, warmup=warmup, runs=runs, keys=keys,
-                     command="python benchmarks/lut_validation.py --retest",
+                     command=command_line(),
                      progress=lambda d, n, k, s: log(f"[retest {d}/{n}] {k}"))
 
 
-def callgrind(family: str, work: str, n_pairs: int) -> None:
+def callgrind(space, work: str, n_pairs: int) -> None:
     """Instructions per invoke (1 thread) of the bases and derived models of `n_pairs` precise pairs of
     different actions, and of every precise pair whose predicted saving has the wrong sign."""
     from android_ios_bench.export import MANIFEST_NAME
@@ -131,7 +139,7 @@ def callgrind(family: str, work: str, n_pairs: int) -> None:
     from ef_keras.output import write_json
 
     deltas = json.load(open(os.path.join(work, "deltas.json")))
-    models = default_models_dir(space_of(family), "fp32")
+    models = default_models_dir(space, "fp32")
     manifest = json.load(open(os.path.join(models, MANIFEST_NAME)))
     paths = {e["unit"]["name"]: os.path.join(models, e["tflite"]) for e in manifest["entries"] if e["kind"] == "model"}
     from android_ios_bench.lut import load_lut
@@ -199,7 +207,7 @@ def kendall_tau(a, b) -> float:
     return float(kendalltau(a, b).statistic)
 
 
-def with_method(doc: dict, work: str, family: str, method: str) -> dict:
+def with_method(doc: dict, work: str, space, method: str) -> dict:
     """The session LUT with its entries computed by `method` from the session's timings journal."""
     from android_ios_bench.export import MANIFEST_NAME
     from android_ios_bench.host.cli import default_models_dir
@@ -207,7 +215,7 @@ def with_method(doc: dict, work: str, family: str, method: str) -> dict:
 
     if method == doc["measurement"]["method"]:
         return doc
-    manifest = json.load(open(os.path.join(default_models_dir(space_of(family), "fp32"), MANIFEST_NAME)))
+    manifest = json.load(open(os.path.join(default_models_dir(space, "fp32"), MANIFEST_NAME)))
     journal = json.load(open(timings_path(os.path.join(work, "lut.json"))))
     out = copy.deepcopy(doc)
     out["entries"] = entries_from_journal(manifest["entries"], journal, method)
@@ -275,7 +283,7 @@ def ceiling(doc: dict, retest_doc: dict, statistic: str) -> dict:
             "pairs": [[n, float(x), float(y)] for n, x, y in zip(names, a, b)]}
 
 
-def analyse(family: str, work: str) -> dict:
+def analyse(family: str, space, work: str) -> dict:
     from android_ios_bench.lut import load_lut
 
     doc = load_lut(os.path.join(work, "lut.json"))
@@ -291,7 +299,7 @@ def analyse(family: str, work: str) -> dict:
               "correction": doc.get("correction"), "correction_candidates": doc.get("correction_candidates"),
               "delta_rule": doc.get("delta_validation", {}).get("rule"), "methods": {}}
     for method in ("in_rotation", "in_context"):
-        mdoc = with_method(doc, work, family, method)
+        mdoc = with_method(doc, work, space, method)
         result["methods"][method] = {stat: {"whole": whole_models(mdoc, stat), "deltas": delta_table(mdoc, stat)}
                                      for stat in STATISTICS}
     if retest_doc:
@@ -316,35 +324,62 @@ def callgrind_rows(cg: dict, doc: dict) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- report
-def write_results(result: dict, out_dir: str, command: str) -> None:
-    from ef_keras.output import write_json, write_text
+#: The result file and plot this benchmark writes into --results-dir (V2: with a `_v2` suffix).
+RESULT = "lut_validation.json"
+PLOT = "lut_validation.png"
 
-    suffix = "_v2" if result["family"] == "v2" else ""
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, f"lut_validation{suffix}.json"), result)
-    write_text(os.path.join(out_dir, f"lut_validation{suffix}.md"), report(result, command))
-    plot(result, os.path.join(out_dir, f"lut_validation{suffix}.png"))
+
+def result_names(family: str) -> tuple[str, str]:
+    """(result file, plot) of a family."""
+    suffix = "_v2" if family == "v2" else ""
+    return RESULT.replace(".json", f"{suffix}.json"), PLOT.replace(".png", f"{suffix}.png")
 
 
 def _f(x, digits=1):
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def report(r: dict, command: str) -> str:
+def verdicts(r: dict) -> list[str]:
+    """The issue's goals (`benchmarks/goals.json`), each met or not, from the chosen statistic's figures."""
+    from benchmarks.goals import verdict
+
+    stat = (r["correction"] or {}).get("statistic", "median_ms")
+    w, d = r["methods"]["in_rotation"][stat]["whole"], r["methods"]["in_rotation"][stat]["deltas"]
+    out = [f"{r['models']} whole models after one global scale (LOO), mean |error|: "
+           + verdict("lut_scaled_mean_abs_pct", w["scaled_loo_mean_pct"], f"{w['scaled_loo_mean_pct']:.1f} %"),
+           "max |error|: " + verdict("lut_scaled_max_abs_pct", w["scaled_loo_max_pct"],
+                                     f"{w['scaled_loo_max_pct']:.1f} %"),
+           "Kendall τ: " + verdict("lut_kendall_tau", w["kendall_tau"], f"{w['kendall_tau']:.3f}")]
+    if r.get("ceiling"):
+        gap = r["ceiling"][stat]["kendall_tau"] - w["kendall_tau"]
+        out.append("τ below the test-retest ceiling: " + verdict("lut_tau_below_ceiling", gap, f"{gap:.3f}"))
+    if d["mean_abs_pct"] is not None:
+        out += [f"Δ-latency of the {d['outside_noise']} pairs outside noise, mean |error|: "
+                + verdict("lut_delta_mean_abs_pct", d["mean_abs_pct"], f"{d['mean_abs_pct']:.1f} %"),
+                "Δ sign errors among them: " + verdict("lut_delta_sign_errors", d["sign_errors"])]
+    minutes = r["session"]["measure_s"] / 60
+    out.append("LUT measurement time (units, reference models, re-timing): "
+               + verdict("lut_measure_minutes", minutes, f"{minutes:.1f} min"))
+    return out
+
+
+def render(r: dict) -> str:
+    """The README region: session, whole models, ceiling, correction forms, Δs, instruction counts, goals."""
     fit = r["correction"] or {}
     stat = fit.get("statistic", "median_ms")
     s = r["session"]
-    lines = [f"# Latency model vs measured, one session ({r['family'].upper()}, {r['date']})", "",
-             f"{r['units']} units and {r['models']} whole reference models in one rotation, LiteRT/XNNPACK "
-             f"{r['runtime']['precision']}, {r['runtime']['threads']} threads, {r['runs']} rounds; export {s['export_s']} s (cached after the first run), unit and model timing {s['measure_s']} s"
-             + (f", Δ pairs {s['delta_s']} s" if "delta_s" in s else "")
-             + f"; 1-min load average {s['load_before']:.2f} at the start, {s['load_after_measure']:.2f} after the "
-               f"units" + (f", {s['load_after_deltas']:.2f} after the Δs" if "load_after_deltas" in s else "")
-             + f". Rows re-timed for monotonicity: {r['retimed']} units; still not monotone: "
-               f"{len(r['non_monotone'])} neighbour pairs.", "",
-             "## Whole models (plain sum, and one global scale leave-one-out) and Δs (plain sum)", "",
+    lines = [f"{r['family'].upper()}, {r['units']} units and {r['models']} whole reference models in one rotation "
+             f"({r['date'][:16]} UTC), LiteRT/XNNPACK {r['runtime']['precision']}, {r['runtime']['threads']} "
+             f"threads, {r['runs']} rounds; unit and model timing {s['measure_s'] / 60:.1f} min"
+             + (f", Δ pairs {s['delta_s'] / 60:.1f} min" if "delta_s" in s else "")
+             + f"; 1-min load average {s['load_before']:.1f} at the start, {s['load_after_measure']:.1f} after the "
+               f"units" + (f", {s['load_after_deltas']:.1f} after the Δs" if "load_after_deltas" in s else "")
+             + f". Units re-timed for monotonicity: {r['retimed']}; neighbour pairs still not monotone: "
+               f"{len(r['non_monotone'])}.", "",
+             "**Whole models** (plain sum, one global scale leave-one-out) **and Δs** (plain sum; pairs outside "
+             "noise):", "",
              "| method | statistic | plain sum mean / max abs err % | one scale (LOO) mean / max % | Kendall τ "
-             "| Δ mean / max abs err % (pairs outside noise) | Δ sign errors |",
+             "| Δ mean / max abs err % (pairs) | Δ sign errors |",
              "|---|---|---|---|---|---|---|"]
     for method, by_stat in r["methods"].items():
         for st, m in by_stat.items():
@@ -354,15 +389,16 @@ def report(r: dict, command: str) -> str:
                          f"{_f(d['mean_abs_pct'])} / {_f(d['max_abs_pct'])} ({d['outside_noise']}) | "
                          f"{d['sign_errors']} |")
     if r.get("ceiling"):
-        lines += ["", "## Test-retest ceiling (the reference models in a second session)", "",
+        c = r["ceiling"][stat]
+        lines += ["", "**Test-retest ceiling** (the reference models in a second session, "
+                  f"{c['date'][:16]} UTC; {c['notes']}):", "",
                   "| statistic | models | Kendall τ between sessions | mean / max abs difference after one scale % |",
                   "|---|---|---|---|"]
         for st, c in r["ceiling"].items():
             lines.append(f"| {st} | {c['models']} | {c['kendall_tau']:.3f} | {_f(c['mean_abs_pct'])} / "
                          f"{_f(c['max_abs_pct'])} |")
-        lines.append(f"\nSecond session {r['ceiling'][stat]['date']}; {r['ceiling'][stat]['notes']}.")
     if r["correction_candidates"]:
-        lines += ["", f"## Correction forms ({stat}; whole models leave-one-out, Δs leave-pair-out)", "",
+        lines += ["", f"**Correction forms** ({stat}; whole models leave-one-out, Δs leave-pair-out):", "",
                   "| form | coefficients | whole models mean / max % | Δ mean / max % | Δ sign errors | chosen |",
                   "|---|---|---|---|---|---|"]
         for c in r["correction_candidates"]:
@@ -372,7 +408,7 @@ def report(r: dict, command: str) -> str:
                          f"{c.get('delta_sign_errors', '–')} | {'**yes**' if c['form'] == fit.get('form') else ''} |")
     d = r["methods"]["in_rotation"][stat]["deltas"]
     if d["pairs"]:
-        lines += ["", f"## Single-action Δs (in rotation, {stat}; saving as % of the base model)", "",
+        lines += ["", f"**Single-action Δs** (in rotation, {stat}; saving as % of the base model):", "",
                   "| base | derived | action | measured Δ ms [95 % CI] | rounds (kept) | measured % | predicted % "
                   "| error % |", "|---|---|---|---|---|---|---|---|"]
         for p in d["pairs"]:
@@ -382,20 +418,15 @@ def report(r: dict, command: str) -> str:
                          f"{p['ci95_ms'][1]:.3f}]{noise} | {p['rounds']} ({p['kept']}) | {p['measured_pct']:.2f} | "
                          f"{p['predicted_pct']:.2f} | {p['error_pct']:.1f} |")
     if r.get("callgrind"):
-        lines += ["", "## Instruction counts (valgrind callgrind, 1 thread) against measured savings", "",
+        lines += ["", "**Instruction counts** (valgrind callgrind, 1 thread) against measured savings:", "",
                   "| base | derived | action | instructions per invoke (base / derived) | instructions saved % | "
                   "time saved % |", "|---|---|---|---|---|---|"]
         for c in r["callgrind"]:
             lines.append(f"| {c['base']} | {c['derived']} | {c['action']} | {c['base_instructions']:,} / "
                          f"{c['derived_instructions']:,} | {c['instructions_saved_pct']:.2f} | "
                          f"{c['time_saved_pct']:.2f} |")
-    models = r["methods"]["in_rotation"][stat]["whole"]["models"]
-    lines += ["", f"## Whole models (in rotation, {stat}, ms)", "", "| model | plain sum | one scale (LOO) | measured |",
-              "|---|---:|---:|---:|"]
-    lines += [f"| {m['name']} | {m['plain_sum_ms']:.3f} | {m['scaled_loo_ms']:.3f} | {m['measured_ms']:.3f} |"
-              for m in models]
-    lines += ["", f"Command: `{command}`", ""]
-    return "\n".join(lines)
+    lines += ["", "**Goals** (issue 19, `benchmarks/goals.json`):", ""] + [f"- {v}" for v in verdicts(r)]
+    return "\n".join(lines) + "\n"
 
 
 def plot(r: dict, path: str) -> None:
@@ -452,14 +483,17 @@ def plot(r: dict, path: str) -> None:
     plt.close(fig)
 
 
-def main():
-    from absl import app, flags
+def define_flags():
+    """Defines this tool's flags (importing the module defines none)."""
+    from absl import flags
+
+    from benchmarks import define_results_dir_flag
 
     flags.DEFINE_enum("family", "v1", ["v1", "v2"], "EfficientFormer (v1) or EfficientFormerV2 (v2)")
-    flags.DEFINE_integer("runs", 200, "timed interleaved rounds per group of the LUT session", lower_bound=50)
+    flags.DEFINE_bool("quick", False, "a small V1 space (64x64 inputs, widths 16..64), session 'quick-v1'")
+    flags.DEFINE_integer("runs", 200, "timed rounds of the LUT session's rotation", lower_bound=50)
     flags.DEFINE_integer("warmup", 5, "untimed invocations per model", lower_bound=0)
     flags.DEFINE_integer("threads", 2, "LiteRT threads", lower_bound=1)
-    flags.DEFINE_string("out", "benchmarks/results", "output directory")
     flags.DEFINE_string("session", None, "session directory name under ~/.cache/ef_keras/lut_validation "
                                          "(default: the family)")
     flags.DEFINE_string("write-lut", None, "copy the session's LUT (the shipped table) here")
@@ -467,28 +501,42 @@ def main():
     flags.DEFINE_integer("callgrind", 0, "count instructions (valgrind, 1 thread) of this many precise Δ pairs",
                          lower_bound=0)
     flags.DEFINE_bool("analyse", False, "only re-analyse what the session directory holds")
+    define_results_dir_flag()
+
+
+def main(argv):
+    from absl import flags
+
+    from android_ios_bench.lut import load_lut, save_lut
+    from benchmarks import finish
+    from ef_keras import provenance
+
+    del argv
     F = flags.FLAGS
-
-    def _run(argv):
-        del argv
-        work = session_dir(F.family, F.session)
-        command = "python benchmarks/lut_validation.py" + (" --family v2" if F.family == "v2" else "")
-        if F.retest:
-            retest(F.family, work, F.runs, F.warmup, F.threads)
-        elif F.callgrind:
-            callgrind(F.family, work, F.callgrind)
-        elif not F.analyse:
-            measure_session(F.family, work, F.runs, F.warmup, F.threads)
-        result = analyse(F.family, work)
-        if F["write-lut"].value:
-            from android_ios_bench.lut import load_lut, save_lut
-
-            save_lut(load_lut(os.path.join(work, "lut.json")), F["write-lut"].value)
-            result["wrote_lut"] = F["write-lut"].value
-        write_results(result, F.out, command)
-        print(report(result, command))
-    app.run(_run)
+    if F.quick and F.family == "v2":
+        from ef_keras.errors import InputError
+        raise InputError("--quick is a V1 space; drop --family v2 or --quick")
+    run = provenance.start()
+    space = space_of(F.family, F.quick)
+    work = session_dir(F.family, F.session or ("quick-v1" if F.quick else None))
+    if F.retest:
+        retest(space, work, F.runs, F.warmup, F.threads)
+    elif F.callgrind:
+        callgrind(space, work, F.callgrind)
+    elif not F.analyse:
+        measure_session(space, work, F.runs, F.warmup, F.threads)
+    result = analyse(F.family, space, work)
+    if F["write-lut"].value:
+        save_lut(load_lut(os.path.join(work, "lut.json")), F["write-lut"].value)
+        result["wrote_lut"] = F["write-lut"].value
+    result_file, plot_file = result_names(F.family)
+    os.makedirs(F["results-dir"].value, exist_ok=True)
+    plot(result, os.path.join(F["results-dir"].value, plot_file))
+    return finish(run, result_file, result, render)
 
 
 if __name__ == "__main__":
-    main()
+    from ef_keras.cli import run as run_cli
+
+    define_flags()
+    run_cli(main)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, model_latency, run_all,
-                        train_throughput)
+from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, lut_validation,
+                        model_latency, run_all, train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
 
@@ -66,6 +66,10 @@ BENCHMARKS = (
               quick=("--tasks", "seg", "--seconds", "20", "--train", "256", "--val", "32"),
               results=(dense_task.RESULT,)),
     Benchmark("benchmarks.import_cost", full=("--runs", "15"), quick=("--runs", "3"), results=(import_cost.RESULT,)),
+    # The full run is the session (units, reference models, Δ pairs); the README's ceiling and
+    # instruction counts come from the later `--retest` and `--callgrind 2` runs of the same session.
+    Benchmark("benchmarks.lut_validation", full=("--write-lut", "android_ios_bench/luts/host_x86_2core_fp32.json"),
+              quick=("--quick", "--runs", "50"), results=(lut_validation.RESULT, lut_validation.PLOT)),
 )
 
 _REGIONS = (
@@ -78,6 +82,7 @@ _REGIONS = (
     Region("build_time", build_time.RESULT, build_time.render),
     Region("dense_task", dense_task.RESULT, dense_task.render),
     Region("dense_latency", dense_latency.RESULT, dense_latency.render),
+    Region("lut_validation", lut_validation.RESULT, lut_validation.render),
 )
 
 
