@@ -283,7 +283,47 @@ def ceiling(doc: dict, retest_doc: dict, statistic: str) -> dict:
             "pairs": [[n, float(x), float(y)] for n, x, y in zip(names, a, b)]}
 
 
-def analyse(family: str, space, work: str) -> dict:
+def delta_retest(doc: dict, other: dict) -> dict:
+    """The same Δ pairs measured in two sessions: how far this session's measured saving (% of its base)
+    is from the other's, over the pairs outside noise in the other, and how many 95 % CIs overlap."""
+    mine = {(p["base"], p["derived"]): p for p in doc["delta_validation"]["pairs"]}
+    rows = []
+    for p in other["delta_validation"]["pairs"]:
+        q = mine.get((p["base"], p["derived"]))
+        if q is None or not p["outside_noise"]:
+            continue
+        this, that = q["delta_ms"] / q["base_ms"], p["delta_ms"] / p["base_ms"]
+        rows.append({"base": p["base"], "derived": p["derived"], "this_ms": q["delta_ms"], "this_ci95_ms": q["ci95_ms"],
+                     "other_ms": p["delta_ms"], "other_ci95_ms": p["ci95_ms"], "diff_pct": 100 * (this - that) / abs(that),
+                     "cis_overlap": q["ci95_ms"][0] <= p["ci95_ms"][1] and p["ci95_ms"][0] <= q["ci95_ms"][1]})
+    diffs = np.abs([r["diff_pct"] for r in rows])
+    return {"pairs": rows, "mean_abs_pct": float(diffs.mean()) if rows else None,
+            "median_abs_pct": float(np.median(diffs)) if rows else None,
+            "overlapping_cis": sum(r["cis_overlap"] for r in rows),
+            "sign_flips": sum((r["this_ms"] > 0) != (r["other_ms"] > 0) for r in rows)}
+
+
+def other_session(doc: dict, name: str) -> dict:
+    """A second full session of the same protocol (`--other-session`): the whole-model ceiling between the
+    two sessions, the Δ test-retest, and this LUT's predicted Δs against the Δs measured there."""
+    from android_ios_bench.lut import load_lut
+
+    work = session_dir("v1", name)
+    other = load_lut(os.path.join(work, "lut.json"))
+    against = copy.deepcopy(doc)
+    against["delta_validation"] = other["delta_validation"]
+    return {"session": name, "date": other["measurement"]["date"],
+            "figures": json.load(open(os.path.join(work, "session.json"))),
+            "non_monotone": len(other["measurement"].get("non_monotone", [])),
+            "ceiling": {stat: ceiling(doc, other, stat) for stat in STATISTICS},
+            "delta_retest": delta_retest(doc, other),
+            "deltas_against_other": {stat: {k: v for k, v in delta_table(against, stat).items() if k != "pairs"}
+                                     for stat in STATISTICS},
+            "other_lut_on_its_deltas": {stat: {k: v for k, v in delta_table(other, stat).items() if k != "pairs"}
+                                        for stat in STATISTICS}}
+
+
+def analyse(family: str, space, work: str, other: str | None = None) -> dict:
     from android_ios_bench.lut import load_lut
 
     doc = load_lut(os.path.join(work, "lut.json"))
@@ -307,6 +347,8 @@ def analyse(family: str, space, work: str) -> dict:
     cg = os.path.join(work, "callgrind.json")
     if os.path.exists(cg):
         result["callgrind"] = callgrind_rows(json.load(open(cg)), doc)
+    if other:
+        result["other_session"] = other_session(doc, other)
     return result
 
 
@@ -357,8 +399,10 @@ def verdicts(r: dict) -> list[str]:
         out += [f"Δ-latency of the {d['outside_noise']} pairs outside noise, mean |error|: "
                 + verdict("lut_delta_mean_abs_pct", d["mean_abs_pct"], f"{d['mean_abs_pct']:.1f} %"),
                 "Δ sign errors among them: " + verdict("lut_delta_sign_errors", d["sign_errors"])]
-    minutes = r["session"]["measure_s"] / 60
-    out.append("LUT measurement time (units, reference models, re-timing): "
+    times = [r["session"]["measure_s"]] + ([r["other_session"]["figures"]["measure_s"]] if r.get("other_session")
+                                           else [])
+    minutes = max(times) / 60  # a resumed run records only its own part: the longest session is the honest figure
+    out.append(f"LUT measurement time (units, reference models, re-timing; the longest of {len(times)} session(s)): "
                + verdict("lut_measure_minutes", minutes, f"{minutes:.1f} min"))
     return out
 
@@ -370,7 +414,7 @@ def render(r: dict) -> str:
     s = r["session"]
     lines = [f"{r['family'].upper()}, {r['units']} units and {r['models']} whole reference models in one rotation "
              f"({r['date'][:16]} UTC), LiteRT/XNNPACK {r['runtime']['precision']}, {r['runtime']['threads']} "
-             f"threads, {r['runs']} rounds; unit and model timing {s['measure_s'] / 60:.1f} min"
+             f"threads, {r['runs']} rounds; unit and model timing {s['measure_s'] / 60:.1f} min in the run that finished it"
              + (f", Δ pairs {s['delta_s'] / 60:.1f} min" if "delta_s" in s else "")
              + f"; 1-min load average {s['load_before']:.1f} at the start, {s['load_after_measure']:.1f} after the "
                f"units" + (f", {s['load_after_deltas']:.1f} after the Δs" if "load_after_deltas" in s else "")
@@ -425,6 +469,23 @@ def render(r: dict) -> str:
             lines.append(f"| {c['base']} | {c['derived']} | {c['action']} | {c['base_instructions']:,} / "
                          f"{c['derived_instructions']:,} | {c['instructions_saved_pct']:.2f} | "
                          f"{c['time_saved_pct']:.2f} |")
+    if r.get("other_session"):
+        o = r["other_session"]
+        f, c, t = o["figures"], o["ceiling"][stat], o["delta_retest"]
+        mine, theirs = o["deltas_against_other"][stat], o["other_lut_on_its_deltas"][stat]
+        lines += ["", f"**A second full session** of the same protocol ({o['date'][:16]} UTC, 1-min load average "
+                  f"{f['load_before']:.1f} at the start, {f['load_after_measure']:.1f} after the units, "
+                  f"{f.get('load_after_deltas', float('nan')):.1f} after the Δs; {o['non_monotone']} neighbour pairs "
+                  "still not monotone):", "",
+                  f"- its {c['models']} whole models against this session's ({stat}): Kendall τ {c['kendall_tau']:.3f}, "
+                  f"mean / max |difference| after one scale {_f(c['mean_abs_pct'])} / {_f(c['max_abs_pct'])} %;",
+                  f"- the same {len(t['pairs'])} Δ pairs (those outside noise there), measured saving here against "
+                  f"there: mean / median |difference| {_f(t['mean_abs_pct'])} / {_f(t['median_abs_pct'])} % of the "
+                  f"saving, 95 % CIs overlapping for {t['overlapping_cis']}, sign flips {t['sign_flips']};",
+                  f"- this table's predicted Δs against the Δs measured there: mean / max |error| "
+                  f"{_f(mine['mean_abs_pct'])} / {_f(mine['max_abs_pct'])} %, sign errors {mine['sign_errors']}; "
+                  f"that session's own table on them: {_f(theirs['mean_abs_pct'])} / {_f(theirs['max_abs_pct'])} %, "
+                  f"sign errors {theirs['sign_errors']}."]
     lines += ["", "**Goals** (issue 19, `benchmarks/goals.json`):", ""] + [f"- {v}" for v in verdicts(r)]
     return "\n".join(lines) + "\n"
 
@@ -501,6 +562,7 @@ def define_flags():
     flags.DEFINE_integer("callgrind", 0, "count instructions (valgrind, 1 thread) of this many precise Δ pairs",
                          lower_bound=0)
     flags.DEFINE_bool("analyse", False, "only re-analyse what the session directory holds")
+    flags.DEFINE_string("other-session", None, "compare with this second full session (V1; its directory name)")
     define_results_dir_flag()
 
 
@@ -525,7 +587,7 @@ def main(argv):
         callgrind(space, work, F.callgrind)
     elif not F.analyse:
         measure_session(space, work, F.runs, F.warmup, F.threads)
-    result = analyse(F.family, space, work)
+    result = analyse(F.family, space, work, F["other-session"].value)
     if F["write-lut"].value:
         save_lut(load_lut(os.path.join(work, "lut.json")), F["write-lut"].value)
         result["wrote_lut"] = F["write-lut"].value

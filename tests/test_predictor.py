@@ -236,7 +236,7 @@ def test_embedded_default_lut_predicts_the_named_models_exactly_and_covers_the_s
     doc = L.load_default_lut()
     assert doc["runtime"]["name"] == "litert" and doc["search_space"]["input_size"] == 224
     L.check_search_space(doc, input_size=224, min_widths=DEFAULT_SPACE.min_widths,
-                         max_widths=DEFAULT_SPACE.max_widths, width_step=16, method="in_context")
+                         max_widths=DEFAULT_SPACE.max_widths, width_step=16, method="in_rotation")
     l1, l3, l7 = (predict(name, exact=True) for name in ("l1", "l3", "l7"))
     assert 0 < l1.ms < l3.ms < l7.ms
     assert all(u.ms_each > 0 for u in l7.per_unit)

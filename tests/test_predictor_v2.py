@@ -113,6 +113,4 @@ def test_embedded_v2_lut_covers_the_four_variants_exactly():
     for name in ("s0", "s1", "s2", "l"):
         p = predict(name, exact=True)
         assert not p.interpolated and p.ms > 0 and p.correction_ms != 0
-    assert L.load_default_lut("v2")["measurement"]["method"] == "in_context"
-    assert len(L.load_default_lut("v2")["reference_models"]) >= 20
     assert predict("efficientformerv2_s0").sum_ms < predict("l").sum_ms
