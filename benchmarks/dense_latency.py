@@ -25,7 +25,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from benchmarks import ROOT, define_results_dir_flag, finish, goals  # noqa: E402
 from ef_keras import provenance, timing  # noqa: E402
@@ -109,7 +109,6 @@ def render(result: dict) -> str:
 def main(argv):
     del argv
     run = provenance.start()
-    logging.set_verbosity(logging.WARNING)  # the converter logs every SavedModel it writes at INFO
     import keras
 
     import deploy

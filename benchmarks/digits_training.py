@@ -18,7 +18,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from benchmarks import define_results_dir_flag, finish  # noqa: E402
 from ef_keras import provenance  # noqa: E402
@@ -49,7 +49,6 @@ def render(result: dict) -> str:
 def main(argv):
     del argv
     run = provenance.start()
-    logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs every save at INFO
     from ef_keras import EfficientFormerConfig
     from ef_keras.training import loop as training, recipe
 

@@ -4,7 +4,7 @@
     python -m benchmarks.lut_validation --retest        # later: the reference models again (ceiling)
     python -m benchmarks.lut_validation --callgrind 2   # instruction counts of 2 pairs (1 thread)
     python -m benchmarks.lut_validation --analyse       # re-analyse what the session directory holds
-    python -m benchmarks.lut_validation --quick         # a 64x64 space of 16-64 channels (minutes)
+    python -m benchmarks.lut_validation --analyse --other-session NAME   # compare a second full session
 
 Session 1, one process: the LUT's micro-models (exported once into the host harness' cache,
 every unit alone and after its context unit) and the whole reference models
@@ -61,14 +61,11 @@ def session_dir(family: str, name: str | None) -> str:
     return os.path.join(cache, "ef_keras", "lut_validation", name or family)
 
 
-def space_of(family: str, quick: bool = False):
-    """The family's default space; `quick`: a small V1 space (64x64 inputs, stage widths 16..64)."""
-    from android_ios_bench.units import DEFAULT_SPACE, SearchSpace, V2SearchSpace
+def space_of(family: str):
+    """The family's default space (the shipped table's)."""
+    from android_ios_bench.units import DEFAULT_SPACE, V2SearchSpace
 
-    if family == "v2":
-        return V2SearchSpace()
-    return SearchSpace(input_size=64, min_widths=(16, 16, 16, 32), max_widths=(32, 32, 48, 64), named=()) \
-        if quick else DEFAULT_SPACE
+    return V2SearchSpace() if family == "v2" else DEFAULT_SPACE
 
 
 # ----------------------------------------------------------------------------- session
@@ -551,7 +548,6 @@ def define_flags():
     from benchmarks import define_results_dir_flag
 
     flags.DEFINE_enum("family", "v1", ["v1", "v2"], "EfficientFormer (v1) or EfficientFormerV2 (v2)")
-    flags.DEFINE_bool("quick", False, "a small V1 space (64x64 inputs, widths 16..64), session 'quick-v1'")
     flags.DEFINE_integer("runs", 200, "timed rounds of the LUT session's rotation", lower_bound=50)
     flags.DEFINE_integer("warmup", 5, "untimed invocations per model", lower_bound=0)
     flags.DEFINE_integer("threads", 2, "LiteRT threads", lower_bound=1)
@@ -575,12 +571,9 @@ def main(argv):
 
     del argv
     F = flags.FLAGS
-    if F.quick and F.family == "v2":
-        from ef_keras.errors import InputError
-        raise InputError("--quick is a V1 space; drop --family v2 or --quick")
     run = provenance.start()
-    space = space_of(F.family, F.quick)
-    work = session_dir(F.family, F.session or ("quick-v1" if F.quick else None))
+    space = space_of(F.family)
+    work = session_dir(F.family, F.session)
     if F.retest:
         retest(space, work, F.runs, F.warmup, F.threads)
     elif F.callgrind:

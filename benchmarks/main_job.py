@@ -8,7 +8,8 @@ set-up command there exactly: `python3 -m venv .venv && . .venv/bin/activate && 
 machine has; the result says whether it was used). Records the install and job wall times,
 the job's own split between supernet training and slimming, the architecture, the number of
 steps and which rule decided each, and copies the job's log, trajectory, architecture and plot
-into benchmarks/results/main_job/. Writes benchmarks/results/main_job.json.
+into benchmarks/results/main_job/, and the supernet into runs/main_job/supernet (the input of
+`benchmarks.search_quality`). Writes benchmarks/results/main_job.json.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,13 +42,16 @@ def define_flags():
     define_results_dir_flag()
 
 
-def _timed(cmd: str, cwd: str, log) -> float:
-    start = time.perf_counter()
+def _timed(cmd: str, cwd: str, log) -> tuple[float, float]:
+    """(wall s, CPU s) of `cmd`: the CPU seconds (user + system of every process it waited for) depend
+    far less on the host's load than the wall time, so a run on a busy host can still be sized."""
+    cpu = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_CHILDREN))  # noqa: E731
+    start, cpu_start = time.perf_counter(), cpu()
     proc = subprocess.run(["bash", "-c", cmd], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                           env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
     if proc.returncode:
         raise RuntimeError(f"`{cmd}` failed with exit {proc.returncode}; see the log")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu() - cpu_start
 
 
 def render(result: dict) -> str:
@@ -59,7 +64,8 @@ def render(result: dict) -> str:
             f"\n\nOn a fresh install: **{t['total_s'] / 60:.1f} min** wall (`pip install \".[all]\"` "
             f"{t['install_s']:.0f} s{' with a warm pip cache' if t['pip_cache_used'] else ''}, then the job "
             f"{t['job_s']:.0f} s: supernet {t['supernet_s']:.0f} s ({100 * t['supernet_s'] / t['job_s']:.0f} %), "
-            f"slimming and the final test {t['slimming_s']:.0f} s ({100 * t['slimming_s'] / t['job_s']:.0f} %)). "
+            f"slimming and the final test {t['slimming_s']:.0f} s ({100 * t['slimming_s'] / t['job_s']:.0f} %))"
+            + (f"; the job used {t['job_cpu_s']:.0f} CPU s" if "job_cpu_s" in t else "") + ". "
             f"{result['steps']} steps, {rules.get('loss', 0)} decided by the primary criterion. Returned widths "
             f"{'/'.join(map(str, result['config']['widths']))}, depths {'/'.join(map(str, result['config']['depths']))}, "
             f"{result['config']['num_vit']} MB3D at {result['latency_ms']:.3f} ms predicted (target "
@@ -78,14 +84,17 @@ def main(argv):
         cache = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True)
         cached = cache.returncode == 0 and os.path.isdir(cache.stdout.strip()) and bool(os.listdir(cache.stdout.strip()))
         with open(log_path + ".tmp", "w") as log:
-            install = _timed('python3 -m venv .venv && . .venv/bin/activate && pip install -q ".[all]"', work, log)
-            job = _timed(". .venv/bin/activate && python -m search.slim --target-like l1", work, log)
+            install, install_cpu = _timed('python3 -m venv .venv && . .venv/bin/activate && pip install -q ".[all]"', work, log)
+            job, job_cpu = _timed(". .venv/bin/activate && python -m search.slim --target-like l1", work, log)
         os.replace(log_path + ".tmp", log_path)
         text = open(log_path).read()
         for name in FILES:
             shutil.copy(os.path.join(work, "runs", "slim", name), os.path.join(out, name))
         with open(os.path.join(work, "runs", "slim", "supernet", "supernet.json")) as f:
             supernet_s = json.load(f)["train_seconds"]
+        kept = os.path.join(ROOT, "runs", "main_job", "supernet")  # benchmarks.search_quality's default input
+        shutil.rmtree(kept, ignore_errors=True)  # the previous main job's copy (runs/ is ours, not the user's)
+        shutil.copytree(os.path.join(work, "runs", "slim", "supernet"), kept)
         with open(os.path.join(out, "trajectory.json")) as f:
             trajectory = json.load(f)
         total_reported = float(re.search(r"steps, (\d+) s \(supernet", text).group(1))
@@ -98,7 +107,8 @@ def main(argv):
     arch = Arch.from_dict(last["arch"])
     result = {"command": COMMAND, "timing": {"install_s": install, "job_s": job, "total_s": install + job,
                                              "supernet_s": supernet_s, "slimming_s": total_reported - supernet_s,
-                                             "pip_cache_used": cached},
+                                             "pip_cache_used": cached, "install_cpu_s": install_cpu,
+                                             "job_cpu_s": job_cpu},
               "config": {"widths": list(arch.widths), "depths": list(arch.depths), "num_vit": arch.num_vit},
               "latency_ms": last["latency_ms"], "target_ms": trajectory["target_ms"],
               "steps": len(trajectory["steps"]) - 1, "decided_by": trajectory["steps_decided_by"],

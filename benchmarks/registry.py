@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, lut_validation,
-                        model_latency, run_all, train_throughput)
+from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, lut_validation, main_job,
+                        model_latency, run_all, search_quality, supernet_modes, train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
 
@@ -29,7 +29,7 @@ class Benchmark:
 
     module: str                  # run as `python -m MODULE`
     full: tuple[str, ...]        # the run the committed result comes from (the README's command)
-    quick: tuple[str, ...]       # the reduced run of `run_all --quick`
+    quick: tuple[str, ...] | None  # the reduced run of `run_all --quick`; None: no reduced size exists
     results: tuple[str, ...]     # files it writes into the results directory
 
 
@@ -66,10 +66,18 @@ BENCHMARKS = (
               quick=("--tasks", "seg", "--seconds", "20", "--train", "256", "--val", "32"),
               results=(dense_task.RESULT,)),
     Benchmark("benchmarks.import_cost", full=("--runs", "15"), quick=("--runs", "3"), results=(import_cost.RESULT,)),
-    # The full run is the session (units, reference models, Δ pairs); the README's ceiling and
-    # instruction counts come from the later `--retest` and `--callgrind 2` runs of the same session.
+    # The search's benchmarks train supernets and networks: tens of minutes to hours, no reduced size that
+    # would still answer their question, so `run_all --quick` leaves them out.
+    Benchmark("benchmarks.supernet_modes", full=("--work-dir", "runs/supernet_modes"), quick=None,
+              results=(supernet_modes.RESULT,)),
+    Benchmark("benchmarks.main_job", full=(), quick=None, results=(main_job.RESULT,)),
+    Benchmark("benchmarks.search_quality", full=("--supernet", "runs/main_job/supernet"), quick=None,
+              results=(search_quality.RESULT, search_quality.PLOT)),
+    # The latency-table session times 700 models and 18 Δ pairs (about 40 min once the models are exported)
+    # and has no reduced size that would still answer its question; the README's ceiling and instruction
+    # counts come from the later `--retest`, `--other-session` and `--callgrind` runs of the same session.
     Benchmark("benchmarks.lut_validation", full=("--write-lut", "android_ios_bench/luts/host_x86_2core_fp32.json"),
-              quick=("--quick", "--runs", "50"), results=(lut_validation.RESULT, lut_validation.PLOT)),
+              quick=None, results=(lut_validation.RESULT, lut_validation.PLOT)),
 )
 
 _REGIONS = (
@@ -82,6 +90,9 @@ _REGIONS = (
     Region("build_time", build_time.RESULT, build_time.render),
     Region("dense_task", dense_task.RESULT, dense_task.render),
     Region("dense_latency", dense_latency.RESULT, dense_latency.render),
+    Region("supernet_modes", supernet_modes.RESULT, supernet_modes.render),
+    Region("main_job", main_job.RESULT, main_job.render),
+    Region("search_quality", search_quality.RESULT, search_quality.render),
     Region("lut_validation", lut_validation.RESULT, lut_validation.render),
 )
 

@@ -81,6 +81,9 @@ def main(argv):
     records, failed = [], []
     total = time.monotonic()
     for i, b in enumerate(benchmarks, 1):
+        if FLAGS.quick and b.quick is None:
+            print(f"[{i}/{len(benchmarks)}] {b.module}: no reduced size; skipped by --quick", flush=True)
+            continue
         args = [*(b.quick if FLAGS.quick else b.full)]
         if results_dir != os.path.abspath(RESULTS_DIR):  # the default stays out of the recorded command
             args += ["--results-dir", results_dir]

@@ -9,7 +9,10 @@ baselines):
   subset, 96 px). The search reads only the training images (search_train / search_val);
   every number below is on the 5,000 held-out **test** images, which the search never sees.
 - **Targets.** Three LUT latencies spanning the supernet's range: 30 % and 80 % of the way
-  from its smallest to its largest child, and EfficientFormer-L1's predicted latency.
+  from its smallest to its largest child, and EfficientFormer-L1's predicted latency
+  (`--targets 30,l1,80`; a run of fewer targets is reported as such, and the primary goal is
+  then not evaluable). Work directories are named by target, so a later run with more targets
+  reuses what an earlier one finished.
 - **Architectures per target.**
   - searched: `search.slim` (actions and importance as the main job);
   - uniform-importance search: the same with `--importance uniform` (α ignored);
@@ -44,6 +47,7 @@ import numpy as np
 from benchmarks import define_results_dir_flag, finish
 from ef_keras import provenance
 from ef_keras.cli import run as run_cli
+from ef_keras.errors import InputError
 
 RESULT = "search_quality.json"
 PLOT = "search_quality.png"
@@ -171,8 +175,12 @@ def main(argv):
     lo, hi, _ = reachable_range(space, lut)
     from ef_keras.models.efficientformer.config import VARIANTS
 
-    targets = {"30 % of range": lo + 0.3 * (hi - lo), "L1": predict_ms(VARIANTS["l1"], lut),
-               "80 % of range": lo + 0.8 * (hi - lo)}
+    every = {"30": ("30 % of range", lo + 0.3 * (hi - lo)), "l1": ("L1", predict_ms(VARIANTS["l1"], lut)),
+             "80": ("80 % of range", lo + 0.8 * (hi - lo))}
+    unknown = sorted(set(FLAGS.targets) - set(every))
+    if unknown:
+        raise InputError(f"--targets: unknown {', '.join(unknown)}; choose from {', '.join(every)}")
+    targets = {every[key][0]: every[key][1] for key in FLAGS.targets}
     predict = lambda arch: predict_ms(arch.to_config(space), lut)  # noqa: E731
     seeds = [int(s) for s in FLAGS.seeds.split(",")]
     test = load_split("embedded", None, supernet.image_size)
@@ -180,7 +188,8 @@ def main(argv):
     scorer = Scorer(supernet, calib)
     settings = slim_settings()
     rows = []
-    for t, (label, target) in enumerate(targets.items()):
+    for key in FLAGS.targets:
+        t, (label, target) = list(every).index(key), every[key]  # t names its directories and random draws
         archs = {}
         for name, opts in (("searched", {}), ("uniform-importance search", {"importance": "uniform"}),
                            ("random slimming", {"actions": "random"})):
@@ -234,7 +243,8 @@ def _summarise(rows, targets) -> dict:
     tau, tlo, thi = kendall_with_ci([r["inherited_top1"] for r in rows], [r["mean_top1"] for r in rows])
     wins = sum(v["ci_excludes_0_above"] for v in out["per_target"].values())
     out.update({"kendall_tau": tau, "kendall_tau_ci95": [tlo, thi], "architectures": len(rows),
-                "goal_primary_met": wins >= 2, "targets_won": wins,
+                "goal_primary_met": wins >= 2 if len(targets) == 3 else None, "targets_won": wins,
+                "targets_run": len(targets),
                 "goal_random_p75_met": all(v["searched_percentile_among_random"] > 75
                                            for v in out["per_target"].values()),
                 "goal_tau_met": tau >= 0.6})
@@ -258,8 +268,9 @@ def render(result: dict) -> str:
     lines.append(f"- Kendall τ, inherited vs from-scratch, over {summary['architectures']} architectures: "
                  f"{summary['kendall_tau']:.2f} (95 % CI {summary['kendall_tau_ci95'][0]:.2f} to "
                  f"{summary['kendall_tau_ci95'][1]:.2f})")
-    lines.append(f"- Goals: searched above scaled L1 with the CI excluding 0 at >= 2 of 3 targets: "
-                 f"{'**met**' if summary['goal_primary_met'] else '**not met**'} ({summary['targets_won']} of 3); "
+    primary = {True: "**met**", False: "**not met**", None: "**not evaluable**"}[summary["goal_primary_met"]]
+    lines.append(f"- Goals: searched above scaled L1 with the CI excluding 0 at >= 2 of 3 targets: {primary} "
+                 f"({summary['targets_won']} of the {summary['targets_run']} targets run); "
                  f"above the random 75th percentile at every target: "
                  f"{'**met**' if summary['goal_random_p75_met'] else '**not met**'}; τ >= 0.6: "
                  f"{'**met**' if summary['goal_tau_met'] else '**not met**'}")
@@ -303,6 +314,8 @@ def define_flags():
     flags.DEFINE_string("supernet", "runs/main_job/supernet", "the main job's supernet directory")
     flags.DEFINE_string("lut", None, "LUT (default: the embedded host LUT, as the search used)")
     flags.DEFINE_string("seeds", "0,1", "comma-separated training seeds")
+    flags.DEFINE_list("targets", ["30", "l1", "80"], "targets to run, in this order: 30 and 80 (% of the supernet's "
+                      "range), l1 (L1's predicted latency)")
     flags.DEFINE_integer("steps", 240, "training batches of 32 per architecture and seed (the fixed budget)")
     flags.DEFINE_string("work-dir", "runs/search_quality", "searches, training runs and predictions (resumable)")
     define_results_dir_flag()

@@ -20,7 +20,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from deploy.common import TARGET_PRECISIONS, DeployError  # noqa: E402
 from ef_keras.checks import check_int  # noqa: E402
@@ -170,7 +170,6 @@ def main(argv):
     if not FLAGS.to or not FLAGS.model:
         print("error: --to and --model are required (e.g. --to tflite --model l1)", file=sys.stderr)
         return 2
-    logging.set_verbosity(logging.WARNING)  # tf2onnx logs every pass at INFO through absl
     print(f"converting {FLAGS.model} to {FLAGS.to} ...", flush=True)
     report = convert(FLAGS.to, FLAGS.model, weights=FLAGS.weights, precision=FLAGS.precision,
                      calibration_data=FLAGS["calibration-data"].value, out=FLAGS.out, overwrite=FLAGS.overwrite,

@@ -5,6 +5,9 @@
 directory, unreadable or read-only) become one `error: ...` line and exit code 1; anything else
 is a bug in our code and keeps its full traceback. `EF_KERAS_TRACEBACK=1` shows the traceback
 (with the chained cause) for every error. Flags may be spelled with dashes or underscores.
+absl's log level starts at WARNING (TensorFlow's checkpoint saver, the converters and tf2onnx
+log every save and pass at INFO; TensorFlow's Python logger notes retracing), unless
+`--verbosity` is given.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ def cli_main(main, user_errors: tuple = ()):
 
     @functools.wraps(main)
     def wrapped(argv):
+        import logging as python_logging
+
+        from absl import flags, logging
+
+        if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
+            python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)  # retracing notices
         try:
             return main(argv)
         except (EfKerasError, OSError, *user_errors) as e:

@@ -19,7 +19,7 @@ Re-running with the same --out resumes from the last checkpoint. The logic lives
 
 import os
 
-from absl import flags, logging
+from absl import flags
 
 from ef_keras.data import DatasetError
 from ef_keras.cli import run as run_cli
@@ -66,7 +66,8 @@ def define_flags():
     flags.DEFINE_integer("eval-steps", None, "Cap on eval batches.")
     flags.DEFINE_integer("seed", 0, "Random seed (weights, data order, augmentation).")
     flags.DEFINE_bool("deterministic", True, "Reproducible input pipeline (needed for exact resume).")
-    flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
+    flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar (on a terminal) and a line per epoch, "
+                                       "2 a line per epoch.")
 
 
 def _recipe():
@@ -87,7 +88,6 @@ def main(argv):
     if not FLAGS.out:
         raise InputError("--out DIR is required (the run directory; re-use it to resume)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs every save at INFO
     from ef_keras.training import loop as training
 
     result = training.train(

@@ -98,15 +98,20 @@ def width_candidates(arch: Arch, space: SearchSpace, scores: np.ndarray, path_st
 
 
 def candidates(mode: str, arch: Arch, space: SearchSpace, scores: np.ndarray, attention: np.ndarray,
-               path_stage: list[int], min_depth: int, rng: np.random.Generator | None = None) -> list[Candidate]:
+               path_stage: list[int], min_depth: int, rng: np.random.Generator | None = None,
+               saves=None) -> list[Candidate]:
     """The candidates one slimming step considers in `mode` (module docstring), in a fixed order.
 
-    In "paper" mode the least important removal and stage are taken; importance ties go to the
-    earliest position, so the result is deterministic.
+    `saves(arch) -> bool` (slimming: "the LUT predicts it faster than now") drops actions that
+    save no latency *before* any is picked: in "paper" mode the least important removal and
+    stage are taken among the actions that save time (otherwise a stage whose one-step narrowing
+    the LUT predicts no faster would hide every other stage's width action); importance ties go
+    to the earliest position, so the result is deterministic.
     """
-    depth = depth_candidates(arch, scores, path_stage, min_depth)
-    mb3d = mb3d_candidate(arch, attention, path_stage)
-    width = width_candidates(arch, space, scores, path_stage)
+    keep = (lambda cs: cs) if saves is None else (lambda cs: [c for c in cs if saves(c.arch)])
+    depth = keep(depth_candidates(arch, scores, path_stage, min_depth))
+    mb3d = next(iter(keep([c for c in [mb3d_candidate(arch, attention, path_stage)] if c is not None])), None)
+    width = keep(width_candidates(arch, space, scores, path_stage))
     if mode == "all":
         return depth + ([mb3d] if mb3d else []) + width
     if mode == "paper":

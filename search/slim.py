@@ -366,13 +366,16 @@ class _StepContext:
         """(winner, confirmed candidates, screening summary, tied indices, rule) of one step."""
         space = self.supernet.space
         rng = np.random.default_rng([self.seed, step])
-        cands = []
-        for c in actions_lib.candidates(self.actions, arch, space, self.scores, self.attention,
-                                        self.supernet.path_stage, self.min_depth, rng):
-            lat = predict_ms(c.arch.to_config(space), self.lut)
-            if lat < latency_ms:
-                cands.append({"kind": c.kind, "group": c.group, "desc": c.desc, "arch": c.arch,
-                              "importance": c.importance, "latency_ms": lat, "saved_ms": latency_ms - lat})
+        predicted = {}
+
+        def saves(candidate: Arch) -> bool:
+            predicted[candidate] = predict_ms(candidate.to_config(space), self.lut)
+            return predicted[candidate] < latency_ms
+
+        cands = [{"kind": c.kind, "group": c.group, "desc": c.desc, "arch": c.arch, "importance": c.importance,
+                  "latency_ms": predicted[c.arch], "saved_ms": latency_ms - predicted[c.arch]}
+                 for c in actions_lib.candidates(self.actions, arch, space, self.scores, self.attention,
+                                                 self.supernet.path_stage, self.min_depth, rng, saves=saves)]
         if not cands:
             return None, [], [], [], ""
         screened = []
@@ -553,7 +556,6 @@ def main(argv):
     FLAGS = flags.FLAGS
     del argv
     started = time.time()
-    _quiet_tensorflow()
     from ef_keras.output import check_run_directory
 
     check_run_directory(FLAGS.out)
@@ -596,16 +598,6 @@ def main(argv):
           f"{time.time() - t0:.0f} s = {100 * (time.time() - t0) / total:.0f} %)")
     for k, v in result["files"].items():
         print(f"  {k:12s} {v}")
-
-
-def _quiet_tensorflow() -> None:
-    """No TensorFlow Python notices (retracing, checkpoint sharding) in the job's log; its warnings stay."""
-    from absl import logging
-
-    import tensorflow as tf
-
-    logging.set_verbosity(logging.WARNING)
-    tf.get_logger().setLevel("WARNING")
 
 
 def _target_in_lut_ms(target_ms: float, target_like, lut_path, lut: dict) -> float:

@@ -132,6 +132,16 @@ def test_paper_mode_takes_the_least_important_removal_and_stage():
     assert _cands("paper")[2].arch.widths == (16, 32, 48, 64)
 
 
+def test_paper_mode_picks_among_the_actions_that_save_latency():
+    # Stage 1 is the least important stage, but say the LUT predicts its narrowing no faster: the width
+    # action must fall to the next least important stage (2), not vanish; likewise the removal (path 1).
+    slower = {(16, 32, 48, 64)}
+    saves = lambda arch: arch.widths not in slower and arch.choices[0] != ("4d", "id")  # noqa: E731
+    got = actions.candidates("paper", ARCH, SPACE, SCORES, ATTENTION, PATH_STAGE, 0, saves=saves)
+    assert [c.group for c in got] == ["depth@4", "mb3d@4", "width@2"]  # path 5 (0.7) is the next removal
+    assert got[0].importance == 0.7 and got[2].arch.widths == (32, 16, 48, 64)
+
+
 def test_stage_guard_and_width_floor():
     lone = Arch(SPACE.max_widths, (("4d", "id"), ("4d",), ("id", "4d"), ("4d", "3d")))
     depth = [c for c in _cands("all", lone, min_depth=1) if c.kind == "depth"]

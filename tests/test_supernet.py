@@ -127,6 +127,10 @@ def test_space_grid_and_bad_spaces():
         SearchSpace(SPACE.config, min_widths=(16, 48, 32, 48))
     with pytest.raises(SpaceError, match="multiples of 16"):
         SearchSpace(SPACE.config, min_widths=(8, 16, 32, 48))
+    small = default_space(max_widths=(32, 64, 96, 128), min_widths=(16, 32, 64, 96), depths=(1, 1, 2, 2))
+    assert small.widths(3) == (96, 112, 128) and small.depths == (1, 1, 2, 2)
+    with pytest.raises(SpaceError, match="at least one block"):
+        default_space(depths=(4, 0, 6, 4))
 
 
 def test_save_load_round_trip_and_mismatch(supernet, tmp_path):

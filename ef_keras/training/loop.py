@@ -26,6 +26,7 @@ import csv
 import dataclasses
 import io
 import os
+import sys
 import time
 
 import numpy as np
@@ -428,7 +429,8 @@ def _train_epoch(runner, state, checkpoints, batches, *, skip: int, steps: int, 
     if skip == 0:
         state.loss_sum.assign(0.0)
         state.loss_count.assign(0)
-    bar = keras.utils.Progbar(steps, verbose=1 if verbose == 1 else 0, unit_name="step")
+    # The bar only on a terminal: a piped or logged run gets the epoch lines alone.
+    bar = keras.utils.Progbar(steps, verbose=1 if verbose == 1 and sys.stdout.isatty() else 0, unit_name="step")
     if skip:
         bar.update(skip)
     for index in range(skip, steps):
