@@ -1,6 +1,7 @@
 """Micro-model export: every unit of a search space -> .tflite / .mlpackage + manifest.json.
 
-    python -m android_ios_bench.export --out /tmp/lut_models [--coreml] [--max-widths 96,192,384,768]
+    python -m android_ios_bench.export --out /tmp/lut_models [--coreml] [--min-widths 32,64,128,256]
+        [--max-widths 64,128,256,512] [--method in_rotation|in_context|isolated]
 
 The manifest is the input of all harnesses (host, Android, iOS). Conversion goes through
 `deploy.to_tflite` / `deploy.to_coreml`, the converters the full models use, so a unit is
@@ -20,7 +21,8 @@ from typing import Any, Callable, Iterable
 from android_ios_bench import __version__
 from android_ios_bench.lut import (LUTError, ManifestError, MANIFEST_FORMAT, FORMAT_VERSION, load_manifest,
                                    now_iso, save_manifest)
-from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
+from android_ios_bench.units import (CONTEXT_METHOD, METHODS, ROTATION_METHOD, SearchSpace, Unit, V2SearchSpace,
+                                     build_unit, context_key, context_unit, search_space_units)
 from deploy.common import PRECISIONS
 from ef_keras.output import run_directory
 from ef_keras.runs import check_same_settings
@@ -40,11 +42,28 @@ class ManifestItem:
     group: str = "lut"
 
 
-def lut_items(space) -> list[ManifestItem]:
-    """The search space's units as manifest items."""
+def lut_items(space, method: str = ROTATION_METHOD) -> list[ManifestItem]:
+    """The search space's units as manifest items: each unit alone, and for `method="in_context"`
+    also each unit after its context unit (kind "context", key `units.context_key`).
+
+    A context item's `unit` holds the measured unit's kind and fields and its context's key, so a
+    harness can turn "context + unit" minus "context" into the unit's LUT entry.
+    """
+    if method not in METHODS:
+        raise LUTError(f"method must be one of {METHODS}, got {method!r}")
+
     def item(u: Unit) -> ManifestItem:
         return ManifestItem(u.key, u.kind, u.unit, u.input_shape, lambda: build_unit(u))
-    return [item(u) for u in search_space_units(space)]
+
+    def in_context(u: Unit, ctx: Unit) -> ManifestItem:
+        return ManifestItem(context_key(u), "context", {"kind": u.kind, "fields": u.unit, "context": ctx.key},
+                            ctx.input_shape, lambda: build_unit(u, ctx))
+
+    units = search_space_units(space)
+    items = [item(u) for u in units]
+    if method == CONTEXT_METHOD:
+        items += [in_context(u, ctx) for u in units if (ctx := context_unit(u, space)) is not None]
+    return items
 
 
 def model_item(name: str, config, space: dict, group: str = "reference") -> ManifestItem:
@@ -58,15 +77,16 @@ def model_item(name: str, config, space: dict, group: str = "reference") -> Mani
                         group=group)
 
 
-def reference_items(space) -> list[ManifestItem]:
-    """The search space's reference models (`predictor.reference_configs`) as whole-model items.
+def reference_items(space, **kwargs) -> list[ManifestItem]:
+    """The search space's reference models (`android_ios_bench.reference.reference_configs`, whose keyword
+    arguments `kwargs` are) as whole-model items.
 
     Harnesses time them with the units, so the LUT carries whole-model latencies from the
     same session: the correction is fitted on them and `--check-lut` re-times them.
     """
-    from android_ios_bench.predictor import reference_configs
+    from android_ios_bench.reference import reference_configs
 
-    return [model_item(name, cfg, space.to_dict()) for name, cfg in reference_configs(space.to_dict())]
+    return [model_item(name, cfg, space.to_dict()) for name, cfg in reference_configs(space.to_dict(), **kwargs)]
 
 
 def _empty_manifest(search_space: dict, precision: str) -> dict:
@@ -136,9 +156,12 @@ def export_items(items: Iterable[ManifestItem], out_dir: str, *, search_space: d
         return load_manifest(path)
 
 
-def export_search_space(out_dir: str, space: SearchSpace = SearchSpace(), **kwargs) -> dict:
-    """Exports every LUT unit of `space` and its reference models (see export_items for the keyword arguments)."""
-    return export_items(lut_items(space) + reference_items(space), out_dir, search_space=space.to_dict(), **kwargs)
+def export_search_space(out_dir: str, space=SearchSpace(), method: str = ROTATION_METHOD,
+                        **kwargs) -> dict:
+    """Exports every LUT unit of `space` (alone, and in context for `method="in_context"`) and its
+    reference models (see export_items for the keyword arguments)."""
+    return export_items(lut_items(space, method) + reference_items(space), out_dir, search_space=space.to_dict(),
+                        **kwargs)
 
 
 def print_progress(done: int, total: int, key: str, seconds: float) -> None:
@@ -147,18 +170,40 @@ def print_progress(done: int, total: int, key: str, seconds: float) -> None:
         print(f"[export {done}/{total}] {key} ({seconds:.1f}s)", file=sys.stderr, flush=True)
 
 
-def main(argv):
-    """Exports the search space's micro-models and writes their manifest."""
+def define_space_flags():
+    """The search-space flags this tool and the host harness share (`space_from_flags` reads them)."""
+    from absl import flags
+
+    flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to export or measure: v1 "
+                      "(EfficientFormer) or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
+    flags.DEFINE_integer("input-size", 224, "model input size (stage resolutions are size/4 .. size/32)",
+                         lower_bound=32)
+    flags.DEFINE_list("min-widths", [str(w) for w in SearchSpace().min_widths], "search min width per stage (v1)")
+    flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths],
+                      "search (supernet) max width per stage (v1)")
+
+
+def space_from_flags():
+    """The SearchSpace / V2SearchSpace the flags of `define_space_flags` describe."""
     from absl import flags
 
     from ef_keras.checks import parse_int_list
     F = flags.FLAGS
+    if F.family == "v2":
+        return V2SearchSpace(input_size=F["input-size"].value)
+    return SearchSpace(input_size=F["input-size"].value,
+                       min_widths=parse_int_list("--min-widths", F["min-widths"].value),
+                       max_widths=parse_int_list("--max-widths", F["max-widths"].value))
+
+
+def main(argv):
+    """Exports the search space's micro-models and writes their manifest."""
+    from absl import flags
+
+    F = flags.FLAGS
     del argv
-    space = SearchSpace(input_size=F["input-size"].value,
-                        max_widths=parse_int_list("--max-widths", F["max-widths"].value),
-                        downsample_points=F["downsample-points"].value)
-    manifest = export_search_space(F.out, space, tflite=F.tflite, coreml=F.coreml, precision=F.precision,
-                                   verify=F.verify, progress=print_progress)
+    manifest = export_search_space(F.out, space_from_flags(), F.method, tflite=F.tflite, coreml=F.coreml,
+                                   precision=F.precision, verify=F.verify, progress=print_progress)
     print(f"wrote {os.path.join(F.out, MANIFEST_NAME)} ({len(manifest['entries'])} micro-models)")
 
 
@@ -170,11 +215,9 @@ def define_flags():
     flags.DEFINE_bool("tflite", True, "export .tflite files")
     flags.DEFINE_bool("coreml", False, "export .mlpackage files (CoreML, iOS16)")
     flags.DEFINE_enum("precision", "fp32", list(PRECISIONS), "weights/compute precision of the exported models")
-    flags.DEFINE_integer("input-size", 224, "model input size (stage resolutions are size/4 .. size/32)",
-                         lower_bound=32)
-    flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths], "supernet max width per stage")
-    flags.DEFINE_integer("downsample-points", SearchSpace().downsample_points,
-                         "measured widths per axis of each downsample (Cin, Cout) grid", lower_bound=1)
+    define_space_flags()
+    flags.DEFINE_enum("method", ROTATION_METHOD, list(METHODS), "in_context: also export every unit after its "
+                      "context unit; in_rotation (the host harness') and isolated (phone harnesses): units alone")
     flags.DEFINE_bool("verify", False, "let deploy compare every micro-model's outputs with Keras (slower)")
 
 

@@ -31,6 +31,8 @@ DEFAULT_LUT_NAME = "host_x86_2core_fp32.json"
 DEFAULT_V2_LUT_NAME = "host_x86_2core_fp32_v2.json"
 #: Fields that must agree for two LUT documents to be merged.
 _IDENTITY_RUNTIME = ("name", "delegate", "compute_units", "threads", "precision")
+#: `measurement.method` of a LUT written before methods were recorded: its units were timed alone.
+LEGACY_METHOD = "isolated"
 
 
 class LUTError(ValueError):
@@ -129,6 +131,11 @@ def _check(doc: Any, name: str, where: str) -> None:
 def validate_lut(doc: Any, where: str = "LUT") -> None:
     """Raises LUTSchemaError (one line: file, field, problem) unless `doc` follows lut.schema.json."""
     _check(doc, "lut", where)
+    fit = doc.get("correction")
+    if fit and "fitted_on" in fit and len(fit["fitted_on"]) <= len(fit["coefficients"]):
+        raise LUTSchemaError(f"{where}: its {fit['form']} correction has {len(fit['coefficients'])} parameters but "
+                             f"was fitted on {len(fit['fitted_on'])} models; a fit needs more models than "
+                             "parameters (refit it: android_ios_bench.correction.refit_correction)")
     for key, entry in doc["entries"].items():
         if entry["kind"] in CORE_KINDS:
             expected = unit_key(entry["kind"], **entry)
@@ -152,7 +159,8 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a latency")
 
 
-def _read_json(path: str, what: str) -> Any:
+def read_json(path: str, what: str) -> Any:
+    """A JSON document of this package (`what` names it in errors): LUTError when missing, unreadable or not JSON."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f, parse_constant=_refuse_constant)  # NaN / Infinity are not JSON numbers
@@ -180,7 +188,7 @@ def load_lut(source: str | os.PathLike | dict) -> dict:
     if isinstance(source, dict):
         validate_lut(source)
         return source
-    doc = _read_json(os.fspath(source), "LUT")
+    doc = read_json(os.fspath(source), "LUT")
     validate_lut(doc, where=os.fspath(source))
     return doc
 
@@ -211,14 +219,34 @@ def new_lut(*, device: dict, runtime: dict, measurement: dict, search_space: dic
             "measurement": dict(measurement), "search_space": dict(search_space), "entries": {}}
 
 
+def method_of(doc: dict) -> str:
+    """How the LUT's units were timed: "in_rotation", "in_context" or "isolated" (`android_ios_bench.units`)."""
+    return doc["measurement"].get("method", LEGACY_METHOD)
+
+
 def identity(doc: dict) -> dict:
-    """What makes two LUTs' timings one table: device, runtime settings and search space.
+    """What makes two LUTs' timings one table: device, runtime settings, method and search space.
 
     Merging partial LUTs and resuming a measurement into an existing LUT both require equal
     identities (the harnesses compare them with `ef_keras.runs.check_same_settings`).
     """
     return {"device": {"name": doc["device"].get("name")},
-            "runtime": {k: doc["runtime"].get(k) for k in _IDENTITY_RUNTIME}, "search_space": doc["search_space"]}
+            "runtime": {k: doc["runtime"].get(k) for k in _IDENTITY_RUNTIME},
+            "measurement": {"method": method_of(doc)}, "search_space": doc["search_space"]}
+
+
+def session_id(doc: dict) -> str:
+    """A short digest naming the LUT's measuring session (identity and date).
+
+    Files measured against a LUT in its session (the Δ-latency validation) record it, so they
+    are never applied to another LUT.
+    """
+    import hashlib
+
+    session = identity(doc)
+    del session["measurement"]  # one session's timings give a LUT of either method
+    blob = json.dumps({"identity": session, "date": doc["measurement"]["date"]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def merge_luts(docs: Iterable[dict]) -> dict:
@@ -254,21 +282,32 @@ def merge_luts(docs: Iterable[dict]) -> dict:
     return merged
 
 
-def check_search_space(doc: dict, *, input_size: int | None = None,
-                       max_widths: Iterable[int] | None = None, where: str = "LUT") -> None:
-    """Raises LUTCoverageError unless the LUT was measured at `input_size` and up to `max_widths`."""
+def check_search_space(doc: dict, *, input_size: int | None = None, min_widths: Iterable[int] | None = None,
+                       max_widths: Iterable[int] | None = None, width_step: int | None = None,
+                       method: str | None = None, where: str = "LUT") -> None:
+    """Raises LUTCoverageError unless the LUT measured every unit of the asked search grid.
+
+    Args:
+        input_size: the deployment resolution the LUT must have been measured at.
+        min_widths, max_widths, width_step: the search's grid (default: the LUT's own min
+            widths and step); every width from min to max of every stage, and every
+            downsampling pair between neighbouring stages, must be a measured entry. The
+            error names the first missing unit and the LUT's grid there.
+        method: the timing method the LUT must have been measured with (the host LUT's: "in_rotation").
+    """
     space = doc["search_space"]
     if input_size is not None and space["input_size"] != input_size:
         raise LUTCoverageError(
             f"{where} was measured for {space['input_size']}x{space['input_size']} inputs, not "
             f"{input_size}x{input_size}; measure a LUT at that resolution (android_ios_bench.host --input-size)")
+    if method is not None and method_of(doc) != method:
+        raise LUTCoverageError(
+            f"{where} was measured by method {method_of(doc)!r}, not {method!r}; measure a LUT with "
+            f"`python -m android_ios_bench.host --method {method}`")
     if max_widths is not None:
-        max_widths = list(max_widths)
-        short = [i + 1 for i, (w, m) in enumerate(zip(max_widths, space["max_widths"])) if w > m]
-        if short:
-            raise LUTCoverageError(
-                f"{where} covers widths up to {space['max_widths']} but {max_widths} were asked (stage(s) "
-                f"{short}); measure a LUT with larger --max-widths")
+        from android_ios_bench.predictor import check_grid  # the unit walk lives with the predictor
+
+        check_grid(doc, min_widths=min_widths, max_widths=max_widths, width_step=width_step, where=where)
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -278,7 +317,7 @@ def load_manifest(path: str | os.PathLike, require_files: str | None = None) -> 
     The returned dict carries `"_dir"`: the manifest's directory, against which file paths resolve.
     """
     path = os.fspath(path)
-    doc = _read_json(path, "manifest")
+    doc = read_json(path, "manifest")
     validate_manifest(doc, where=path)
     base = os.path.dirname(os.path.abspath(path))
     if require_files:

@@ -3,25 +3,25 @@
     from android_ios_bench.predictor import predict
     p = predict("l1")                # embedded host LUT (LiteRT/XNNPACK, 2 threads, fp32)
     p.ms, p.sum_ms, p.interpolated   # prediction, plain sum, what had to be interpolated
+    predict(config, lut, exact=True) # what the search calls: refuses any width the LUT did not measure
 
 This module is the one place the latency model lives: the LUT format is
-`android_ios_bench.lut`, the units `android_ios_bench.units`, and the search imports its
-predictions from here.
+`android_ios_bench.lut`, the units `android_ios_bench.units`, the correction
+`android_ios_bench.correction`, and the search imports its predictions from here.
 
 An architecture is walked as the units the LUT measured (android_ios_bench.units): stem,
-per stage its downsampling and MetaBlocks, the 4D->3D flatten, the final norm + heads.
-Widths between measured ones are interpolated linearly (4D/3D blocks, stem, flatten, head)
-or bilinearly over the (Cin, Cout) grid (downsampling, measured on a coarse grid), and every
-such use is reported. Widths beyond the LUT, or a resolution it lacks, raise
-LUTCoverageError instead of extrapolating.
+per stage its downsampling and MetaBlocks, the 4D->3D flatten, the final norm + heads. The
+default LUT measures every unit of the search's grid, so predictions inside it interpolate
+nothing. A LUT from another harness may be sparser: widths between measured ones are then
+interpolated linearly (4D/3D blocks, stem, flatten, head) or bilinearly on a measured (Cin,
+Cout) rectangle (downsampling), and every such use is reported; `exact=True` refuses them
+instead, naming the unit and the LUT's grid there. Widths beyond the LUT, or a resolution it
+lacks, always raise LUTCoverageError instead of extrapolating.
 
-Correction: the plain sum misses what whole models add or share (graph-level fusion, memory
-traffic between units, the interpreter's per-invoke cost). A LUT may carry a `correction`
-fitted by least squares on whole models measured in the same session as its units (its
-`reference_models`; `refit_correction`): either one global scale plus a per-model constant,
-or one scale per unit family (4D blocks, 3D blocks, the rest) plus the constant, whichever
-has the smaller leave-one-out error. `predict` applies it, with the statistic it was fitted
-on (median or p10) as the default.
+Correction: the LUT's `correction` (`android_ios_bench.correction`) maps the plain sum to
+whole-model latency; it was chosen on whole models *and* on measured single-action
+Δ-latencies, so it is the one slimming may rank actions with. `predict` applies it with the
+statistic it was fitted on as the default.
 
 Drift: the reference models' timings are stored with the LUT, so re-timing them later
 (`python -m android_ios_bench.host --check-lut LUT`) gives today's scale of the device
@@ -110,14 +110,32 @@ class _Index:
     def _line(kind: str, f: dict) -> tuple:
         return (kind, f["res"]) + tuple(f[name] for name in LINE_KINDS[kind][1])
 
-    def line(self, kind: str, width: int, notes: list, **f) -> tuple[float, bool]:
-        """Latency of a single-width unit, linear between the nearest measured widths."""
+    def grid_text(self, kind: str, f: dict) -> str:
+        """What the LUT measured for `kind` at `f`'s resolution (and hyper-parameters), for error messages."""
+        if kind in GRID_KINDS:
+            pairs = sorted(self.grids.get((kind, f["res"]), {}))
+            if not pairs:
+                return f"no {kind} entries at {f['res']}x{f['res']}"
+            cin, cout = sorted({a for a, _ in pairs}), sorted({b for _, b in pairs})
+            full = len(pairs) == len(cin) * len(cout)
+            return (f"{kind} at {f['res']}x{f['res']} is measured for cin {_span(cin)} x cout {_span(cout)} "
+                    f"({len(pairs)} pairs{'' if full else ', not a full grid'})")
+        xs = self.sorted.get(self._line(kind, f))
+        if not xs:
+            return f"no {kind} entries at {f['res']}x{f['res']} with these hyper-parameters"
+        return f"{kind} at {f['res']}x{f['res']} is measured at widths {_span(xs)}"
+
+    def line(self, kind: str, width: int, notes: list, exact: bool = False, **f) -> tuple[float, bool]:
+        """Latency of a single-width unit, linear between the nearest measured widths (unless `exact`)."""
         values = self.lines.get(self._line(kind, f))
         if not values:
             raise LUTCoverageError(f"the LUT has no {kind} entries at resolution {f['res']}; "
                                    "measure a LUT for this search space")
         if width in values:
             return values[width], False
+        if exact:
+            raise LUTCoverageError(f"the LUT does not cover {kind} width {width} at {f['res']}x{f['res']}: "
+                                   f"{self.grid_text(kind, f)}; measure a LUT whose grid includes it")
         xs = self.sorted[self._line(kind, f)]
         i = bisect.bisect_left(xs, width)
         if i == 0 or i == len(xs):
@@ -128,24 +146,36 @@ class _Index:
         notes.append(f"{kind} c={width} r={f['res']}: linear between c={lo} and c={hi}")
         return (1 - t) * values[lo] + t * values[hi], True
 
-    def downsample(self, cin: int, cout: int, res: int, notes: list, kind: str = "downsample") -> tuple[float, bool]:
-        """Latency of a downsampling, bilinear on the measured (Cin, Cout) grid."""
+    def downsample(self, cin: int, cout: int, res: int, notes: list, kind: str = "downsample",
+                   exact: bool = False) -> tuple[float, bool]:
+        """Latency of a downsampling, bilinear on the measured (Cin, Cout) grid (unless `exact`)."""
         grid = self.grids.get((kind, res))
         if not grid:
             raise LUTCoverageError(f"the LUT has no {kind} entries at resolution {res}")
         if (cin, cout) in grid:
             return grid[(cin, cout)], False
+        if exact:
+            raise LUTCoverageError(f"the LUT does not cover {kind} {cin}->{cout} at {res}x{res}: "
+                                   f"{self.grid_text(kind, {'res': res})}; measure a LUT whose grid includes it")
         xs, ys = self.grid_axes[(kind, res)]
         (a0, a1, ta), (b0, b1, tb) = _bracket(xs, cin, "input", res), _bracket(ys, cout, "output", res)
         try:
             value = ((1 - ta) * (1 - tb) * grid[(a0, b0)] + ta * (1 - tb) * grid[(a1, b0)]
                      + (1 - ta) * tb * grid[(a0, b1)] + ta * tb * grid[(a1, b1)])
         except KeyError as e:
-            raise LUTCoverageError(f"{kind} grid at resolution {res} lacks the point {e.args[0]}; "
-                                   "re-run the harness to complete the LUT") from e
+            raise LUTCoverageError(f"the LUT cannot interpolate {kind} {cin}->{cout} at {res}x{res}: the grid lacks "
+                                   f"the point {e.args[0]} ({self.grid_text(kind, {'res': res})}); measure a LUT "
+                                   "whose grid includes it") from e
         span = lambda lo, hi: f"[{lo},{hi}]" if lo != hi else f"={lo}"  # noqa: E731
         notes.append(f"{kind} {cin}->{cout} r={res}: bilinear on grid cin{span(a0, a1)} x cout{span(b0, b1)}")
         return value, True
+
+
+def _span(xs: list[int]) -> str:
+    """[a, b, c] written compactly: "64..128 step 16" for an even run, else the list."""
+    if len(xs) > 2 and len({b - a for a, b in zip(xs, xs[1:])}) == 1:
+        return f"{xs[0]}..{xs[-1]} step {xs[1] - xs[0]}"
+    return str(list(xs))
 
 
 def _bracket(xs: list[int], x: int, what: str, res: int) -> tuple[int, int, float]:
@@ -222,7 +252,8 @@ def architecture_units(config, space: dict) -> list[tuple[str, dict]]:
     for s, blocks in enumerate(arch.stage_blocks):
         if "3d" in blocks and space["resolutions"][s] not in space["meta3d_resolutions"]:
             raise LUTCoverageError(f"stage {s + 1} has 3D MetaBlocks but the LUT measured them only at resolutions "
-                                   f"{space['meta3d_resolutions']} (the supernet allows them in stages 3-4)")
+                                   f"{space['meta3d_resolutions']}; measure a LUT with 3D blocks in that stage "
+                                   "(SearchSpace.meta3d_stages)")
     return layout_units(arch, space)
 
 
@@ -233,7 +264,7 @@ def layout_units(layout: Layout, space: dict) -> list[tuple[str, dict]]:
 
 
 def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
-            statistic: str | None = None) -> Prediction:
+            statistic: str | None = None, exact: bool = False) -> Prediction:
     """Predicted latency of an architecture on the LUT's device.
 
     Args:
@@ -241,15 +272,19 @@ def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
             or a `Layout` (any supernet sub-network, 3D blocks allowed in stages 3-4).
         lut: a LUT dict, a LUT path, or None for the embedded default (host, fp32, 2 threads).
         input_size: the deployment resolution; a LUT measured at another one is refused.
-        correction: apply the LUT's fitted `correction` (if any, and fitted on `statistic`);
-            `sum_ms` is always the plain sum.
+        correction: apply the LUT's `correction` (if any, and fitted on `statistic`): the one
+            validated on whole models and single-action Δ-latencies; `sum_ms` is always the
+            plain sum.
         statistic: which per-unit statistic to sum: default the one the LUT's correction was
-            fitted on, else "median_ms"; on a loaded shared machine a low percentile ("p10_ms")
-            resists contention.
+            fitted on, else "median_ms".
+        exact: refuse any unit the LUT did not measure (no interpolation); the error names the
+            unit and the LUT's grid there. The search predicts with `exact=True`.
 
     Raises:
         LUTCoverageError: the LUT lacks a width, resolution or hyper-parameter the architecture needs.
     """
+    from android_ios_bench.correction import apply_correction
+
     arch = resolve_architecture(config)
     doc = resolve_lut(lut, family="v1" if isinstance(arch, Layout) else family_of(arch).name)
     space = doc["search_space"]
@@ -271,9 +306,9 @@ def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
         if key in costs:
             continue
         if kind in GRID_KINDS:
-            ms, interp = index.downsample(fields["cin"], fields["cout"], fields["res"], notes, kind)
+            ms, interp = index.downsample(fields["cin"], fields["cout"], fields["res"], notes, kind, exact)
         else:
-            ms, interp = index.line(kind, fields[LINE_KINDS[kind][0]], notes, **fields)
+            ms, interp = index.line(kind, fields[LINE_KINDS[kind][0]], notes, exact, **fields)
         costs[key] = (kind, ms, interp)
     per_unit = tuple(UnitCost(k, costs[k][0], n, costs[k][1], costs[k][1] * n, costs[k][2]) for k, n in counts.items())
     total = sum(u.ms_total for u in per_unit)
@@ -285,140 +320,35 @@ def predict(config, lut=None, *, input_size: int = 224, correction: bool = True,
     return Prediction(ms=ms, sum_ms=total, correction_ms=ms - total, per_unit=per_unit, interpolated=tuple(notes))
 
 
-# ----------------------------------------------------------------------------- correction
-#: The statistic harnesses fit the correction on (and so `predict`'s default): contention only
-#: adds time, and on 41 whole models timed with the units in one loaded session the minimum gave
-#: the smallest errors and the highest Kendall tau, then p10, then the median (benchmarks/lut_validation.py).
-CORRECTION_STATISTIC = "min_ms"
-#: Unit families of the per-family correction; every other kind (stem, downsample, flat, head) is "rest".
-FAMILIES = ("meta4d", "meta3d", "rest")
-CORRECTION_FORMS = ("global", "per_family")
+def check_grid(doc: dict, *, min_widths=None, max_widths, width_step=None, where: str = "LUT") -> None:
+    """LUTCoverageError unless every unit of the V1 grid min..max (step) is an entry of the LUT.
 
-
-#: EfficientFormerV2's blocks join V1's families: its conv FFN blocks the 4D family, its
-#: attention + FFN blocks the 3D family.
-_FAMILY_OF = {"meta4d": "meta4d", "v2_ffn": "meta4d", "meta3d": "meta3d", "v2_attn_ffn": "meta3d"}
-
-
-def family_sums(by_kind: dict[str, float]) -> dict[str, float]:
-    """Summed ms of the 4D (conv) blocks, the 3D (attention) blocks and everything else."""
-    out = {f: 0.0 for f in FAMILIES}
-    for kind, ms in by_kind.items():
-        out[_FAMILY_OF.get(kind, "rest")] += ms
-    return out
-
-
-def _features(by_kind: dict[str, float], form: str) -> np.ndarray:
-    fam = family_sums(by_kind)
-    if form == "global":
-        return np.array([sum(fam.values()), 1.0])
-    return np.array([fam["meta4d"], fam["meta3d"], fam["rest"], 1.0])
-
-
-def apply_correction(fit: dict, by_kind: dict[str, float]) -> float:
-    """The corrected latency of a model whose per-kind unit sums are `by_kind`."""
-    return float(_features(by_kind, fit["form"]) @ np.asarray(fit["coefficients"], "float64"))
-
-
-def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares on relative error (rows weighted by 1/y), so small and large models count alike."""
-    w = 1.0 / y
-    return np.linalg.lstsq(x * w[:, None], y * w, rcond=None)[0]
-
-
-def fit_correction(by_kinds: list[dict[str, float]], measured, form: str) -> tuple[np.ndarray, np.ndarray]:
-    """(coefficients fitted on all models, leave-one-out relative errors) of one correction form."""
-    if form not in CORRECTION_FORMS:
-        raise LUTError(f"correction form must be one of {CORRECTION_FORMS}, got {form!r}")
-    x = np.stack([_features(b, form) for b in by_kinds])
-    y = np.asarray(measured, "float64")
-    loo = np.full(len(y), np.nan)
-    if len(y) > x.shape[1]:
-        for i in range(len(y)):
-            keep = np.arange(len(y)) != i
-            loo[i] = (x[i] @ _lstsq(x[keep], y[keep]) - y[i]) / y[i]
-    return _lstsq(x, y), loo
-
-
-def refit_correction(doc: dict, statistic: str | None = None) -> dict | None:
-    """Fits the LUT's correction on its `reference_models` (measured with its units) and stores it.
-
-    `statistic`: default CORRECTION_STATISTIC when every unit and reference model has it
-    (a phone's benchmark tool may give only medians), else "median_ms".
-
-    Tries each form that has more models than coefficients and keeps the one with the
-    smaller leave-one-out mean |relative error|; with too few models, no correction is
-    stored. Returns the stored correction (or None).
+    The default `min_widths` and `width_step` are the LUT's own. The error names the first
+    missing unit and what the LUT measured there (`lut.check_search_space` calls this).
     """
-    if statistic is None:
-        rows = list(doc["entries"].values()) + doc.get("reference_models", [])
-        statistic = CORRECTION_STATISTIC if all(CORRECTION_STATISTIC in r for r in rows) else "median_ms"
-    refs = [r for r in doc.get("reference_models", []) if statistic in r]
-    doc.pop("correction", None)
-    try:
-        by_kinds = [predict(r["config"], doc, input_size=doc["search_space"]["input_size"], correction=False,
-                            statistic=statistic).by_kind() for r in refs]
-    except LUTCoverageError:
-        return None  # units still missing (a partial or resumed measurement): no correction yet
-    best = None
-    for form in CORRECTION_FORMS:
-        measured = [r[statistic] for r in refs]
-        if len(refs) <= len(_features({}, form)):
-            continue
-        coef, loo = fit_correction(by_kinds, measured, form)
-        score = float(np.mean(np.abs(loo)))
-        if best is None or score < best["loo_mean_abs_pct"] / 100:
-            best = {"form": form, "statistic": statistic, "coefficients": [round(float(c), 6) for c in coef],
-                    "fitted_on": [r["name"] for r in refs], "loo_mean_abs_pct": round(100 * score, 3),
-                    "loo_max_abs_pct": round(100 * float(np.max(np.abs(loo))), 3)}
-    if best is not None:
-        doc["correction"] = best
-    return best
+    from android_ios_bench.units import SearchSpace, search_space_units
 
-
-#: Whole models a harness measures beside the units: the correction is fitted on them and
-#: `--check-lut` re-times them to measure drift. L1 and L3 where the space covers them, plus
-#: seeded random architectures of the space (widths, depths and 3D blocks of every size).
-REFERENCE_RANDOM = 6
-
-
-def reference_configs(space: dict) -> list[tuple[str, Any]]:
-    """(name, architecture config) of the reference models of a LUT search space."""
+    space = doc["search_space"]
     if is_v2_space(space):
-        return _v2_reference_configs(space)
-    from ef_keras.models.efficientformer.config import VARIANTS, EfficientFormerConfig
-
-    step, max_w = space["width_step"], space["max_widths"]
-    out = [(n, VARIANTS[n]) for n in ("l1", "l3") if all(w <= m for w, m in zip(VARIANTS[n].widths, max_w))]
-    rng = np.random.default_rng(2022)
-    for i in range(REFERENCE_RANDOM):
-        widths = tuple(int(rng.integers(max(1, m // step // 4), m // step + 1)) * step for m in max_w)
-        depths = tuple(int(rng.integers(1, d + 1)) for d in (4, 4, 8, 5))
-        out.append((f"ref{i}", EfficientFormerConfig(widths=widths, depths=depths,
-                                                     num_vit=int(rng.integers(0, depths[3] + 1)), name=f"ref{i}")))
-    return out
-
-
-#: Random EfficientFormerV2 reference models beside S0/S1/S2/L.
-V2_REFERENCE_RANDOM = 4
-
-
-def _v2_reference_configs(space: dict) -> list[tuple[str, Any]]:
-    """S0/S1/S2/L and random V2 architectures (measured widths, random depths, ratios and num_vit)."""
-    import dataclasses as dc
-
-    from ef_keras.models.efficientformer_v2.config import V2_VARIANTS
-
-    out = [(n, cfg) for n, cfg in V2_VARIANTS.items()
-           if all(w in measured for w, measured in zip(cfg.widths, space["widths"]))]
-    rng = np.random.default_rng(2023)
-    for i in range(V2_REFERENCE_RANDOM):
-        widths = tuple(int(rng.choice(stage)) for stage in space["widths"])
-        depths = tuple(int(rng.integers(1, d + 1)) for d in (5, 5, 15, 10))
-        ratios = tuple(tuple(int(rng.choice(space["mlp_ratios"])) for _ in range(d)) for d in depths)
-        out.append((f"v2ref{i}", dc.replace(V2_VARIANTS["s0"], widths=widths, depths=depths, mlp_ratios=ratios,
-                                            num_vit=int(rng.integers(0, min(depths[2:]) + 1)), name=f"v2ref{i}")))
-    return out
+        raise LUTCoverageError(f"{where} is an EfficientFormerV2 LUT; the search's grid is EfficientFormer's (V1)")
+    step = width_step or space["width_step"]
+    lows = list(min_widths) if min_widths is not None else space.get("min_widths", [step] * 4)
+    try:
+        asked = SearchSpace(input_size=space["input_size"], width_step=step, min_widths=lows, max_widths=max_widths,
+                            named=(), **{k: space[k] for k in ("mlp_ratio", "pool_size", "key_dim", "num_heads",
+                                                                "attn_ratio", "classes")})
+    except LUTError as e:
+        raise LUTCoverageError(f"cannot check {where} against the grid {lows}..{list(max_widths)}: {e}") from e
+    index = _index(doc, "median_ms")
+    for unit in search_space_units(asked):
+        if unit.key not in doc["entries"]:
+            f = unit.unit
+            what = (f"downsample {f['cin']}->{f['cout']}" if unit.kind == "downsample"
+                    else f"{unit.kind} width {f[LINE_KINDS[unit.kind][0]]}")
+            raise LUTCoverageError(
+                f"{where} does not cover the search grid {lows}..{list(max_widths)} step {step}: {what} at "
+                f"{f['res']}x{f['res']} ({unit.key}) is not measured; {index.grid_text(unit.kind, f)}. Measure a "
+                f"LUT for this grid (python -m android_ios_bench.host --min-widths ... --max-widths ...)")
 
 
 def drift_scale(doc: dict, measured_now: dict[str, float], statistic: str = "median_ms") -> tuple[float, dict]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from android_ios_bench import lut as L
-from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
+from android_ios_bench.units import SearchSpace, Unit, build_unit, context_unit, search_space_units
 
-SPACE = SearchSpace(input_size=64, max_widths=(32, 32, 48, 64), downsample_points=2)
+SPACE = SearchSpace(input_size=64, min_widths=(16, 16, 16, 32), max_widths=(32, 32, 48, 64), named=())
 
 
 def make_lut(space=SPACE, threads=2, runs=50, scale=1.0):
@@ -32,20 +32,38 @@ def test_unit_keys_are_canonical_and_reject_unknown_kinds():
         L.unit_key("flat", cin=8)
 
 
-def test_search_space_units_cover_every_width_and_grid_endpoints():
+def test_default_space_is_the_search_grid_plus_the_named_variants():
+    """The grid agreed with the search: 32..64 / 64..128 / 128..256 / 256..512 step 16 at 56/28/14/7,
+    every downsampling pair of neighbouring stages' grids, plus L1/L3/L7's own widths and pairs."""
     space = SearchSpace()
-    assert space.resolutions == (56, 28, 14, 7) and space.meta3d_resolutions == (14, 7)
+    assert space.resolutions == (56, 28, 14, 7) and space.meta3d_resolutions == (7,)
+    assert [space.search_widths(s) for s in range(4)] == [
+        [32, 48, 64], [64, 80, 96, 112, 128], list(range(128, 257, 16)), list(range(256, 513, 16))]
+    assert [space.widths(s)[-1] for s in range(4)] == [96, 192, 384, 768]  # L7's widths, outside the grid
     units = search_space_units(space)
     keys = [u.key for u in units]
     assert len(keys) == len(set(keys))
-    meta4d = [u for u in units if u.kind == "meta4d"]
-    assert len(meta4d) == sum(w // 16 for w in space.max_widths)
-    for t, grid in enumerate(space.downsample_grids(), start=1):
-        assert grid["cin"][0] == 16 and grid["cin"][-1] == space.max_widths[t - 1]
-        assert grid["cout"][0] == 16 and grid["cout"][-1] == space.max_widths[t]
-        assert all(w % 16 == 0 for w in grid["cin"] + grid["cout"])
+    downsample = {(u.unit["cin"], u.unit["cout"], u.unit["res"]) for u in units if u.kind == "downsample"}
+    assert len(downsample) == 3 * 5 + 5 * 9 + 9 * 17 + 5  # full grids + 5 named pairs outside them
+    assert {(48, 96, 56), (128, 320, 28), (384, 768, 14), (320, 512, 14)} <= downsample
+    assert {u.kind for u in units if u.unit["res"] == 14 and u.kind != "downsample"} == {"meta4d"}  # 3D: stage 4 only
+    assert space.to_dict()["downsample_grids"][2]["pairs"] == [[320, 512], [384, 768]]
     with pytest.raises(L.LUTError, match="multiple of 32"):
         SearchSpace(input_size=100)
+    with pytest.raises(L.LUTError, match=r"min widths \[32, 64, 128, 256\] exceed max widths"):
+        SearchSpace(max_widths=(32, 32, 128, 256))
+
+
+def test_context_units_are_the_block_the_unit_reads_from():
+    space = SearchSpace()
+    by_key = {u.key: u for u in search_space_units(space)}
+    ctx = lambda key: context_unit(by_key[key], space).key  # noqa: E731
+    assert context_unit(by_key["stem_c48_r224"], space) is None
+    assert ctx("downsample_c48-96_r56") == "meta4d_c48_r56_m4_p3"
+    assert ctx("meta4d_c96_r28_m4_p3") == "meta4d_c96_r28_m4_p3"
+    assert ctx("flat_c448_r7") == "meta4d_c448_r7_m4_p3"
+    assert ctx("head_c448_r7_n1000") == ctx("meta3d_c448_r7_m4_k32_h8_a4") == "meta3d_c448_r7_m4_k32_h8_a4"
+    assert all(context_unit(u, space) is None or context_unit(u, space).key in by_key for u in by_key.values())
 
 
 def test_valid_lut_round_trips_through_atomic_save(tmp_path):
@@ -101,17 +119,46 @@ def test_merge_unions_partial_luts_and_prefers_more_runs():
 def test_merge_refuses_other_runtime_or_search_space():
     with pytest.raises(L.LUTError, match="runtime.threads"):
         L.merge_luts([make_lut(), make_lut(threads=4)])
+    narrower = SearchSpace(input_size=64, min_widths=(16, 16, 16, 32), max_widths=(32, 32, 48, 48), named=())
     with pytest.raises(L.LUTError, match="differs from LUT #1 in search_space.downsample_grids, search_space.max"):
-        L.merge_luts([make_lut(), make_lut(space=SearchSpace(input_size=64, max_widths=(32, 32, 48, 48)))])
+        L.merge_luts([make_lut(), make_lut(space=narrower)])
+    other = make_lut()
+    other["measurement"]["method"] = "isolated"
+    with pytest.raises(L.LUTError, match="measurement.method"):
+        L.merge_luts([dict(make_lut(), measurement=dict(make_lut()["measurement"], method="in_context")), other])
 
 
-def test_check_search_space_refuses_other_resolution_or_wider_space():
+def test_check_search_space_refuses_other_resolution_method_or_grid():
     doc = make_lut()
     L.check_search_space(doc, input_size=64, max_widths=(32, 32, 48, 64))
+    L.check_search_space(doc, min_widths=(32, 32, 32, 48), max_widths=(32, 32, 48, 64), width_step=16)
     with pytest.raises(L.LUTCoverageError, match="64x64 inputs, not 224x224"):
         L.check_search_space(doc, input_size=224)
-    with pytest.raises(L.LUTCoverageError, match=r"stage\(s\) \[4\]"):
+    with pytest.raises(L.LUTCoverageError, match="measured by method 'isolated', not 'in_context'"):
+        L.check_search_space(doc, method="in_context")  # no method recorded: units timed alone
+    with pytest.raises(L.LUTCoverageError, match=r"does not cover the search grid \[16, 16, 16, 32\]..\[32, 32, 48, "
+                                                 r"128\] step 16: meta4d width 80 at 2x2 \(meta4d_c80_r2_m4_p3\) is "
+                                                 r"not measured; meta4d at 2x2 is measured at widths 32..64 step 16"):
         L.check_search_space(doc, max_widths=(32, 32, 48, 128))
+
+
+def test_a_missing_downsample_pair_is_refused_naming_it_and_the_grid():
+    """A LUT measured at every width but one downsampling pair: the search's coverage check and an exact
+    prediction refuse it, naming the pair and what the LUT measured there."""
+    from android_ios_bench.predictor import predict
+    from ef_keras import EfficientFormerConfig
+
+    doc = make_lut()
+    del doc["entries"]["downsample_c32-48_r8"]
+    with pytest.raises(L.LUTCoverageError, match=r"downsample 32->48 at 8x8 \(downsample_c32-48_r8\) is not "
+                                                 r"measured; downsample at 8x8 is measured for cin \[16, 32\] x "
+                                                 r"cout 16..48 step 16 \(5 pairs, not a full grid\)"):
+        L.check_search_space(doc, max_widths=(32, 32, 48, 64))
+    config = EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_vit=1)
+    with pytest.raises(L.LUTCoverageError, match=r"does not cover downsample 32->48 at 8x8: downsample at 8x8"):
+        predict(config, doc, input_size=64, exact=True)
+    with pytest.raises(L.LUTCoverageError, match=r"cannot interpolate downsample 32->48 at 8x8: the grid lacks"):
+        predict(config, doc, input_size=64)  # its neighbours (32, 32) and (32, 64): no (32, 64) at 8x8 either
 
 
 def _manifest(tmp_path, files=True):

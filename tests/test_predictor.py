@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from android_ios_bench import lut as L
+from android_ios_bench.correction import CorrectionError, fit_correction, refit_correction
+from android_ios_bench.predictor import Layout, drift_scale, layout_units, predict
+from android_ios_bench.reference import apply_action
 from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
 from deploy.testing import randomize_weights
 from ef_keras import EfficientFormer, EfficientFormerConfig
-from android_ios_bench.predictor import drift_scale, layout_units, predict, refit_correction
-from ef_keras.models.plan import Layout
 
-SPACE = SearchSpace(input_size=64, max_widths=(32, 32, 48, 64), downsample_points=2)
+SPACE = SearchSpace(input_size=64, min_widths=(16, 16, 16, 16), max_widths=(32, 32, 48, 64), named=(),
+                    meta3d_stages=(2, 3))
 CONFIG = EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(1, 2, 1, 2), num_vit=1, name="tiny")
 
 
@@ -116,6 +118,8 @@ def test_correction_fit_recovers_a_global_scale_and_constant():
     doc["reference_models"] = _references(doc, lambda k: 1.3 * sum(k.values()) + 0.5)
     fit = refit_correction(doc)
     assert fit["form"] in ("global", "per_family") and fit["loo_max_abs_pct"] < 1e-6
+    assert fit["delta_validated"] is False and {c["form"] for c in doc["correction_candidates"]} == {
+        "scale", "global", "per_family"}
     L.validate_lut(doc)
     p = predict(CONFIG, doc, input_size=64)
     assert p.ms == pytest.approx(1.3 * p.sum_ms + 0.5) and p.correction_ms == pytest.approx(p.ms - p.sum_ms)
@@ -132,8 +136,51 @@ def test_correction_picks_per_family_scales_when_the_sum_is_biased_by_kind():
     assert fit["form"] == "per_family" and fit["loo_mean_abs_pct"] < 1e-6
     np.testing.assert_allclose(fit["coefficients"], [1.0, 2.0, 1.0, 0.1], atol=1e-4)
     few = make_lut()
-    few["reference_models"] = doc["reference_models"][:2]  # too few models for any form: no correction
+    few["reference_models"] = doc["reference_models"][:1]  # too few models for any form: no correction
     assert refit_correction(few) is None and "correction" not in few
+
+
+def test_a_correction_with_fewer_models_than_parameters_is_refused():
+    doc = make_lut()
+    refs = _references(doc, lambda k: sum(k.values()), n=4)
+    kinds = [predict(r["config"], doc, input_size=64, correction=False).by_kind() for r in refs]
+    with pytest.raises(CorrectionError, match="the per_family correction has 4 parameter\\(s\\) but only 4 reference "
+                                              "model\\(s\\) were given; time at least 5"):
+        fit_correction(kinds, [r["median_ms"] for r in refs], "per_family")
+    doc["reference_models"] = refs
+    doc["correction"] = {"form": "per_family", "statistic": "median_ms", "coefficients": [1, 1, 1, 0],
+                         "fitted_on": [r["name"] for r in refs]}
+    with pytest.raises(L.LUTSchemaError, match="its per_family correction has 4 parameters but was fitted on 4 "
+                                               "models; a fit needs more models than parameters"):
+        L.validate_lut(doc)
+
+
+def test_the_correction_choice_uses_measured_deltas():
+    """Whole models that only a per-family correction fits exactly, but Δs that follow the plain sum: the
+    per-family form distorts the Δs, so the Δ-validated choice is another form (and says so)."""
+    doc = make_lut()
+    truth = lambda k: 1.6 * k.get("meta4d", 0.0) + 0.5 * k.get("meta3d", 0.0) + sum(  # noqa: E731
+        v for n, v in k.items() if n not in ("meta4d", "meta3d")) + 0.05
+    doc["reference_models"] = _references(doc, truth, n=14)
+    assert refit_correction(doc)["form"] == "per_family"  # whole models alone: per-family is exact
+    pairs = []
+    for r in doc["reference_models"][:6]:
+        base = EfficientFormerConfig.from_dict(r["config"])
+        for action, stage in (("depth", 0), ("mb3d", None), ("width", 3)):
+            derived = apply_action(base, action, stage, (16, 16, 16, 16), 16, "d")
+            if derived is None:
+                continue
+            b, d = (predict(c, doc, input_size=64, correction=False).sum_ms for c in (base, derived))
+            pairs.append({"base": r["name"], "derived": f"{r['name']}-{action}", "action": action, "stage": stage,
+                          "base_config": base.to_dict(), "derived_config": derived.to_dict(), "base_ms": r["median_ms"],
+                          "delta_ms": r["median_ms"] * (b - d) / b, "ci95_ms": [0.0, 1.0], "outside_noise": True})
+    doc["delta_validation"] = {"session": "x", "pairs": pairs}
+    fit = refit_correction(doc)
+    by_form = {c["form"]: c for c in doc["correction_candidates"]}
+    assert by_form["scale"]["delta_mean_abs_pct"] < 1e-6  # one scale keeps every relative saving
+    assert by_form["per_family"]["delta_mean_abs_pct"] > 2.0 + by_form["scale"]["delta_mean_abs_pct"]
+    assert fit["form"] != "per_family" and fit["delta_validated"] and fit["delta_pairs"] == len(pairs)
+    L.validate_lut(doc)
 
 
 def test_drift_scale_is_the_median_ratio_of_reference_models():
@@ -161,7 +208,7 @@ def test_bad_requests_give_one_line_errors():
                                                  "widths 16..32"):
         predict(EfficientFormerConfig(widths=(48, 32, 48, 64), depths=(1, 1, 1, 1), num_vit=0), doc, input_size=64)
     with pytest.raises(L.LUTCoverageError, match="downsample output width 80 at resolution 4 is outside the LUT's "
-                                                 "grid 16..64"):
+                                                 "grid 16..64"):  # (16, 16, 16, 16)..(32, 32, 48, 64)
         predict(EfficientFormerConfig(widths=(16, 32, 48, 80), depths=(1, 1, 1, 1), num_vit=0), doc, input_size=64)
     with pytest.raises(L.LUTCoverageError, match="64x64 inputs, not 224x224"):
         predict(CONFIG, doc)
@@ -183,12 +230,17 @@ def test_lut_paths_are_loaded_and_validated(tmp_path):
         predict(CONFIG, str(tmp_path / "nope.json"), input_size=64)
 
 
-def test_embedded_default_lut_predicts_the_named_models():
+def test_embedded_default_lut_predicts_the_named_models_exactly_and_covers_the_search_grid():
+    from android_ios_bench.units import DEFAULT_SPACE
+
     doc = L.load_default_lut()
     assert doc["runtime"]["name"] == "litert" and doc["search_space"]["input_size"] == 224
-    l1, l3, l7 = (predict(name) for name in ("l1", "l3", "l7"))
+    L.check_search_space(doc, input_size=224, min_widths=DEFAULT_SPACE.min_widths,
+                         max_widths=DEFAULT_SPACE.max_widths, width_step=16, method="in_rotation")
+    l1, l3, l7 = (predict(name, exact=True) for name in ("l1", "l3", "l7"))
     assert 0 < l1.ms < l3.ms < l7.ms
     assert all(u.ms_each > 0 for u in l7.per_unit)
+    assert doc["correction"]["delta_validated"] and len(doc["reference_models"]) >= 30
 
 
 

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from android_ios_bench import lut as L
-from android_ios_bench.predictor import architecture_units, family_sums, predict, reference_configs
+from android_ios_bench.correction import family_sums
+from android_ios_bench.predictor import architecture_units, predict
+from android_ios_bench.reference import reference_configs
 from android_ios_bench.units import V2SearchSpace, build_unit, search_space_units
 from deploy.testing import randomize_weights
 from ef_keras.models.efficientformer_v2.config import V2_VARIANTS, EfficientFormerV2Config
@@ -36,7 +38,8 @@ def test_default_space_measures_every_unit_of_the_four_variants():
         missing = [L.unit_key(k, **f) for k, f in architecture_units(config, V2SearchSpace().to_dict())
                    if L.unit_key(k, **f) not in keys]
         assert not missing, f"{name}: {missing[:3]}"
-    assert [n for n, _ in reference_configs(V2SearchSpace().to_dict())][:4] == ["s0", "s1", "s2", "l"]
+    names = [n for n, _ in reference_configs(V2SearchSpace().to_dict())]
+    assert names[:4] == ["s0", "s1", "s2", "l"] and len(set(names)) == len(names) >= 20
 
 
 def test_unit_walk_reproduces_the_full_v2_model_numerically():
@@ -108,6 +111,6 @@ def test_family_mismatch_is_one_line():
 def test_embedded_v2_lut_covers_the_four_variants_exactly():
     """lut=None picks the shipped V2 table for V2 architectures; S0-L are measured, not interpolated."""
     for name in ("s0", "s1", "s2", "l"):
-        p = predict(name)
+        p = predict(name, exact=True)
         assert not p.interpolated and p.ms > 0 and p.correction_ms != 0
     assert predict("efficientformerv2_s0").sum_ms < predict("l").sum_ms

@@ -39,7 +39,8 @@ QUIET = dict(log=lambda *_: None)
 
 def synthetic_lut(max_widths=SPACE.max_widths):
     """A complete, schema-valid LUT of the space up to `max_widths`; ms = unit multiply-adds / 1e7."""
-    space = LUTSpace(max_widths=tuple(max_widths))
+    space = LUTSpace(min_widths=tuple(min(lo, hi) for lo, hi in zip(SPACE.min_widths, max_widths)),
+                     max_widths=tuple(max_widths), named=())
     doc = L.new_lut(device={"name": "synthetic"}, runtime={"name": "litert", "precision": "fp32"},
                     measurement={"tool": "tests", "date": L.now_iso(), "runs": 1}, search_space=space.to_dict())
     for u in search_space_units(space):

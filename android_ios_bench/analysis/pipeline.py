@@ -159,7 +159,7 @@ def run_analysis(out_dir: str, *, lut_from: str | None = None, backend: str = "t
             f"{threads} threads")
         os.makedirs(out_dir, exist_ok=True)
         doc = measure_manifest(manifest_path, lut_path, threads=threads, warmup=warmup, runs=runs,
-                               group_size=len(keys), keys=keys,
+                               keys=keys,  # one rotation of the analysis models
                                command=command or "android_ios_bench.analysis.run_analysis")
         where = lut_path
     else:

@@ -30,7 +30,8 @@ from android_ios_bench.android.parse import BenchmarkModelResult, BenchmarkOutpu
 from android_ios_bench.host.harness import store_reference
 from android_ios_bench.lut import (LUTError, identity, load_lut, load_manifest, make_entry, new_lut, now_iso,
                                    save_lut)
-from android_ios_bench.predictor import refit_correction
+from android_ios_bench.correction import refit_correction
+from android_ios_bench.units import ISOLATED_METHOD
 from ef_keras.checks import check_int
 from ef_keras.output import write_json, write_text
 from ef_keras.runs import check_same_settings
@@ -153,14 +154,16 @@ def measure_manifest_android(manifest_path: str, benchmark_binary: str, lut_out:
         raise AndroidError(f"benchmark binary not found: {benchmark_binary}; build TensorFlow Lite's "
                            "benchmark_model for the phone's ABI (e.g. bazel --config=android_arm64) or download it")
     manifest = load_manifest(manifest_path, require_files="tflite")
-    entries = [e for e in manifest["entries"] if keys is None or e["key"] in set(keys)]
+    # units alone (method "isolated"): the in-context micro-models of a host manifest are skipped
+    entries = [e for e in manifest["entries"] if e["kind"] != "context" and (keys is None or e["key"] in set(keys))]
     device = Adb(serial, adb)
     runtime = {"name": RUNTIME_NAME, "delegate": settings.delegate, "compute_units": None,
                "threads": None if settings.use_gpu else settings.threads, "precision": manifest["precision"]}
     fresh = new_lut(
         device=_device_info(device), runtime=runtime,
         measurement={"tool": "android_ios_bench.android", "tool_version": __version__, "date": now_iso(),
-                     "warmup": settings.warmup_runs, "runs": settings.num_runs * settings.rounds,
+                     "method": ISOLATED_METHOD, "warmup": settings.warmup_runs,
+                     "runs": settings.num_runs * settings.rounds,
                      "order": f"shuffled, {settings.rounds} round(s), one benchmark_model process per model and round",
                      "command": command or "android_ios_bench.android.measure_manifest_android"},
         search_space=manifest["search_space"])

@@ -7,46 +7,53 @@ import sys
 import time
 
 from android_ios_bench.lut import LUTError
-from android_ios_bench.units import SearchSpace, V2SearchSpace
+from android_ios_bench.units import METHODS, ROTATION_METHOD, SearchSpace, V2SearchSpace
 from ef_keras.errors import require_tensorflow_backend
 
 MIN_RUNS = 50
+DEFAULT_RUNS = 200
 
 
 def default_models_dir(space, precision: str) -> str:
-    """Where exported micro-models are cached between runs (one directory per space/precision)."""
+    """Where exported micro-models are cached between runs (one directory per space and precision; a
+    method that needs more models, "in_context", adds them there)."""
     cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
     if isinstance(space, V2SearchSpace):
         name = f"v2_s{space.input_size}_w{'-'.join(str(w[-1]) for w in space.widths)}_{precision}"
     else:
-        widths = "-".join(str(w) for w in space.max_widths)
-        name = f"s{space.input_size}_w{widths}_g{space.downsample_points}_{precision}"
+        lo, hi = ("-".join(str(w) for w in ws) for ws in (space.min_widths, space.max_widths))
+        name = f"s{space.input_size}_w{lo}_to_{hi}_n{'-'.join(space.named) or 'none'}_{precision}"
     return os.path.join(cache, "ef_keras", "lut_models", name)
 
 
 def build_lut(lut_out: str, *, manifest: str | None = None, space: SearchSpace = SearchSpace(),
-              models_dir: str | None = None, threads: int = 2, precision: str = "fp32", warmup: int = 5,
-              runs: int = MIN_RUNS, group_size: int = 12, command: str | None = None, log=None) -> dict:
+              models_dir: str | None = None, threads: int = 2, precision: str = "fp32", method: str = ROTATION_METHOD,
+              warmup: int = 5, runs: int = DEFAULT_RUNS, group_size: int | None = None, command: str | None = None,
+              log=None) -> dict:
     """Exports the search space's micro-models unless `manifest` is given, then measures them into `lut_out`."""
     from android_ios_bench.export import MANIFEST_NAME, export_search_space
-    from android_ios_bench.host.harness import measure_manifest
+    from android_ios_bench.host.harness import DEFAULT_GROUP_SIZE, measure_manifest
 
     require_tensorflow_backend("the LUT harness (TFLite export)")
     log = log or (lambda msg: None)
     if manifest is None:
         models_dir = models_dir or default_models_dir(space, precision)
         log(f"exporting micro-models into {models_dir} (resumable)")
-        export_search_space(models_dir, space, precision=precision,
-                            progress=lambda d, n, k, s: (d == n or d % 25 == 0) and log(f"[export {d}/{n}] {k}"))
+        start = time.time()
+        export_search_space(models_dir, space, method, precision=precision,
+                            progress=lambda d, n, k, s: (d == n or d % 25 == 0) and log(
+                                f"[export {d}/{n}] {k} {time.time() - start:.0f}s"))
         manifest = os.path.join(models_dir, MANIFEST_NAME)
     start = time.time()
 
     def progress(done, total, key, stats):
-        if done == total or done % 10 == 0:
+        if done == total or done % 25 == 0:
             log(f"[measure {done}/{total}] {key}: median {stats['median_ms']:.3f} ms "
                 f"(p10 {stats['p10_ms']:.3f}, p90 {stats['p90_ms']:.3f}) {time.time() - start:.0f}s")
-    return measure_manifest(manifest, lut_out, threads=threads, precision=precision, warmup=warmup, runs=runs,
-                            group_size=group_size, command=command, progress=progress)
+    return measure_manifest(manifest, lut_out, threads=threads, precision=precision, method=method, warmup=warmup,
+                            runs=runs, group_size=DEFAULT_GROUP_SIZE if group_size is None else group_size,
+                            command=command,
+                            progress=progress, log=log)
 
 
 def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, runs: int = MIN_RUNS,
@@ -59,6 +66,9 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     LUTError when the LUT has no reference models or was measured on another device
     (re-time a phone's LUT with its own harness).
     """
+    import hashlib
+    import json
+
     from android_ios_bench.export import export_items, model_item
     from android_ios_bench.host.harness import host_device, time_interleaved
     from ef_keras.timing import summarize
@@ -78,7 +88,8 @@ def check_lut(lut_path: str, *, models_dir: str | None = None, warmup: int = 5, 
     size = space["input_size"]
 
     cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
-    models_dir = models_dir or os.path.join(cache, "ef_keras", "lut_reference_models", f"s{size}")
+    digest = hashlib.sha256(json.dumps(space, sort_keys=True).encode()).hexdigest()[:12]  # one cache per space
+    models_dir = models_dir or os.path.join(cache, "ef_keras", "lut_reference_models", f"s{size}_{digest}")
     log(f"exporting {len(refs)} reference models into {models_dir} (cached)")
     manifest = export_items([model_item(r["name"], r["config"], space) for r in refs], models_dir, search_space=space,
                             precision=doc["runtime"]["precision"])
@@ -105,6 +116,8 @@ def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
 
+    from android_ios_bench.export import define_space_flags
+
     flags.DEFINE_string("lut-out", None, "LUT JSON to write (resumed if it exists)")
     flags.DEFINE_string("check-lut", None, "re-time this LUT's reference models now and print how far this host "
                                            "is from the LUT's session (drift scale); measures no units")
@@ -114,22 +127,20 @@ def define_flags():
     flags.DEFINE_integer("threads", 2, "LiteRT CPU threads", lower_bound=1)
     flags.DEFINE_enum("precision", "fp32", ["fp32", "fp16", "int8"], "precision of the micro-models")
     flags.DEFINE_integer("warmup", 5, "untimed invocations per model", lower_bound=0)
-    flags.DEFINE_integer("runs", MIN_RUNS, f"timed invocations per model (>= {MIN_RUNS})")
-    flags.DEFINE_integer("group-size", 12, "models loaded and interleaved at once", lower_bound=1)
-    flags.DEFINE_enum("family", "v1", ["v1", "v2"], "model family whose units to measure: v1 (EfficientFormer) "
-                                                    "or v2 (EfficientFormerV2, its widths fixed by V2SearchSpace)")
-    flags.DEFINE_integer("input-size", 224, "search-space input size (without --manifest)", lower_bound=32)
-    flags.DEFINE_list("max-widths", [str(w) for w in SearchSpace().max_widths],
-                      "search-space max width per stage (without --manifest)")
-    flags.DEFINE_integer("downsample-points", SearchSpace().downsample_points,
-                         "measured widths per axis of each downsample grid (without --manifest)", lower_bound=1)
+    flags.DEFINE_integer("runs", DEFAULT_RUNS, f"timed invocations per model (>= {MIN_RUNS})")
+    flags.DEFINE_integer("group-size", 0, "models per rotation, loaded and interleaved at once (0: every model in "
+                         "one rotation: the default V1 space needs about 11 GB)", lower_bound=0)
+    flags.DEFINE_enum("method", ROTATION_METHOD, list(METHODS), "in_rotation: each unit alone, every model in one "
+                      "rotation; in_context: (context unit + unit) - (context unit); isolated: each unit alone in "
+                      "rotations of --group-size models")
+    define_space_flags()  # --family, --input-size, --min-widths, --max-widths (without --manifest)
 
 
 def main(argv):
     """Measures a LUT (--lut-out) or re-times a LUT's reference models (--check-lut)."""
     from absl import flags
 
-    from ef_keras.checks import parse_int_list
+    from android_ios_bench.export import space_from_flags
     from ef_keras.errors import InputError
 
     F = flags.FLAGS
@@ -141,15 +152,9 @@ def main(argv):
         raise InputError("give --lut-out LUT (measure a LUT) or --check-lut LUT (measure its drift)")
     if F.runs < MIN_RUNS:
         raise InputError(f"--runs must be >= {MIN_RUNS} (got {F.runs})")
-    if F.family == "v2":
-        space = V2SearchSpace(input_size=F["input-size"].value)
-    else:
-        space = SearchSpace(input_size=F["input-size"].value,
-                            max_widths=parse_int_list("--max-widths", F["max-widths"].value),
-                            downsample_points=F["downsample-points"].value)
     out = F["lut-out"].value
-    doc = build_lut(out, manifest=F.manifest, space=space, models_dir=F["models-dir"].value,
-                    threads=F.threads, precision=F.precision, warmup=F.warmup, runs=F.runs,
+    doc = build_lut(out, manifest=F.manifest, space=space_from_flags(), models_dir=F["models-dir"].value,
+                    threads=F.threads, precision=F.precision, method=F.method, warmup=F.warmup, runs=F.runs,
                     group_size=F["group-size"].value, command=" ".join(["python -m android_ios_bench.host"]
                                                                       + sys.argv[1:]),
                     log=lambda m: print(m, file=sys.stderr, flush=True))
