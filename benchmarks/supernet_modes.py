@@ -177,8 +177,9 @@ def render(result: dict) -> str:
                      f"{result['settings']['eval_images']} images: top-1 {c['top1']:+.2f} ± {c['top1_se']:.2f} points, "
                      f"cross-entropy {c['loss']:+.4f} ± {c['loss_se']:.4f} (paired SE)")
     lines.append(f"- steps at equal forward multiply-adds ({result['forward_gmacs']:.0f} G): "
-                 + ", ".join(f"{r} {steps[r]}" for r in rules) + "; wall s: "
-                 + ", ".join(f"{r} {result['train_seconds'][r]:.0f}" for r in rules))
+                 + ", ".join(f"{r} {steps[r]}" for r in rules)
+                 + " (wall seconds are in the file; they count only this invocation's work, so a resumed run's "
+                   "are not comparable)")
     lines.append(f"- lowest mean cross-entropy over the children: **{result['best']}**"
                  + ("" if result["best_outside_noise"] else " (not every difference is outside noise)"))
     return "\n".join(lines) + "\n"

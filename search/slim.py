@@ -98,20 +98,21 @@ def predict_ms(config, lut: dict) -> float:
     from android_ios_bench.predictor import predict
 
     try:
-        return float(predict(config, lut).ms)
+        return float(predict(config, lut, exact=True).ms)  # no interpolated unit: the LUT measures the grid
     except LUTError as e:
         raise SlimError(f"the LUT does not cover architecture {config.widths}/{config.depths}: {e}") from e
 
 
 def check_lut_covers(lut: dict, space) -> None:
-    """SlimError unless the LUT's search space covers every width of the supernet at 224."""
+    """SlimError unless the LUT measured every unit of the supernet's width grid at 224 (no interpolation)."""
     from android_ios_bench.lut import LUTError, check_search_space
 
     try:
-        check_search_space(lut, input_size=224, max_widths=tuple(space.max_widths))
+        check_search_space(lut, input_size=224, min_widths=tuple(space.min_widths), max_widths=tuple(space.max_widths),
+                           width_step=space.width_step)
     except LUTError as e:
-        raise SlimError(f"the LUT does not cover the supernet's width grid (up to {list(space.max_widths)} at 224): "
-                        f"{e}") from e
+        raise SlimError(f"the LUT does not cover the supernet's width grid ({list(space.min_widths)} to "
+                        f"{list(space.max_widths)} in steps of {space.width_step} at 224): {e}") from e
 
 
 # --------------------------------------------------------------------------- decisions

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ef_keras.models.efficientformer.config import EfficientFormerConfig
+from android_ios_bench.units import DEFAULT_MAX_WIDTHS, DEFAULT_MIN_WIDTHS, DEFAULT_WIDTH_STEP, SUPERNET_MAX_DEPTHS
 from ef_keras.errors import EfKerasError
+from ef_keras.models.efficientformer.config import EfficientFormerConfig
 
 NUM_STAGES = 4
 
@@ -40,7 +41,7 @@ class SearchSpace:
 
     config: EfficientFormerConfig
     min_widths: tuple[int, int, int, int]
-    width_step: int = 16
+    width_step: int = DEFAULT_WIDTH_STEP
 
     def __post_init__(self):
         object.__setattr__(self, "min_widths", tuple(int(w) for w in self.min_widths))
@@ -77,10 +78,9 @@ class SearchSpace:
             raise SpaceError(f"malformed search space record: {e}") from e
 
 
-#: The default space's largest widths, narrowest widths and largest depths (module docstring).
-DEFAULT_MAX_WIDTHS = (64, 128, 256, 512)
-DEFAULT_MIN_WIDTHS = (32, 64, 128, 256)
-DEFAULT_DEPTHS = (4, 3, 6, 4)
+#: The default space's largest widths, narrowest widths, step and largest depths: the grid the shipped
+#: latency table measures, defined once with it (`android_ios_bench.units`).
+DEFAULT_DEPTHS = SUPERNET_MAX_DEPTHS
 
 
 def default_space(layer_scale_init: float = 0.1, max_widths=DEFAULT_MAX_WIDTHS, min_widths=DEFAULT_MIN_WIDTHS,
@@ -97,4 +97,4 @@ def default_space(layer_scale_init: float = 0.1, max_widths=DEFAULT_MAX_WIDTHS, 
                                        layer_scale_init=layer_scale_init, name="supernet")
     except ValueError as e:
         raise SpaceError(f"not a supernet: {e}") from e
-    return SearchSpace(config, min_widths=tuple(min_widths), width_step=16)
+    return SearchSpace(config, min_widths=tuple(min_widths), width_step=DEFAULT_WIDTH_STEP)
