@@ -208,6 +208,9 @@ def test_the_readme_set_up_commands_and_ci_apply_the_constraints():
     main_job = 'pip install ".[all]" -c constraints.txt && python -m search.slim --target-like l1'
     tests = 'pip install ".[all,test]" -c constraints.txt && python -m pytest'
     assert f"python3 -m venv .venv && . .venv/bin/activate && {main_job}\n" in readme
+    from benchmarks.main_job import COMMAND  # the benchmark times exactly the README's main job
+
+    assert f"{COMMAND}\n" in readme
     assert f"python3 -m venv .venv && . .venv/bin/activate && {tests}\n" in readme
     ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
     assert f"python3 -m venv .venv && . .venv/bin/activate && {tests.replace('install', 'install -q')}\n" in ci
