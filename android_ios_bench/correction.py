@@ -108,7 +108,7 @@ def relative_saving_error(predicted_base: float, predicted_derived: float, pair:
     return (predicted - measured) / abs(measured)
 
 
-def _form_figures(form, names, x_by_kind, y, pairs, pair_kinds) -> dict:
+def form_figures(form, names, x_by_kind, y, pairs, pair_kinds) -> dict:
     """One form's coefficients, whole-model LOO errors and leave-pair-out Δ errors."""
     coef, loo = fit_correction(x_by_kind, y, form)
     out = {"form": form, "coefficients": [round(float(c), 6) for c in coef],
@@ -138,45 +138,3 @@ def choose(candidates: list[dict]) -> dict:
     keep = [c for c in with_deltas if c["delta_mean_abs_pct"] <= best + DELTA_SLACK_PCT
             and c["delta_sign_errors"] == fewest]
     return min(keep, key=lambda c: c["loo_mean_abs_pct"])
-
-
-def refit_correction(doc: dict, statistic: str | None = None) -> dict | None:
-    """Fits every correction form on the LUT's `reference_models`, picks one and stores it.
-
-    `statistic`: default CORRECTION_STATISTIC when every unit and reference model has it
-    (a phone's benchmark tool may give only medians), else "median_ms". The Δ pairs used are
-    the LUT's `delta_validation` pairs whose Δ lies outside noise (its CI excludes 0).
-
-    Stores `correction` (the chosen form, with `delta_validated` saying whether Δs took part)
-    and `correction_candidates`; with too few models for any form, or units still missing (a
-    partial measurement), stores none. Returns the stored correction (or None).
-    """
-    from android_ios_bench.lut import LUTCoverageError
-    from android_ios_bench.predictor import predict
-
-    if statistic is None:
-        rows = list(doc["entries"].values()) + doc.get("reference_models", [])
-        statistic = CORRECTION_STATISTIC if all(CORRECTION_STATISTIC in r for r in rows) else "median_ms"
-    refs = [r for r in doc.get("reference_models", []) if statistic in r]
-    pairs = [p for p in doc.get("delta_validation", {}).get("pairs", []) if p["outside_noise"]]
-    doc.pop("correction", None)
-    doc.pop("correction_candidates", None)
-    size = doc["search_space"]["input_size"]
-
-    def kinds(config):
-        return predict(config, doc, input_size=size, correction=False, statistic=statistic).by_kind()
-
-    try:
-        x_by_kind = [kinds(r["config"]) for r in refs]
-        pair_kinds = [(kinds(p["base_config"]), kinds(p["derived_config"])) for p in pairs]
-    except LUTCoverageError:
-        return None  # units still missing (a partial or resumed measurement): no correction yet
-    names, y = [r["name"] for r in refs], np.array([r[statistic] for r in refs], "float64")
-    candidates = [_form_figures(form, names, x_by_kind, y, pairs, pair_kinds) for form in CORRECTION_FORMS
-                  if len(refs) > PARAMETERS[form] + (2 if pairs else 0)]
-    if not candidates:
-        return None
-    chosen = dict(choose(candidates), statistic=statistic, fitted_on=names, delta_validated=bool(pairs))
-    doc["correction"] = chosen
-    doc["correction_candidates"] = candidates
-    return chosen

@@ -166,7 +166,7 @@ def attach(lut_doc: dict, delta_doc: dict, where: str = "Δ validation file") ->
 
     LUTError when `delta_doc` belongs to another LUT's session. Returns the new correction.
     """
-    from android_ios_bench.correction import refit_correction
+    from android_ios_bench.refit import refit_correction
 
     check_session(lut_doc, delta_doc, where)
     lut_doc["delta_validation"] = {

@@ -135,7 +135,7 @@ def validate_lut(doc: Any, where: str = "LUT") -> None:
     if fit and "fitted_on" in fit and len(fit["fitted_on"]) <= len(fit["coefficients"]):
         raise LUTSchemaError(f"{where}: its {fit['form']} correction has {len(fit['coefficients'])} parameters but "
                              f"was fitted on {len(fit['fitted_on'])} models; a fit needs more models than "
-                             "parameters (refit it: android_ios_bench.correction.refit_correction)")
+                             "parameters (refit it: android_ios_bench.refit.refit_correction)")
     for key, entry in doc["entries"].items():
         if entry["kind"] in CORE_KINDS:
             expected = unit_key(entry["kind"], **entry)
@@ -280,34 +280,6 @@ def merge_luts(docs: Iterable[dict]) -> dict:
     if refs:
         merged["reference_models"] = [refs[name] for name in sorted(refs)]
     return merged
-
-
-def check_search_space(doc: dict, *, input_size: int | None = None, min_widths: Iterable[int] | None = None,
-                       max_widths: Iterable[int] | None = None, width_step: int | None = None,
-                       method: str | None = None, where: str = "LUT") -> None:
-    """Raises LUTCoverageError unless the LUT measured every unit of the asked search grid.
-
-    Args:
-        input_size: the deployment resolution the LUT must have been measured at.
-        min_widths, max_widths, width_step: the search's grid (default: the LUT's own min
-            widths and step); every width from min to max of every stage, and every
-            downsampling pair between neighbouring stages, must be a measured entry. The
-            error names the first missing unit and the LUT's grid there.
-        method: the timing method the LUT must have been measured with (the host LUT's: "in_rotation").
-    """
-    space = doc["search_space"]
-    if input_size is not None and space["input_size"] != input_size:
-        raise LUTCoverageError(
-            f"{where} was measured for {space['input_size']}x{space['input_size']} inputs, not "
-            f"{input_size}x{input_size}; measure a LUT at that resolution (android_ios_bench.host --input-size)")
-    if method is not None and method_of(doc) != method:
-        raise LUTCoverageError(
-            f"{where} was measured by method {method_of(doc)!r}, not {method!r}; measure a LUT with "
-            f"`python -m android_ios_bench.host --method {method}`")
-    if max_widths is not None:
-        from android_ios_bench.predictor import check_grid  # the unit walk lives with the predictor
-
-        check_grid(doc, min_widths=min_widths, max_widths=max_widths, width_step=width_step, where=where)
 
 
 # ----------------------------------------------------------------------------- manifest

@@ -35,11 +35,11 @@ import dataclasses
 import functools
 import os
 from collections import Counter
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
-from android_ios_bench.lut import LUTCoverageError, LUTError, load_default_lut, load_lut, unit_key
+from android_ios_bench.lut import LUTCoverageError, LUTError, load_default_lut, load_lut, method_of, unit_key
 from android_ios_bench.units import is_v2_space, unit_of
 from ef_keras.models.plan import Layout
 from ef_keras.registry import architecture, family_of
@@ -324,7 +324,7 @@ def check_grid(doc: dict, *, min_widths=None, max_widths, width_step=None, where
     """LUTCoverageError unless every unit of the V1 grid min..max (step) is an entry of the LUT.
 
     The default `min_widths` and `width_step` are the LUT's own. The error names the first
-    missing unit and what the LUT measured there (`lut.check_search_space` calls this).
+    missing unit and what the LUT measured there (`check_search_space` calls this).
     """
     from android_ios_bench.units import SearchSpace, search_space_units
 
@@ -349,6 +349,32 @@ def check_grid(doc: dict, *, min_widths=None, max_widths, width_step=None, where
                 f"{where} does not cover the search grid {lows}..{list(max_widths)} step {step}: {what} at "
                 f"{f['res']}x{f['res']} ({unit.key}) is not measured; {index.grid_text(unit.kind, f)}. Measure a "
                 f"LUT for this grid (python -m android_ios_bench.host --min-widths ... --max-widths ...)")
+
+
+def check_search_space(doc: dict, *, input_size: int | None = None, min_widths: Iterable[int] | None = None,
+                       max_widths: Iterable[int] | None = None, width_step: int | None = None,
+                       method: str | None = None, where: str = "LUT") -> None:
+    """Raises LUTCoverageError unless the LUT measured every unit of the asked search grid.
+
+    Args:
+        input_size: the deployment resolution the LUT must have been measured at.
+        min_widths, max_widths, width_step: the search's grid (default: the LUT's own min
+            widths and step); every width from min to max of every stage, and every
+            downsampling pair between neighbouring stages, must be a measured entry. The
+            error names the first missing unit and the LUT's grid there.
+        method: the timing method the LUT must have been measured with (the host LUT's: "in_rotation").
+    """
+    space = doc["search_space"]
+    if input_size is not None and space["input_size"] != input_size:
+        raise LUTCoverageError(
+            f"{where} was measured for {space['input_size']}x{space['input_size']} inputs, not "
+            f"{input_size}x{input_size}; measure a LUT at that resolution (android_ios_bench.host --input-size)")
+    if method is not None and method_of(doc) != method:
+        raise LUTCoverageError(
+            f"{where} was measured by method {method_of(doc)!r}, not {method!r}; measure a LUT with "
+            f"`python -m android_ios_bench.host --method {method}`")
+    if max_widths is not None:
+        check_grid(doc, min_widths=min_widths, max_widths=max_widths, width_step=width_step, where=where)
 
 
 def drift_scale(doc: dict, measured_now: dict[str, float], statistic: str = "median_ms") -> tuple[float, dict]:

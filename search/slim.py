@@ -105,7 +105,8 @@ def predict_ms(config, lut: dict) -> float:
 
 def check_lut_covers(lut: dict, space) -> None:
     """SlimError unless the LUT measured every unit of the supernet's width grid at 224 (no interpolation)."""
-    from android_ios_bench.lut import LUTError, check_search_space
+    from android_ios_bench.lut import LUTError
+    from android_ios_bench.predictor import check_search_space
 
     try:
         check_search_space(lut, input_size=224, min_widths=tuple(space.min_widths), max_widths=tuple(space.max_widths),

@@ -19,7 +19,8 @@ import pytest
 from android_ios_bench import lut as L
 from android_ios_bench.analysis import rows_from_lut
 from android_ios_bench.ios import finish_lut
-from android_ios_bench.correction import CORRECTION_STATISTIC, refit_correction
+from android_ios_bench.correction import CORRECTION_STATISTIC
+from android_ios_bench.refit import refit_correction
 from android_ios_bench.predictor import predict
 from ef_keras.timing import summarize
 

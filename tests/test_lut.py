@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from android_ios_bench import lut as L
+from android_ios_bench import predictor as P
 from android_ios_bench.units import SearchSpace, Unit, build_unit, context_unit, search_space_units
 
 SPACE = SearchSpace(input_size=64, min_widths=(16, 16, 16, 32), max_widths=(32, 32, 48, 64), named=())
@@ -130,16 +131,16 @@ def test_merge_refuses_other_runtime_or_search_space():
 
 def test_check_search_space_refuses_other_resolution_method_or_grid():
     doc = make_lut()
-    L.check_search_space(doc, input_size=64, max_widths=(32, 32, 48, 64))
-    L.check_search_space(doc, min_widths=(32, 32, 32, 48), max_widths=(32, 32, 48, 64), width_step=16)
+    P.check_search_space(doc, input_size=64, max_widths=(32, 32, 48, 64))
+    P.check_search_space(doc, min_widths=(32, 32, 32, 48), max_widths=(32, 32, 48, 64), width_step=16)
     with pytest.raises(L.LUTCoverageError, match="64x64 inputs, not 224x224"):
-        L.check_search_space(doc, input_size=224)
+        P.check_search_space(doc, input_size=224)
     with pytest.raises(L.LUTCoverageError, match="measured by method 'isolated', not 'in_context'"):
-        L.check_search_space(doc, method="in_context")  # no method recorded: units timed alone
+        P.check_search_space(doc, method="in_context")  # no method recorded: units timed alone
     with pytest.raises(L.LUTCoverageError, match=r"does not cover the search grid \[16, 16, 16, 32\]..\[32, 32, 48, "
                                                  r"128\] step 16: meta4d width 80 at 2x2 \(meta4d_c80_r2_m4_p3\) is "
                                                  r"not measured; meta4d at 2x2 is measured at widths 32..64 step 16"):
-        L.check_search_space(doc, max_widths=(32, 32, 48, 128))
+        P.check_search_space(doc, max_widths=(32, 32, 48, 128))
 
 
 def test_a_missing_downsample_pair_is_refused_naming_it_and_the_grid():
@@ -153,7 +154,7 @@ def test_a_missing_downsample_pair_is_refused_naming_it_and_the_grid():
     with pytest.raises(L.LUTCoverageError, match=r"downsample 32->48 at 8x8 \(downsample_c32-48_r8\) is not "
                                                  r"measured; downsample at 8x8 is measured for cin \[16, 32\] x "
                                                  r"cout 16..48 step 16 \(5 pairs, not a full grid\)"):
-        L.check_search_space(doc, max_widths=(32, 32, 48, 64))
+        P.check_search_space(doc, max_widths=(32, 32, 48, 64))
     config = EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_vit=1)
     with pytest.raises(L.LUTCoverageError, match=r"does not cover downsample 32->48 at 8x8: downsample at 8x8"):
         predict(config, doc, input_size=64, exact=True)

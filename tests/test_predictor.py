@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from android_ios_bench import lut as L
-from android_ios_bench.correction import CorrectionError, fit_correction, refit_correction
+from android_ios_bench import predictor as P
+from android_ios_bench.correction import CorrectionError, fit_correction
+from android_ios_bench.refit import refit_correction
 from android_ios_bench.predictor import Layout, drift_scale, layout_units, predict
 from android_ios_bench.reference import apply_action
 from android_ios_bench.units import SearchSpace, Unit, build_unit, search_space_units
@@ -235,7 +237,7 @@ def test_embedded_default_lut_predicts_the_named_models_exactly_and_covers_the_s
 
     doc = L.load_default_lut()
     assert doc["runtime"]["name"] == "litert" and doc["search_space"]["input_size"] == 224
-    L.check_search_space(doc, input_size=224, min_widths=DEFAULT_SPACE.min_widths,
+    P.check_search_space(doc, input_size=224, min_widths=DEFAULT_SPACE.min_widths,
                          max_widths=DEFAULT_SPACE.max_widths, width_step=16, method="in_rotation")
     l1, l3, l7 = (predict(name, exact=True) for name in ("l1", "l3", "l7"))
     assert 0 < l1.ms < l3.ms < l7.ms

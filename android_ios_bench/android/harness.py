@@ -30,7 +30,7 @@ from android_ios_bench.android.parse import BenchmarkModelResult, BenchmarkOutpu
 from android_ios_bench.host.harness import store_reference
 from android_ios_bench.lut import (LUTError, identity, load_lut, load_manifest, make_entry, new_lut, now_iso,
                                    save_lut)
-from android_ios_bench.correction import refit_correction
+from android_ios_bench.refit import refit_correction
 from android_ios_bench.units import ISOLATED_METHOD
 from ef_keras.checks import check_int
 from ef_keras.output import write_json, write_text

@@ -41,7 +41,7 @@ it is the session's raw record.
 
 Whole reference models in the manifest (kind "model", `export.reference_items`) are timed in
 the same rotation as the units and stored as the LUT's `reference_models`; the correction is
-then fitted on them (`android_ios_bench.correction.refit_correction`).
+then fitted on them (`android_ios_bench.refit.refit_correction`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from android_ios_bench import __version__
-from android_ios_bench.correction import CORRECTION_STATISTIC, refit_correction
+from android_ios_bench.correction import CORRECTION_STATISTIC
+from android_ios_bench.refit import refit_correction
 from android_ios_bench.lut import (LUTError, ManifestError, identity, load_lut, load_manifest, make_entry, new_lut,
                                    now_iso, read_json, save_lut)
 from android_ios_bench.units import CONTEXT_METHOD, ISOLATED_METHOD, METHODS, ROTATION_METHOD

@@ -4,7 +4,7 @@ The Swift package in this directory (see README.md) times a manifest's CoreML mi
 whole reference models on the device and writes a LUT (android_ios_bench/schema) with
 `reference_models` but no `correction`: fitting one needs the predictor, which is Python.
 `finish_lut` merges the device's LUT files and fits the correction exactly as the host and
-Android harnesses do (`correction.refit_correction`):
+Android harnesses do (`refit.refit_correction`):
 
     python -m android_ios_bench.ios --lut iphone12_all.json [--lut part2.json] --lut-out iphone12.json
 """

@@ -6,7 +6,7 @@ import os
 from typing import Sequence
 
 from android_ios_bench.lut import LUTError, merge_luts, save_lut
-from android_ios_bench.correction import refit_correction
+from android_ios_bench.refit import refit_correction
 from ef_keras.output import check_output
 
 
