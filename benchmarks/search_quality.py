@@ -256,9 +256,11 @@ def render(result: dict) -> str:
     summary = result["summary"]
     lines = ["| target | architecture | widths / depths / vit | LUT ms | test top-1 % mean ± SD over seeds | "
              "inherited top-1 % |", "|---|---|---|---:|---:|---:|"]
+    spread_of = (lambda r: f" ± {r['sd_top1']:.2f}") if len(result["seeds"]) > 1 else (lambda r: " (1 seed)")
     for r in result["rows"]:
+        spread = spread_of(r)
         lines.append(f"| {r['target']} ({r['target_ms']:.2f} ms) | {r['name']} | {r['describe']} | {r['lut_ms']:.3f} | "
-                     f"{r['mean_top1']:.2f} ± {r['sd_top1']:.2f} | {r['inherited_top1']:.2f} |")
+                     f"{r['mean_top1']:.2f}{spread} | {r['inherited_top1']:.2f} |")
     lines.append("")
     for label, v in summary["per_target"].items():
         lines.append(f"- {label}: searched − scaled L1 = {v['searched_minus_scaled_l1']:+.2f} points "
@@ -275,7 +277,7 @@ def render(result: dict) -> str:
                  f"{'**met**' if summary['goal_random_p75_met'] else '**not met**'}; τ >= 0.6: "
                  f"{'**met**' if summary['goal_tau_met'] else '**not met**'}")
     lines.append(f"\n{len(result['seeds'])} seeds x {result['steps']} steps of 32 per architecture, "
-                 f"{result['seconds'] / 3600:.1f} h. Primary endpoint, fixed in the script before the run: "
+                 f"{result['seconds'] / 3600:.1f} h in this invocation (runs it found finished are not counted). Primary endpoint, fixed in the script before the run: "
                  f"{result['primary_endpoint']}. Plot: `benchmarks/results/{result['plot']}`.")
     return "\n".join(lines)
 
