@@ -110,15 +110,13 @@ def candidates(mode: str, arch: Arch, space: SearchSpace, scores: np.ndarray, at
     """
     keep = (lambda cs: cs) if saves is None else (lambda cs: [c for c in cs if saves(c.arch)])
     depth = keep(depth_candidates(arch, scores, path_stage, min_depth))
-    mb3d = next(iter(keep([c for c in [mb3d_candidate(arch, attention, path_stage)] if c is not None])), None)
+    mb3d = keep([c for c in [mb3d_candidate(arch, attention, path_stage)] if c is not None])  # none or one
     width = keep(width_candidates(arch, space, scores, path_stage))
     if mode == "all":
-        return depth + ([mb3d] if mb3d else []) + width
+        return depth + mb3d + width
     if mode == "paper":
-        picks = [min(depth, key=lambda c: c.importance) if depth else None, mb3d,
-                 min(width, key=lambda c: c.importance) if width else None]
-        return [c for c in picks if c is not None]
+        return [min(group, key=lambda c: c.importance) for group in (depth, mb3d, width) if group]
     if mode == "random":
-        legal = depth + ([mb3d] if mb3d else []) + width
+        legal = depth + mb3d + width
         return [legal[rng.integers(len(legal))]] if legal else []
     raise ValueError(f"unknown action mode {mode!r}; expected one of {ACTION_MODES}")

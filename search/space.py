@@ -78,8 +78,8 @@ class SearchSpace:
             raise SpaceError(f"malformed search space record: {e}") from e
 
 
-#: The default space's largest widths, narrowest widths, step and largest depths: the grid the shipped
-#: latency table measures, defined once with it (`android_ios_bench.units`).
+#: The default supernet's depths; its widths and step are the grid the shipped latency table
+#: measures, defined once with it (`android_ios_bench.units`).
 DEFAULT_DEPTHS = SUPERNET_MAX_DEPTHS
 
 
