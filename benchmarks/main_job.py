@@ -44,16 +44,21 @@ def define_flags():
     define_results_dir_flag()
 
 
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed(cmd: str, cwd: str, log) -> tuple[float, float]:
     """(wall s, CPU s) of `cmd`: the CPU seconds (user + system of every process it waited for) depend
     far less on the host's load than the wall time, so a run on a busy host can still be sized."""
-    cpu = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_CHILDREN))  # noqa: E731
-    start, cpu_start = time.perf_counter(), cpu()
+    start, cpu_start = time.perf_counter(), _children_cpu_s()
     proc = subprocess.run(["bash", "-c", cmd], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                           env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
     if proc.returncode:
         raise RuntimeError(f"`{cmd}` failed with exit {proc.returncode}; see the log")
-    return time.perf_counter() - start, cpu() - cpu_start
+    return time.perf_counter() - start, _children_cpu_s() - cpu_start
 
 
 def render(result: dict) -> str:
