@@ -8,7 +8,10 @@ Start: the supernet's largest child, stages 1-3 in MB4D and every stage-4 MetaPa
 (the MB3D action turns attention into conv only when the data says so). Each step:
 
 1. builds the candidate actions (`search.actions`, `--actions paper|all|random`) and predicts
-   each result's latency from the LUT (`android_ios_bench.predictor`, deployment resolution);
+   each result's latency from the LUT (`android_ios_bench.predictor`, deployment resolution),
+   keeping only actions predicted to save more than the LUT's smallest trusted saving
+   (`smallest_trusted_saving`: savings its Δ-latency validation found not to be real are
+   below it, e.g. a 16-channel stage-4 narrowing on the host table);
 2. scores candidates on the *search-validation* split with inherited weights
    (`search.evaluate.Scorer`: BatchNorm re-estimated per child on training images). In
    "all" mode every candidate is screened on `screen_images`, and the best candidate of the
@@ -227,7 +230,7 @@ def _check_options(actions: str, importance: str, screen_images, confirm_images,
 
 
 def _settings(supernet_dir: str, lut: dict, target_ms: float, data: str, seed: int, options: dict,
-              min_depth: int) -> dict:
+              min_depth: int, min_saving: float) -> dict:
     """Everything that decides the search's result: the resume key of `ef_keras.runs`."""
     from ef_keras.runs import files_sha256
     from search.supernet import SUPERNET_JSON, WEIGHTS_FILE
@@ -235,7 +238,7 @@ def _settings(supernet_dir: str, lut: dict, target_ms: float, data: str, seed: i
     return {"supernet_sha256": files_sha256(*(os.path.join(supernet_dir, n) for n in (SUPERNET_JSON, WEIGHTS_FILE))),
             "lut_sha256": hashlib.sha256(json.dumps(lut, sort_keys=True).encode()).hexdigest(),
             "target_ms": target_ms, "data": data, "seed": seed, **options, "min_depth": min_depth,
-            "noise_z": NOISE_Z}
+            "min_saving": min_saving, "noise_z": NOISE_Z}
 
 
 def _load_scoring_data(data, data_dir, image_size, splits, screen_images, confirm_images, calibration_images,
@@ -300,7 +303,10 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     check_target_reachable(target_ms, lo, hi, lut_doc)
     options = dict(actions=actions, importance=importance, screen_images=screen_images, confirm_images=confirm_images,
                    confirm_top=confirm_top, calibration_images=calibration_images)
-    settings = _settings(supernet_dir, lut_doc, target_ms, data, seed, options, min_depth)
+    from android_ios_bench.predictor import smallest_trusted_saving
+
+    min_saving = smallest_trusted_saving(lut_doc)
+    settings = _settings(supernet_dir, lut_doc, target_ms, data, seed, options, min_depth, min_saving)
     recorded = resume_settings(out_dir, settings, error=SlimError)
     splits = meta.get("training", {}).get("splits") or search_splits()
     screen, confirm, calibration = _load_scoring_data(data, data_dir, supernet.image_size, splits, screen_images,
@@ -313,8 +319,8 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
                      else supernet.probabilities())
     scores, attention = path_scores(probabilities, supernet.path_stage), attention_scores(probabilities,
                                                                                           supernet.path_stage)
-    step_ctx = _StepContext(supernet, Scorer(supernet, calibration), lut_doc, scores, attention, min_depth, actions,
-                            confirm_top, screen, confirm, seed)
+    step_ctx = _StepContext(supernet, Scorer(supernet, calibration), lut_doc, scores, attention, min_depth, min_saving,
+                            actions, confirm_top, screen, confirm, seed)
     state_path = os.path.join(out_dir, TRAJECTORY)
     state = _load_state(state_path)
     if state is None:
@@ -322,7 +328,8 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
         state = {"target_ms": target_ms, "target_like": target_like, "seed": seed, "options": options,
                  "supernet": os.path.abspath(supernet_dir), "lut_device": lut_doc.get("device", {}).get("name"),
                  "reachable_ms": [lo, hi], "splits": splits, "path_scores": scores.tolist(),
-                 "attention_scores": attention.tolist(), "min_depth": min_depth, "noise_z": NOISE_Z, "done": False,
+                 "attention_scores": attention.tolist(), "min_depth": min_depth, "min_saving": min_saving,
+                 "noise_z": NOISE_Z, "done": False,
                  "steps": [_record(0, None, start, hi, now, "", [], [])]}
         write_json(state_path, state)
     else:
@@ -332,12 +339,14 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
     arch = Arch.from_dict(cur["arch"])
     log(f"slimming {hi:.3f} -> {target_ms:.3f} ms (reachable {lo:.3f}-{hi:.3f}), actions {actions}, importance "
         f"{importance}, {len(confirm[1])} confirmation images" +
-        (f", {len(screen[1])} screening" if screen else ""))
+        (f", {len(screen[1])} screening" if screen else "") +
+        f"; an action must save > {100 * min_saving:.2f} % (the LUT's smallest trusted saving)")
     while cur["latency_ms"] > target_ms:
         t0 = time.time()
         best, evaluated, screened, tied, rule = step_ctx.step(arch, now, cur["latency_ms"], len(state["steps"]))
         if best is None:
-            raise SlimError(f"no action lowers the latency below {cur['latency_ms']:.3f} ms; "
+            raise SlimError(f"no action lowers the latency below {cur['latency_ms']:.3f} ms by more than "
+                            f"{100 * min_saving:.2f} % (the LUT's smallest trusted saving); "
                             f"target {target_ms:.3f} ms not reachable" +
                             ("" if allow_empty_stages else " while every stage keeps a block (--allow-empty-stages)"))
         arch, now = best["arch"], (best["per_image"], best["screen_per_image"])
@@ -358,10 +367,10 @@ def slim(supernet_dir: str, out_dir: str, *, target=None, target_like=None, lut=
 class _StepContext:
     """What every slimming step reads: the supernet, scorer, LUT, importance, data and mode."""
 
-    def __init__(self, supernet, scorer, lut, scores, attention, min_depth, actions, confirm_top, screen, confirm,
-                 seed):
+    def __init__(self, supernet, scorer, lut, scores, attention, min_depth, min_saving, actions, confirm_top, screen,
+                 confirm, seed):
         self.supernet, self.scorer, self.lut, self.scores, self.attention = supernet, scorer, lut, scores, attention
-        self.min_depth, self.actions, self.confirm_top = min_depth, actions, confirm_top
+        self.min_depth, self.min_saving, self.actions, self.confirm_top = min_depth, min_saving, actions, confirm_top
         self.screen, self.confirm, self.seed = screen, confirm, seed
 
     def score(self, arch: Arch):
@@ -377,7 +386,7 @@ class _StepContext:
 
         def saves(candidate: Arch) -> bool:
             predicted[candidate] = predict_ms(candidate.to_config(space), self.lut)
-            return predicted[candidate] < latency_ms
+            return predicted[candidate] < latency_ms * (1.0 - self.min_saving)  # a saving the LUT can be trusted on
 
         cands = [{"kind": c.kind, "group": c.group, "desc": c.desc, "arch": c.arch, "importance": c.importance,
                   "latency_ms": predicted[c.arch], "saved_ms": latency_ms - predicted[c.arch]}

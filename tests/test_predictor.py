@@ -185,6 +185,26 @@ def test_the_correction_choice_uses_measured_deltas():
     L.validate_lut(doc)
 
 
+def test_the_smallest_trusted_saving_is_the_largest_predicted_saving_that_was_not_real():
+    """Savings the Δ validation measured as no saving (interval reaching 0) set the bar; real ones never do."""
+    doc = make_lut()
+    assert P.smallest_trusted_saving(doc) == 0.0  # no Δ validation: every predicted saving is taken
+    base = CONFIG
+    narrow4 = EfficientFormerConfig(widths=(16, 32, 48, 48), depths=(1, 2, 1, 2), num_vit=1, name="w4")
+    narrow2 = EfficientFormerConfig(widths=(16, 16, 48, 64), depths=(1, 2, 1, 2), num_vit=1, name="w2")
+    shallow = EfficientFormerConfig(widths=(16, 32, 48, 64), depths=(1, 1, 1, 2), num_vit=1, name="d2")
+    ms = {c.name: predict(c, doc, input_size=64).ms for c in (base, narrow4, narrow2, shallow)}
+    pair = lambda derived, ci: {"base_config": base.to_dict(), "derived_config": derived.to_dict(),  # noqa: E731
+                                "ci95_ms": ci}
+    doc["delta_validation"] = {"pairs": [pair(shallow, [0.2, 0.4])]}
+    assert P.smallest_trusted_saving(doc) == 0.0  # a measured saving sets no bar
+    doc["delta_validation"] = {"pairs": [pair(shallow, [0.2, 0.4]), pair(narrow4, [-0.3, 0.1]),
+                                         pair(narrow2, [-0.01, 0.02])]}
+    fractions = {n: (ms["tiny"] - ms[n]) / ms["tiny"] for n in ("w4", "w2")}
+    assert fractions["w4"] != fractions["w2"] and min(fractions.values()) > 0
+    assert P.smallest_trusted_saving(doc) == pytest.approx(max(fractions.values()))
+
+
 def test_drift_scale_is_the_median_ratio_of_reference_models():
     doc = {"reference_models": [{"name": "l1", "config": {}, "median_ms": 10.0}, {"name": "s", "config": {},
                                                                                 "median_ms": 2.0}]}
