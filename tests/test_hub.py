@@ -98,10 +98,12 @@ def test_backbone_config_round_trip_and_retinanet(family):
     assert_config_complete(backbone_cls, config)
     clone = backbone_cls.from_config(config)
     assert type(clone) is backbone_cls and clone.get_config() == config
-    # keras-hub's RetinaNet takes the backbone unchanged: its FPN on P3-P5, heads on P3-P7.
-    encoder = keras_hub.models.RetinaNetBackbone(image_encoder=backbone, min_level=3, max_level=7, use_p5=False,
-                                                 image_shape=(128, 128, 3))
-    detector = keras_hub.models.RetinaNetObjectDetector(backbone=encoder, num_classes=3)
+    # keras-hub's RetinaNet (`tasks.detection.retinanet`: its RetinaNetBackbone and RetinaNetObjectDetector)
+    # takes the backbone unchanged: its FPN on P3-P5, heads on P3-P7.
+    from ef_keras.tasks.detection import retinanet
+
+    detector = retinanet(backbone, num_classes=3)
+    assert detector.backbone.image_encoder is backbone
     heads = detector(images((128, 128, 3)), training=False)
     anchors = sum((128 // 2 ** level) ** 2 for level in range(3, 8)) * 9
     assert heads["bbox_regression"].shape == (2, anchors, 4) and heads["cls_logits"].shape == (2, anchors, 3)
@@ -203,3 +205,19 @@ def test_a_timm_repository_of_the_other_family_is_refused(tmp_path):
     repository = _timm_repository(tmp_path / "s0", "efficientformerv2_s0", {"x": np.zeros(1, "float32")})
     with pytest.raises(HubPresetError, match="is an EfficientFormerV2 preset, but EfficientFormerImageClassifier"):
         ef_keras.EfficientFormerImageClassifier.from_preset(repository)
+
+
+def test_new_heads_keep_the_timm_backbone(l1_repository, l1_classifier):
+    fine_tune = ef_keras.EfficientFormerImageClassifier.from_preset(l1_repository[1], num_classes=10)
+    assert fine_tune.output_shape == (None, 10)
+    for ours, timm in zip(fine_tune.backbone.weights, l1_classifier.backbone.weights):
+        np.testing.assert_array_equal(ours.numpy(), timm.numpy(), err_msg=ours.path)
+
+
+def test_a_timm_repository_at_another_input_size_feeds_retinanet(l1_repository):
+    from ef_keras.tasks.detection import retinanet
+
+    with pytest.warns(UserWarning, match="resized the attention bias tables"):
+        backbone = ef_keras.EfficientFormerBackbone.from_preset(l1_repository[1], image_shape=(128, 128, 3))
+    heads = retinanet(backbone, num_classes=80)(images((128, 128, 3)), training=False)
+    assert heads["cls_logits"].shape == (2, sum((128 // 2 ** level) ** 2 for level in range(3, 8)) * 9, 80)
