@@ -123,10 +123,10 @@ def test_save_to_preset_round_trips(family, tmp_path):
     classifier.save_to_preset(str(preset))
     assert {"config.json", "task.json", "model.weights.h5", "preprocessor.json", "image_converter.json"} <= set(
         os.listdir(preset))
-    for cls in (classifier_cls, keras_hub.models.ImageClassifier):  # the family class, and keras-hub's dispatch
-        loaded = cls.from_preset(str(preset))
-        assert type(loaded) is classifier_cls and loaded.preprocessor.image_converter.crop_pct == 0.9
-        np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+    loader = {"v1": classifier_cls, "v2": keras_hub.models.ImageClassifier}[family]  # ours, and keras-hub's dispatch
+    loaded = loader.from_preset(str(preset))
+    assert type(loaded) is classifier_cls and loaded.preprocessor.image_converter.crop_pct == 0.9
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
     backbone = keras_hub.models.Backbone.from_preset(str(preset))
     assert type(backbone) is backbone_cls
     inputs = images(TINY_INPUT)
@@ -221,3 +221,17 @@ def test_a_timm_repository_at_another_input_size_feeds_retinanet(l1_repository):
         backbone = ef_keras.EfficientFormerBackbone.from_preset(l1_repository[1], image_shape=(128, 128, 3))
     heads = retinanet(backbone, num_classes=80)(images((128, 128, 3)), training=False)
     assert heads["cls_logits"].shape == (2, sum((128 // 2 ** level) ** 2 for level in range(3, 8)) * 9, 80)
+
+
+def test_preset_names_build_their_architecture_without_weights():
+    """`load_weights=False` needs no download: the name alone gives the variant, its heads and its converter."""
+    classifier = ef_keras.EfficientFormerV2ImageClassifier.from_preset("efficientformerv2_s1_imagenet",
+                                                                       load_weights=False)
+    assert classifier.backbone.config == ef_keras.V2_VARIANTS["s1"]  # not the class's default (s0)
+    assert classifier.output_shape == (None, 1000) and classifier.distillation
+    converter = classifier.preprocessor.image_converter
+    assert (converter.image_size, converter.crop_pct, converter.interpolation) == ((224, 224), 0.95, "bicubic")
+    backbone = ef_keras.EfficientFormerBackbone.from_preset("efficientformer_l3_imagenet", load_weights=False)
+    assert backbone.config == ef_keras.VARIANTS["l3"] and backbone.output_shape == (None, 7, 7, 512)
+    with pytest.raises(ef_keras.ModelArgumentError, match="needs an EfficientFormerBackbone, got EfficientFormerV2"):
+        ef_keras.EfficientFormerImageClassifier(classifier.backbone, num_classes=3)

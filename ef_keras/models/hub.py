@@ -36,7 +36,7 @@ from typing import ClassVar
 import keras
 
 from ef_keras.errors import require
-from ef_keras.models.base import DEFAULT_SIZE, classifier_top
+from ef_keras.models.base import DEFAULT_SIZE, ModelArgumentError, classifier_top
 from ef_keras.output import writing
 from ef_keras.presets import PRESETS, Preset, PresetError
 from ef_keras.registry import UnknownModelError, architecture, get_family, list_models, registered
@@ -284,7 +284,7 @@ class HubImageClassifier(PresetMixin, keras_hub.models.ImageClassifier):
     def __init__(self, backbone, num_classes=1000, preprocessor=None, distillation=True, activation=None,
                  dropout=0.0, **kwargs):
         if not isinstance(backbone, self.backbone_cls):
-            raise HubPresetError(f"{type(self).__name__} needs an {self.backbone_cls.__name__}, got "
+            raise ModelArgumentError(f"{type(self).__name__} needs an {self.backbone_cls.__name__}, got "
                                  f"{type(backbone).__name__}")
         # === Layers ===
         self.backbone = backbone
