@@ -262,6 +262,15 @@ class HubBackbone(PresetMixin, keras_hub.models.FeaturePyramidBackbone):
         self.image_shape = tuple(image_shape)
         self.drop_path_rate = drop_path_rate
 
+    @property
+    def pyramid_outputs(self):
+        """{"P2": ..., "P5": ...} as a plain dict (Keras tracks a dict attribute, and JAX cannot return its wrapper)."""
+        return dict(keras_hub.models.FeaturePyramidBackbone.pyramid_outputs.fget(self))
+
+    @pyramid_outputs.setter
+    def pyramid_outputs(self, value):
+        keras_hub.models.FeaturePyramidBackbone.pyramid_outputs.fset(self, value)
+
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(), "image_shape": list(self.image_shape),
                 "drop_path_rate": self.drop_path_rate}
