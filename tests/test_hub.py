@@ -56,7 +56,7 @@ def l1_classifier(l1_repository):
 def test_classifier_from_a_timm_repository_matches_timm(l1_repository, l1_classifier):
     fixture, _ = l1_repository
     x = np.transpose(fixture.inputs(), (0, 2, 3, 1))  # already normalised: the model without its preprocessor
-    logits = keras.Model(l1_classifier.inputs, l1_classifier.outputs).predict(x, verbose=0)
+    logits = keras.Model(l1_classifier.input, l1_classifier.output).predict(x, verbose=0)
     np.testing.assert_allclose(logits, fixture.logits, atol=TOLERANCE)
 
 
