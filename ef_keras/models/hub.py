@@ -55,7 +55,10 @@ class HubPresetError(PresetError):
 
 # --------------------------------------------------------------------------- presets
 def preset_name(preset: Preset) -> str:
-    """keras-hub's name of an `ef_keras.presets` row: timm's architecture + "_imagenet" ("efficientformer_l1_imagenet")."""
+    """keras-hub's name of an `ef_keras.presets` row: timm's architecture + "_imagenet".
+
+    E.g. "efficientformer_l1_imagenet", "efficientformerv2_s0_imagenet".
+    """
     return f"{preset.timm_model.split('.')[0]}_imagenet"
 
 
@@ -306,7 +309,8 @@ class HubImageClassifier(PresetMixin, keras_hub.models.ImageClassifier):
         outputs = classifier_top(pooled, num_classes, distillation, activation)
         keras_hub.models.Task.__init__(self, inputs=inputs, outputs=outputs, **kwargs)
         # === Config ===
-        self.num_classes, self.distillation, self.activation, self.dropout = num_classes, distillation, activation, dropout
+        self.num_classes, self.distillation = num_classes, distillation
+        self.activation, self.dropout = activation, dropout
 
     def get_config(self):
         return {**keras_hub.models.Task.get_config(self), "num_classes": self.num_classes,

@@ -1,4 +1,4 @@
-"""EfficientFormer (V1) image converter for keras-hub: timm's resize, crop 0.95, bicubic and mean/std of the preset."""
+"""EfficientFormer (V1) image converter for keras-hub: the preset's resize, crop 0.95, bicubic and mean/std."""
 
 import keras
 
@@ -8,7 +8,7 @@ from ef_keras.models.efficientformer.efficientformer_backbone import EfficientFo
 
 @keras.saving.register_keras_serializable(package="ef_keras")
 class EfficientFormerImageConverter(HubImageConverter):
-    """Arguments as `ef_keras.models.hub.HubImageConverter`; `from_preset("efficientformer_l1_imagenet")` reads the preset's row."""
+    """Arguments as `ef_keras.models.hub.HubImageConverter`; `from_preset(name)` reads the preset's row."""
 
     family = "v1"
     backbone_cls = EfficientFormerBackbone

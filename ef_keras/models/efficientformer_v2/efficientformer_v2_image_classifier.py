@@ -1,16 +1,16 @@
 """EfficientFormerV2 image classifier for keras-hub: the backbone, average pooling and the family's heads.
 
 Example:
-    >>> from ef_keras.models.efficientformer_v2.efficientformer_v2_image_classifier import EfficientFormerV2ImageClassifier
-    >>> classifier = EfficientFormerV2ImageClassifier.from_preset("efficientformerv2_s0_imagenet")  # downloads timm's weights once
+    >>> from ef_keras import EfficientFormerV2ImageClassifier
+    >>> classifier = EfficientFormerV2ImageClassifier.from_preset("efficientformerv2_s0_imagenet")  # timm\'s weights
     >>> classifier.predict(images)  # (B, H, W, 3) RGB in [0, 255], any size: resized, cropped, normalised
 """
 
 import keras
 
 from ef_keras.models.hub import HubImageClassifier
+from ef_keras.models.efficientformer_v2 import efficientformer_v2_image_classifier_preprocessor as preprocessor
 from ef_keras.models.efficientformer_v2.efficientformer_v2_backbone import EfficientFormerV2Backbone
-from ef_keras.models.efficientformer_v2.efficientformer_v2_image_classifier_preprocessor import EfficientFormerV2ImageClassifierPreprocessor
 
 
 @keras.saving.register_keras_serializable(package="ef_keras")
@@ -19,4 +19,4 @@ class EfficientFormerV2ImageClassifier(HubImageClassifier):
 
     family = "v2"
     backbone_cls = EfficientFormerV2Backbone
-    preprocessor_cls = EfficientFormerV2ImageClassifierPreprocessor
+    preprocessor_cls = preprocessor.EfficientFormerV2ImageClassifierPreprocessor
