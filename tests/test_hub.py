@@ -178,6 +178,19 @@ def test_converter_carries_the_preset(family):
     np.testing.assert_allclose(converter(image), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((2, 40, 40, 4)), r"ImageConverter expects \(H, W, 3\) or \(batch, H, W, 3\) RGB pixels, got shape "
+                               r"\(2, 40, 40, 4\); drop the alpha channel"),
+    (np.zeros((40, 40)), r"got shape \(40, 40\); a grey image needs 3 channels"),
+    (np.full((1, 40, 40, 3), np.nan), "NaN, Inf or out-of-range pixel values"),
+])
+def test_converter_refuses_bad_images_in_one_line(images, message):
+    converter = ef_keras.EfficientFormerImageConverter.from_preset("efficientformer_l1_imagenet")
+    with pytest.raises(ef_keras.errors.InputError, match=message) as e:
+        converter(images)
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("cls, preset, message", [
     (ef_keras.EfficientFormerImageClassifier, "efficientformer_l2_imagenet",
      "unknown preset 'efficientformer_l2_imagenet': EfficientFormerImageClassifier has presets "

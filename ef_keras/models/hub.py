@@ -35,9 +35,10 @@ from typing import ClassVar
 
 import keras
 
-from ef_keras.errors import require
+from ef_keras.errors import InputError, require
 from ef_keras.models.base import DEFAULT_SIZE, ModelArgumentError, classifier_top
 from ef_keras.output import writing
+from ef_keras.preprocessing import as_pixels
 from ef_keras.presets import PRESETS, Preset, PresetError
 from ef_keras.registry import UnknownModelError, architecture, get_family, list_models, registered
 
@@ -354,6 +355,14 @@ class HubImageConverter(PresetMixin, keras_hub.layers.ImageConverter):
     def image_size(self, value):
         self._size = None if value is None else tuple(value)
 
+    def __call__(self, inputs, *args, **kwargs):
+        """Checks eager pixels before Keras runs `call` (which would wrap a one-line error in its own text)."""
+        import tensorflow as tf
+
+        if not isinstance(inputs, (keras.KerasTensor, dict)) and not tf.is_symbolic_tensor(inputs):
+            as_pixels(inputs, type(self).__name__, (3, 4))
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs):
         import tensorflow as tf
 
@@ -364,9 +373,14 @@ class HubImageConverter(PresetMixin, keras_hub.layers.ImageConverter):
                                   interpolation=self.interpolation)
 
         images = tf.convert_to_tensor(inputs)
+        if images.shape.rank not in (3, 4) or images.shape[-1] not in (3, None):
+            raise InputError(f"{type(self).__name__} expects (H, W, 3) or (batch, H, W, 3) RGB pixels in [0, 255], "
+                             f"got shape {tuple(images.shape)}")
         if images.shape.rank == 3:
             x = crop(images)
-        else:
+        elif tf.executing_eagerly():  # image by image, so eval_transform checks the values (NaN, Inf) too
+            x = tf.stack([crop(image) for image in images])
+        else:  # in tf.data: one graph over the batch
             x = tf.map_fn(crop, images, fn_output_signature=tf.TensorSpec((*self._size, 3), tf.float32))
         if self.scale is not None:
             x = x * tf.constant(self.scale, tf.float32)
