@@ -98,6 +98,12 @@ def test_backbone_config_round_trip_and_retinanet(family):
     assert_config_complete(backbone_cls, config)
     clone = backbone_cls.from_config(config)
     assert type(clone) is backbone_cls and clone.get_config() == config
+    assert clone.name == backbone.name  # keras-hub's naming: the class name's snake case (its test suite checks it)
+    assert backbone.name.startswith({"v1": "efficient_former_backbone", "v2": "efficient_former_v2_backbone"}[family])
+    half = backbone_cls(TINY_CONFIGS[family], image_shape=TINY_INPUT, dtype="mixed_float16")
+    assert {layer.compute_dtype for layer in half._flatten_layers(include_self=False)} == {"float16"}
+    assert {w.dtype for w in half.weights} == {"float32"} and half(images(TINY_INPUT)).dtype == "float16"
+    assert keras.config.dtype_policy().name == "float32"  # restored
     # keras-hub's RetinaNet (`tasks.detection.retinanet`: its RetinaNetBackbone and RetinaNetObjectDetector)
     # takes the backbone unchanged: its FPN on P3-P5, heads on P3-P7.
     from ef_keras.tasks.detection import retinanet

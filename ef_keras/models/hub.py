@@ -29,6 +29,7 @@ Needs the `[dense]` extra (keras-hub); the converter runs TensorFlow ops (tf.dat
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 from typing import ClassVar
@@ -236,6 +237,24 @@ class PresetMixin:
         save_preset(lambda d: super(PresetMixin, self).save_to_preset(d, *args, **kwargs), preset_dir, overwrite)
 
 
+@contextlib.contextmanager
+def dtype_policy(dtype):
+    """Keras's global dtype policy set to `dtype` (None: unchanged) while the block runs.
+
+    The family models build their layers with the global policy, as keras-hub's backbones pass
+    `dtype` to each layer; Keras has no scope for it, so it is set and restored here.
+    """
+    if dtype is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(keras.dtype_policies.get(dtype))
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 # --------------------------------------------------------------------------- the classes
 class HubBackbone(PresetMixin, keras_hub.models.FeaturePyramidBackbone):
     """The family's `include_top=False` model as a keras-hub `FeaturePyramidBackbone`.
@@ -244,6 +263,7 @@ class HubBackbone(PresetMixin, keras_hub.models.FeaturePyramidBackbone):
         config: an architecture config, a variant name ("l1", "s0") or an architecture JSON path.
         image_shape: (H, W, 3), H and W multiples of 32.
         drop_path_rate: stochastic depth at the last block.
+        dtype: the layers' dtype policy (e.g. "mixed_float16", "bfloat16"; None: Keras's global one).
 
     The output is the (B, H/32, W/32, C4) map after the final norm; `pyramid_outputs` are the
     four stage outputs P2-P5 (timm's `forward_intermediates`, as the family model's).
@@ -255,10 +275,10 @@ class HubBackbone(PresetMixin, keras_hub.models.FeaturePyramidBackbone):
     def __init__(self, config=None, image_shape=(DEFAULT_SIZE, DEFAULT_SIZE, 3), drop_path_rate=0.0, dtype=None,
                  **kwargs):
         config = architecture(self.default_config if config is None else config, family=self.family)
-        # === Functional model (the family's own graph) ===
-        model = get_family(self.family).model_class(config, include_top=False, input_shape=tuple(image_shape),
-                                                    drop_path_rate=drop_path_rate)
-        kwargs.setdefault("name", f"{type(self).__name__.lower()}_{config.name}")
+        # === Functional model (the family's own graph, its layers under `dtype`) ===
+        with dtype_policy(dtype):
+            model = get_family(self.family).model_class(config, include_top=False, input_shape=tuple(image_shape),
+                                                        drop_path_rate=drop_path_rate)
         super().__init__(inputs=model.input, outputs=model.output, dtype=dtype, **kwargs)
         self.pyramid_outputs = model.pyramid_outputs
         # === Config ===
