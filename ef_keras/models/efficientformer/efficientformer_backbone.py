@@ -7,10 +7,9 @@ Example:
 """
 
 import keras
-from keras_hub.src.utils.preset_utils import register_presets
 
-from ef_keras.models.hub import HubBackbone
 from ef_keras.models.efficientformer.efficientformer_presets import backbone_presets
+from ef_keras.models.hub import HubBackbone, preset_utils
 
 
 @keras.saving.register_keras_serializable(package="ef_keras")
@@ -21,4 +20,4 @@ class EfficientFormerBackbone(HubBackbone):
     default_config = "l1"
 
 
-register_presets(backbone_presets, EfficientFormerBackbone)
+preset_utils.register_presets(backbone_presets, EfficientFormerBackbone)
