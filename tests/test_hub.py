@@ -152,6 +152,9 @@ def test_save_to_preset_never_replaces_a_user_directory(tmp_path):
     assert "\n" not in str(e.value)
     assert os.listdir(user) == ["holiday.jpg"] and (user / "holiday.jpg").read_bytes() == b"mine"
     assert sorted(os.listdir(tmp_path)) == ["photos"]  # no temp directory left behind
+    with pytest.raises(HubPresetError, match="holiday.jpg is a file, not a preset directory; it is left as it is"):
+        backbone.save_to_preset(str(user / "holiday.jpg"))
+    assert (user / "holiday.jpg").read_bytes() == b"mine"
 
 
 def test_every_published_weight_is_a_registered_preset():

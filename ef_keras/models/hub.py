@@ -207,6 +207,9 @@ def save_preset(save, preset_dir, overwrite: bool) -> None:
     if _SAVING.get():
         save(preset_dir)
         return
+    if os.path.lexists(preset_dir) and not os.path.isdir(preset_dir):
+        raise HubPresetError(f"{preset_dir} is a file, not a preset directory; it is left as it is. Give a "
+                             "directory path (new, empty, or a preset written before)")
     token = _SAVING.set(True)
     try:
         with writing(preset_dir, overwrite=overwrite, ours=is_preset_directory, error=HubPresetError) as tmp:
