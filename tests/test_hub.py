@@ -2,12 +2,14 @@
 
 Parity is against timm: the weights are the parity fixture's (timm's logits on seeded weights,
 `fixtures/README.md`), written as a local directory laid out like timm's Hugging Face repository
-(config.json + model.safetensors) and read by `from_preset` as `hf://timm/...` would be. Nothing
-is downloaded. Needs the `[dense]` extra (keras-hub); skipped without it.
+(config.json + model.safetensors), and as huggingface_hub's cache holds that repository after a
+download, so preset names and `hf://timm/` handles go through huggingface_hub itself. Nothing is
+downloaded. Needs the `[dense]` extra (keras-hub); skipped without it.
 """
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -49,8 +51,28 @@ def l1_repository(parity_fixture, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def l1_classifier(l1_repository):
-    return ef_keras.EfficientFormerImageClassifier.from_preset(l1_repository[1])
+def hf_cache(l1_repository, tmp_path_factory):
+    """The l1 repository as huggingface_hub's cache holds a download of `timm/efficientformer_l1.snap_dist_in1k`.
+
+    huggingface_hub then serves `hf://timm/...` (and the preset name's handle) from it, offline: its
+    constants are what HF_HUB_CACHE and HF_HUB_OFFLINE set when it is imported.
+    """
+    constants = pytest.importorskip("huggingface_hub.constants")
+    cache = tmp_path_factory.mktemp("hf_cache")
+    repo, commit = cache / "models--timm--efficientformer_l1.snap_dist_in1k", "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(l1_repository[1], repo / "snapshots" / commit)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        yield
+
+
+@pytest.fixture(scope="module")
+def l1_classifier(hf_cache):
+    """The published preset by its keras-hub name: its handle, huggingface_hub, the checkpoint importer."""
+    return ef_keras.EfficientFormerImageClassifier.from_preset("efficientformer_l1_imagenet")
 
 
 def test_classifier_from_a_timm_repository_matches_timm(l1_repository, l1_classifier):
@@ -76,9 +98,9 @@ def test_classifier_on_a_real_image_equals_the_ef_keras_prediction_path(l1_repos
     assert got.argmax() == expected.argmax()
 
 
-def test_backbone_features_equal_the_family_model_features(l1_repository):
+def test_backbone_features_equal_the_family_model_features(l1_repository, hf_cache):
     _, repository = l1_repository
-    backbone = ef_keras.EfficientFormerBackbone.from_preset(repository)
+    backbone = ef_keras.EfficientFormerBackbone.from_preset("hf://timm/efficientformer_l1.snap_dist_in1k")
     model = ef_keras.EfficientFormer("l1", include_top=False, features_only=True)
     ef_keras.load_weights_from_checkpoint(model, os.path.join(repository, "model.safetensors"))
     x = images((224, 224, 3))
