@@ -75,7 +75,7 @@ def l1_classifier(hf_cache):
     return ef_keras.EfficientFormerImageClassifier.from_preset("efficientformer_l1_imagenet")
 
 
-def test_classifier_from_a_timm_repository_matches_timm(l1_repository, l1_classifier):
+def test_classifier_from_the_preset_name_matches_timm(l1_repository, l1_classifier):
     fixture, _ = l1_repository
     x = np.transpose(fixture.inputs(), (0, 2, 3, 1))  # already normalised: the model without its preprocessor
     logits = keras.Model(l1_classifier.input, l1_classifier.output).predict(x, verbose=0)
@@ -209,16 +209,16 @@ def test_converter_carries_the_preset(family):
     np.testing.assert_allclose(converter(image), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("images, message", [
+@pytest.mark.parametrize("pixels, message", [
     (np.zeros((2, 40, 40, 4)), r"ImageConverter expects \(H, W, 3\) or \(batch, H, W, 3\) RGB pixels, got shape "
                                r"\(2, 40, 40, 4\); drop the alpha channel"),
     (np.zeros((40, 40)), r"got shape \(40, 40\); a grey image needs 3 channels"),
     (np.full((1, 40, 40, 3), np.nan), "NaN, Inf or out-of-range pixel values"),
 ])
-def test_converter_refuses_bad_images_in_one_line(images, message):
+def test_converter_refuses_bad_images_in_one_line(pixels, message):
     converter = ef_keras.EfficientFormerImageConverter.from_preset("efficientformer_l1_imagenet")
     with pytest.raises(ef_keras.errors.InputError, match=message) as e:
-        converter(images)
+        converter(pixels)
     assert "\n" not in str(e.value)
 
 
