@@ -105,7 +105,7 @@ def test_backbone_features_equal_the_family_model_features(l1_repository, hf_cac
     ef_keras.load_weights_from_checkpoint(model, os.path.join(repository, "model.safetensors"))
     x = images((224, 224, 3))
     expected = model.predict(x, verbose=0)
-    got = keras.Model(backbone.inputs, backbone.pyramid_outputs).predict(x, verbose=0)
+    got = keras.Model(backbone.input, backbone.pyramid_outputs).predict(x, verbose=0)
     assert sorted(got) == ["P2", "P3", "P4", "P5"]
     for level in got:
         np.testing.assert_allclose(got[level], expected[level], atol=1e-5, err_msg=level)
