@@ -35,8 +35,9 @@ DEPLOY = [  # deploy/: converters, their runtimes for verification, and the veri
     "scikit-learn>=1.4",  # deploy.verify's sample photos
     "pillow>=10",
 ]
-DENSE = [  # ef_keras.tasks.detection: keras-hub's RetinaNet and COCO mAP
+DENSE = [  # ef_keras.tasks.detection (keras-hub's RetinaNet, COCO mAP) and the keras-hub classes (ef_keras.models.hub)
     "keras-hub>=0.32",  # its tensorflow-text requires `tensorflow`, the distribution the core requires
+    "huggingface-hub>=2.4",  # keras-hub reads hf://timm/ presets through it (otherwise only a transitive dependency)
     "pycocotools>=2.0.11",
 ]
 SEARCH = DATA + [  # search/ and android_ios_bench/: training data, the LUT schema, charts, TFLite timing

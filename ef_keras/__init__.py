@@ -32,3 +32,22 @@ __all__ = ["layers", "CheckpointError", "load_weights_from_checkpoint", "save_ch
 
 __all__ += ["V2_VARIANTS", "EfficientFormerV2Config", "EfficientFormerV2", "EfficientFormerV2S0", "EfficientFormerV2S1",
             "EfficientFormerV2S2", "EfficientFormerV2L"]
+
+#: keras-hub classes (need the `[dense]` extra): imported on first use, so `import ef_keras` needs no keras-hub.
+#: Any one of them imports (and registers with Keras and keras-hub) all of them.
+_HUB_CLASSES = {f"{family}{role}": f"ef_keras.models.{folder}.{module}_{suffix}"
+                for family, folder, module in (("EfficientFormer", "efficientformer", "efficientformer"),
+                                               ("EfficientFormerV2", "efficientformer_v2", "efficientformer_v2"))
+                for role, suffix in (("Backbone", "backbone"), ("ImageConverter", "image_converter"),
+                                     ("ImageClassifierPreprocessor", "image_classifier_preprocessor"),
+                                     ("ImageClassifier", "image_classifier"))}
+
+
+def __getattr__(name):
+    if name not in _HUB_CLASSES:
+        raise AttributeError(f"module 'ef_keras' has no attribute {name!r}")
+    import importlib
+
+    for module in _HUB_CLASSES.values():
+        importlib.import_module(module)
+    return getattr(importlib.import_module(_HUB_CLASSES[name]), name)

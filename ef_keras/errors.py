@@ -25,7 +25,7 @@ class MissingExtraError(EfKerasError):
 
 #: pip's name of the packages whose import name differs.
 _PIP_NAMES = {"PIL": "pillow", "sklearn": "scikit-learn", "tensorflow_datasets": "tensorflow-datasets",
-              "ai_edge_litert": "ai-edge-litert"}
+              "ai_edge_litert": "ai-edge-litert", "keras_hub": "keras-hub"}
 
 
 def require(module: str, extra: str, feature: str):

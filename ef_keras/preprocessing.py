@@ -55,7 +55,8 @@ def _check_pixels(array: np.ndarray, what: str, ranks: tuple[int, ...]) -> None:
                              "how the image was decoded or scaled)")
 
 
-def _as_pixels(images, what: str, ranks: tuple[int, ...]) -> np.ndarray:
+def as_pixels(images, what: str, ranks: tuple[int, ...]) -> np.ndarray:
+    """`images` as a NumPy array of RGB pixels of one of `ranks` (3, 4); InputError naming `what` otherwise."""
     try:
         array = np.asarray(images)
     except (ValueError, TypeError) as e:  # ragged lists, objects numpy cannot stack
@@ -71,7 +72,7 @@ def preprocess_input(images, preset: Preset | str | None = None):
     or a variant name (default: the ImageNet mean/std every EfficientFormer preset uses).
     """
     p = _preset(preset)
-    x = _as_pixels(images, "preprocess_input", (3, 4)).astype("float32") / 255.0
+    x = as_pixels(images, "preprocess_input", (3, 4)).astype("float32") / 255.0
     return (x - np.asarray(p.mean, "float32")) / np.asarray(p.std, "float32")
 
 
@@ -120,7 +121,7 @@ def eval_transform(image, image_size: int | tuple[int, int] | None = None, crop_
                          f"{max(target_h, target_w)} px, over {MAX_RESIZED_SIDE}: crop_pct is the share of the "
                          "short side the crop keeps (timm: 0.95); give a larger crop_pct or a smaller image_size")
     if not symbolic:
-        image = _as_pixels(image, "eval_transform", (3,))
+        image = as_pixels(image, "eval_transform", (3,))
         h, w = image.shape[:2]
         scale = max(target_h / h, target_w / w)
         if h * w * scale * scale > MAX_RESIZED_SIDE ** 2:

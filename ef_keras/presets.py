@@ -82,6 +82,11 @@ class Preset:
                               f"known: {', '.join(CLASS_LISTS)}")
 
     @property
+    def timm_model(self) -> str | None:
+        """timm's name of the weights ("efficientformer_l1.snap_dist_in1k"; the hub repository `timm/<it>`)."""
+        return self.weights_file.removesuffix(".safetensors") if self.weights_file else None
+
+    @property
     def num_classes(self) -> int:
         return len(class_names(self.classes))
 

@@ -110,6 +110,21 @@ print("ok")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def test_the_keras_hub_classes_without_keras_hub_say_which_extra_to_install():
+    # They subclass keras-hub's classes, so their modules need it at import; `import ef_keras` does not.
+    proc = _python(CORE_ONLY.replace(repr(EXTRA_MODULES), repr(("keras_hub",))) + """
+import ef_keras
+try:
+    ef_keras.EfficientFormerV2ImageClassifier
+except ef_keras.errors.MissingExtraError as e:
+    print(e)
+""")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == (
+        'the keras-hub classes (EfficientFormerBackbone, ...) needs the keras-hub package, which is not installed: '
+        'pip install "ef-keras[dense]"')
+
+
 def test_a_cli_needing_a_missing_extra_says_which_to_install_in_one_line(tmp_path):
     (tmp_path / "tiny.json").write_text(json.dumps(TINY.to_dict()))
     proc = _python(CORE_ONLY + """

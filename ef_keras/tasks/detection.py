@@ -4,7 +4,8 @@ Nothing here re-implements detection: `retinanet` builds keras-hub's own
 `RetinaNetBackbone(image_encoder=backbone, ...)` (its FPN on P3-P5 plus P6/P7) and
 `RetinaNetObjectDetector` (its anchors, label encoder, focal + Huber losses, box encoding and
 NMS decoding). Any model with keras-hub's `pyramid_outputs` convention works as the backbone:
-an `EfficientFormer(..., include_top=False)` or a `segmentation.PyramidBackbone` such as
+keras-hub's own `EfficientFormerBackbone` / `EfficientFormerV2Backbone` (`ef_keras.models.hub`), an
+`EfficientFormer(..., include_top=False)` or a `segmentation.PyramidBackbone` such as
 `mobilenet_v3_large_pyramid`. `coco_map` scores the decoded detections with pycocotools.
 
 keras-hub 0.32 needs keras >= 3.15 and lists tensorflow-text, which pins `tensorflow` (not
