@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, install_time,
+from benchmarks import (build_time, dense_latency, dense_task, deploy_latency, digits_training, import_cost, install_time,
                         lut_validation, main_job, model_latency, run_all, search_quality, supernet_modes,
                         train_throughput)
 from ef_keras import timing
@@ -58,6 +58,10 @@ BENCHMARKS = (
               results=(model_latency.RESULT, "model_latency.png")),
     Benchmark("benchmarks.dense_latency", full=(), quick=("--size", "256", "--runs", "5", "--warmup", "1"),
               results=(dense_latency.RESULT,)),
+    Benchmark("benchmarks.deploy_latency", full=(),
+              quick=("--variants", "l1", "--precisions", "fp32,int8", "--onnx-variants", "l1", "--mobilenet-alphas",
+                     "1.4", "--runs", "10", "--warmup", "2"),
+              results=(deploy_latency.RESULT, deploy_latency.PLOT)),
     Benchmark("benchmarks.train_throughput", full=(),
               quick=("--batch-size", "8", "--image-size", "96", "--rounds", "2", "--warmup", "1",
                      "--pipeline-batches", "2"),
