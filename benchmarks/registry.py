@@ -14,7 +14,7 @@ import dataclasses
 from typing import Callable
 
 from benchmarks import (build_time, dense_latency, dense_task, deploy_latency, digits_training, import_cost, install_time,
-                        lut_validation, main_job, model_latency, run_all, search_quality, supernet_modes,
+                        int8_latency, lut_validation, main_job, model_latency, run_all, search_quality, supernet_modes,
                         train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
@@ -62,6 +62,10 @@ BENCHMARKS = (
               quick=("--variants", "l1", "--precisions", "fp32,int8", "--onnx-variants", "l1", "--mobilenet-alphas",
                      "1.4", "--runs", "10", "--warmup", "2"),
               results=(deploy_latency.RESULT, deploy_latency.PLOT)),
+    Benchmark("benchmarks.int8_latency", full=(),
+              quick=("--variants", "l1,s0", "--mobilenet-alphas", "1.0", "--mobilenet-v3=", "--runs", "10",
+                     "--warmup", "2"),
+              results=(int8_latency.RESULT, int8_latency.PLOT)),
     Benchmark("benchmarks.train_throughput", full=(),
               quick=("--batch-size", "8", "--image-size", "96", "--rounds", "2", "--warmup", "1",
                      "--pipeline-batches", "2"),
