@@ -14,8 +14,8 @@ import dataclasses
 from typing import Callable
 
 from benchmarks import (build_time, dense_latency, dense_task, deploy_latency, digits_training, import_cost, install_time,
-                        int8_latency, lut_validation, main_job, model_latency, run_all, search_quality, supernet_modes,
-                        train_throughput)
+                        int8_agreement, int8_latency, lut_validation, main_job, model_latency, op_profile, run_all,
+                        search_quality, searched_latency, supernet_modes, train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
 
@@ -66,6 +66,9 @@ BENCHMARKS = (
               quick=("--variants", "l1,s0", "--mobilenet-alphas", "1.0", "--mobilenet-v3=", "--runs", "10",
                      "--warmup", "2"),
               results=(int8_latency.RESULT, int8_latency.PLOT)),
+    Benchmark("benchmarks.op_profile", full=(), quick=("--variants", "l1", "--precisions", "fp32", "--runs", "5",
+                                                       "--warmup", "1"),
+              results=(op_profile.RESULT, op_profile.PLOT)),
     Benchmark("benchmarks.train_throughput", full=(),
               quick=("--batch-size", "8", "--image-size", "96", "--rounds", "2", "--warmup", "1",
                      "--pipeline-batches", "2"),
@@ -82,6 +85,15 @@ BENCHMARKS = (
     Benchmark("benchmarks.supernet_modes", full=("--work-dir", "runs/supernet_modes"), quick=None,
               results=(supernet_modes.RESULT,)),
     Benchmark("benchmarks.main_job", full=(), quick=None, results=(main_job.RESULT,)),
+    # Times the main job's answer beside the LUT's 37 reference models (exported once into ~/.cache, tens of
+    # minutes on this host); it is re-run after the main job, not by `run_all --quick`.
+    Benchmark("benchmarks.searched_latency", full=(), quick=None, results=(searched_latency.RESULT,)),
+    # Agreement needs a trained model: the README's first command trains it (`ef_keras.train`, minutes), and an
+    # untrained or barely trained model's agreement says nothing, so there is no quick size.
+    Benchmark("benchmarks.int8_agreement",
+              full=("--model", "runs/fm/model.keras", "--data", "embedded", "--images", "5000",
+                    "--gelu-forms", "tanh,sigmoid"),
+              quick=None, results=(int8_agreement.RESULT,)),
     Benchmark("benchmarks.search_quality", full=("--supernet", "runs/main_job/supernet"), quick=None,
               results=(search_quality.RESULT, search_quality.PLOT)),
     # The latency-table session times 700 models and 18 Δ pairs (about 40 min once the models are exported)
