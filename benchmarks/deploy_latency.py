@@ -1,6 +1,6 @@
 r"""Host latency of the deployed models: EfficientFormer TFLite (4 precisions) + ONNX Runtime vs MobileNetV2.
 
-    python -m benchmarks.deploy_latency                                  # L1/L3/L7, ~20 min on 2 idle cores
+    python -m benchmarks.deploy_latency                                  # L1/L3/L7, ~30 min on 2 busy cores
     python -m benchmarks.deploy_latency --variants l1 --onnx-variants l1 --runs 60   # L1 only, ~5 min
 
 Every model is converted with `deploy` (so it is verified against Keras first) with
@@ -10,7 +10,9 @@ that interleaves all models and the roofline probes round by round (`ef_keras.ti
 background load hits every model alike): LiteRT interpreter with the default XNNPACK
 delegate, ONNX Runtime CPU, `--threads` threads each; medians and p10 of `--runs` rounds.
 int8 is full-integer (the int8 export graph, calibrated on 16 crops of the photos bundled
-with scikit-learn); int8-dynamic is int8 weights with float activations. MobileNetV2
+with scikit-learn); int8-dynamic is int8 weights with float activations. ONNX Runtime runs
+L1 and L3 by default (`--onnx-variants`): converting L7 to ONNX took over 17 GB of memory
+here. With `--work-dir`, files converted by an earlier run are reused. MobileNetV2
 (`--mobilenet-alphas`) comes from keras.applications with weights=None (no download).
 Each row's roofline share is its GFLOP/s (GOP/s for int8) over the probe's in the same
 runtime and precision, same run (`deploy.roofline`). Goals (`benchmarks/goals.json`, issue 3):
@@ -46,13 +48,14 @@ def define_flags():
     """Defines this script's flags (importing the module defines none)."""
     flags.DEFINE_list("variants", ["l1", "l3", "l7"], "Registered model names (l1, l3, l7, s0, s1, s2, l).")
     flags.DEFINE_list("precisions", ["fp32", "fp16", "int8", "int8-dynamic"], "TFLite precisions.")
-    flags.DEFINE_list("onnx-variants", ["l1", "l3", "l7"], "Variants also timed in ONNX Runtime (fp32); tf2onnx "
-                      "needs ~4 GB RAM for L1 and much more for L7.")
+    flags.DEFINE_list("onnx-variants", ["l1", "l3"], "Variants also timed in ONNX Runtime (fp32); tf2onnx needs "
+                      "~4 GB RAM for L1 and over 17 GB for L7 (more than the 23 GB development VM has to spare).")
     flags.DEFINE_list("mobilenet-alphas", ["1.0", "1.4"], "MobileNetV2 width multipliers (TFLite fp32).")
     flags.DEFINE_integer("runs", 60, "Timed rounds (every model once per round).", lower_bound=1)
     flags.DEFINE_integer("warmup", 10, "Untimed runs per model first.", lower_bound=0)
     flags.DEFINE_integer("threads", 2, "LiteRT / ONNX Runtime threads.", lower_bound=1)
-    flags.DEFINE_string("work-dir", None, "Where converted models go (default: a temporary directory).")
+    flags.DEFINE_string("work-dir", None, "Where converted models go (default: a temporary directory); a model "
+                        "already there with its conversion report is reused, not converted again.")
     define_results_dir_flag()
 
 
@@ -94,13 +97,20 @@ def convert_all(work_dir):
 
     import deploy
     import ef_keras
+    from deploy.report import report_path
     from deploy.testing import randomize_weights
     from ef_keras import registry
+    from ef_keras.checks import read_json
 
     calibration = _calibration_folder(work_dir)
     entries = []
 
     def add(label, kind, path, convert):
+        report = report_path(path)
+        if os.path.exists(path) and os.path.exists(report):  # converted (and verified) by an earlier run
+            print(f"reusing {label} from {work_dir}", flush=True)
+            entries.append(_entry(label, kind, path, read_json(report, "conversion report")))
+            return
         start = time.time()
         entries.append(_entry(label, kind, path, convert()))
         print(f"converted {label} in {time.time() - start:.0f} s", flush=True)
