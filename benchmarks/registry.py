@@ -107,6 +107,7 @@ _REGIONS = (
     Region("statistics", None, render_statistics),
     Region("quick_run", run_all.result_file(quick=True), run_all.render),
     Region("model_latency", model_latency.RESULT, model_latency.render),
+    Region("deploy_latency", deploy_latency.RESULT, deploy_latency.render),
     Region("train_throughput", train_throughput.RESULT, train_throughput.render),
     Region("digits_training", digits_training.RESULT, digits_training.render),
     Region("import_cost", import_cost.RESULT, import_cost.render),
