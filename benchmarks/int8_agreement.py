@@ -117,6 +117,7 @@ def main(argv):
     def add(label, path, report=None, **extra):
         report = report or {"xnnpack": tflite.xnnpack_summary(path)}
         rows.append({**evaluate(label, path, report, x, y, float_pred), **extra})
+        print(f"{label}: agreement {rows[-1]['agreement']:.2%}", flush=True)
 
     def variant(label, **kwargs):  # the int8 export graph with one choice changed, converted directly
         path = os.path.join(work, f"{len(rows)}.tflite")
