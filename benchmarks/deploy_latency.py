@@ -223,13 +223,14 @@ def render(result: dict) -> str:
     return text + ("\n\nGoals (issue 3):\n\n" + "\n".join(f"- {v}" for v in verdicts) if verdicts else "")
 
 
-def plot(rows_, path):
+def plot(result, path):
+    """Median bars with p10-p90 whiskers, one per model (EfficientFormer TFLite blue, ONNX orange, MobileNet grey)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = rows_[::-1]
+    shown = result["rows"][::-1]
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(shown) + 1.2))
     labels = [r["model"] for r in shown]
     medians = [r["median_ms"] for r in shown]
@@ -240,7 +241,7 @@ def plot(rows_, path):
                                        [max(0, r["p90_ms"] - m) for m, r in zip(medians, shown)]],
                 fmt="none", ecolor="black", capsize=2, lw=0.8)
     ax.set_xlabel("single-image latency, ms (bar: median; whisker: p10 to p90)")
-    ax.set_title(f"Host CPU latency, {FLAGS.threads} threads (LiteRT+XNNPACK / ONNX Runtime), interleaved")
+    ax.set_title(f"Host CPU, {result['threads']} threads, interleaved (LiteRT+XNNPACK / ONNX Runtime)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -254,7 +255,7 @@ def main(argv):
     entries = convert_all(work_dir)
     times = timing.time_interleaved(runners(entries), FLAGS.runs, FLAGS.warmup, progress=timing.print_every(10))
     result = {"runs": FLAGS.runs, "warmup": FLAGS.warmup, "threads": FLAGS.threads, "rows": rows(entries, times)}
-    plot(result["rows"], os.path.join(FLAGS["results-dir"].value, PLOT))
+    plot(result, os.path.join(FLAGS["results-dir"].value, PLOT))
     return finish(run, RESULT, result, render)
 
 

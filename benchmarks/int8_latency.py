@@ -241,14 +241,15 @@ def render(result: dict) -> str:
     return text + ("\n\nSpeed goals, same run:\n\n" + "\n".join(verdicts) if verdicts else "")
 
 
-def plot(rows_, path):
+def plot(result, path):
+    """Median bars with p10-p90 whiskers per (model, precision): V1 blue, V2 green, others grey; int8 lighter."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_rgba
 
-    shown = rows_[::-1]
+    shown = result["rows"][::-1]
     labels = [f"{r['model']} {r['precision']}" for r in shown]
     medians = [r["median_ms"] for r in shown]
     colors = [to_rgba("tab:gray" if r["model"].startswith(("MobileNet", PROBE)) else
@@ -260,7 +261,8 @@ def plot(rows_, path):
                                        [max(0, r["p90_ms"] - m) for m, r in zip(medians, shown)]],
                 fmt="none", ecolor="black", capsize=2, lw=0.8)
     ax.set_xlabel("single-image latency, ms (bar: median; whisker: p10 to p90)")
-    ax.set_title(f"LiteRT + XNNPACK, {FLAGS.threads} threads, fp32 (solid) / full int8 (light), interleaved")
+    ax.set_title(f"LiteRT + XNNPACK, {result['threads']} threads, fp32 (solid) / full int8 (light), interleaved",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -276,7 +278,7 @@ def main(argv):
     rows_ = rows(entries, times)
     result = {"runs": FLAGS.runs, "warmup": FLAGS.warmup, "threads": FLAGS.threads, "rows": rows_,
               "ratios": ratios(rows_), "goals": goal_values(rows_)}
-    plot(rows_, os.path.join(FLAGS["results-dir"].value, PLOT))
+    plot(result, os.path.join(FLAGS["results-dir"].value, PLOT))
     return finish(run, RESULT, result, render)
 
 
