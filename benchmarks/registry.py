@@ -111,6 +111,7 @@ _REGIONS = (
     Region("op_profile", op_profile.RESULT, op_profile.render),
     Region("int8_agreement", int8_agreement.RESULT, int8_agreement.render),
     Region("int8_latency", int8_latency.RESULT, int8_latency.render),
+    Region("searched_latency", searched_latency.RESULT, searched_latency.render),
     Region("train_throughput", train_throughput.RESULT, train_throughput.render),
     Region("digits_training", digits_training.RESULT, digits_training.render),
     Region("import_cost", import_cost.RESULT, import_cost.render),
