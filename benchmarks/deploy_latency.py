@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from benchmarks import define_results_dir_flag, finish, goals  # noqa: E402
+from benchmarks import define_results_dir_flag, define_timing_flags, finish, goals  # noqa: E402
 from ef_keras import provenance, timing  # noqa: E402
 from ef_keras.cli import run as run_cli  # noqa: E402
 
@@ -51,9 +51,7 @@ def define_flags():
     flags.DEFINE_list("onnx-variants", ["l1", "l3"], "Variants also timed in ONNX Runtime (fp32); tf2onnx needs "
                       "~4 GB RAM for L1 and over 17 GB for L7 (more than the 23 GB development VM has to spare).")
     flags.DEFINE_list("mobilenet-alphas", ["1.0", "1.4"], "MobileNetV2 width multipliers (TFLite fp32).")
-    flags.DEFINE_integer("runs", 60, "Timed rounds (every model once per round).", lower_bound=1)
-    flags.DEFINE_integer("warmup", 10, "Untimed runs per model first.", lower_bound=0)
-    flags.DEFINE_integer("threads", 2, "LiteRT / ONNX Runtime threads.", lower_bound=1)
+    define_timing_flags(runs=60, warmup=10)
     flags.DEFINE_string("work-dir", None, "Where converted models go (default: a temporary directory); a model "
                         "already there with its conversion report is reused, not converted again.")
     define_results_dir_flag()

@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from benchmarks import RESULTS_DIR, define_results_dir_flag, finish, goals  # noqa: E402
+from benchmarks import RESULTS_DIR, define_results_dir_flag, define_timing_flags, finish, goals  # noqa: E402
 from ef_keras import provenance, timing  # noqa: E402
 from ef_keras.cli import run as run_cli  # noqa: E402
 
@@ -63,9 +63,7 @@ def define_flags():
     flags.DEFINE_list("mobilenet-alphas", ["1.0", "1.4"], "MobileNetV2 width multipliers.")
     flags.DEFINE_list("mobilenet-v3", ["large"], "MobileNetV3 sizes (large, small).")
     flags.DEFINE_bool("int8-plain", True, "Also time each V1 model's plain full-integer model (no export graph).")
-    flags.DEFINE_integer("runs", 100, "Timed rounds (every model once per round).", lower_bound=1)
-    flags.DEFINE_integer("warmup", 5, "Untimed runs per model first.", lower_bound=0)
-    flags.DEFINE_integer("threads", 2, "LiteRT threads.", lower_bound=1)
+    define_timing_flags(runs=100, warmup=5)
     flags.DEFINE_string("work-dir", None, "Where converted models go (default: a temporary directory); a model "
                         "already there is reused, not converted again.")
     define_results_dir_flag()

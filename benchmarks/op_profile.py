@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from benchmarks import define_results_dir_flag, finish  # noqa: E402
+from benchmarks import define_results_dir_flag, define_timing_flags, finish  # noqa: E402
 from ef_keras import provenance  # noqa: E402
 from ef_keras.cli import run as run_cli  # noqa: E402
 
@@ -38,9 +38,7 @@ def define_flags():
     """Defines this script's flags (importing the module defines none)."""
     flags.DEFINE_list("variants", ["l1", "s0"], "Registered model names.")
     flags.DEFINE_list("precisions", ["fp32", "int8"], "TFLite precisions.")
-    flags.DEFINE_integer("runs", 60, "Interleaved rounds (medians reported).", lower_bound=1)
-    flags.DEFINE_integer("warmup", 5, "Untimed runs of every model first.", lower_bound=0)
-    flags.DEFINE_integer("threads", 2, "XNNPACK threads.", lower_bound=1)
+    define_timing_flags(runs=60, warmup=5)
     define_results_dir_flag()
 
 
