@@ -84,7 +84,8 @@ def _entry(label, kind, path, report):
     xnnpack = report.get("xnnpack", {})
     layout = report["reshape_transpose_gather"]
     return {"model": label, "kind": kind, "path": path, "precision": report["precision"], "gflop": flop / 1e9,
-            "size_mb": round(report["size_bytes"] / 1e6, 2), "reshape_transpose": layout["reshape"] + layout["transpose"],
+            "size_mb": round(report["size_bytes"] / 1e6, 2),
+            "reshape_transpose": layout["reshape"] + layout["transpose"],
             "xnnpack_partitions": xnnpack.get("partitions"), "fully_delegated": xnnpack.get("fully_delegated"),
             "verified_max_rel_diff": report["verification"].get("max_rel_diff")}
 
@@ -214,9 +215,9 @@ def render(result: dict) -> str:
                      f"| {r['reshape_transpose']} | {partitions} | {r['verified_max_rel_diff']:.1e} |")
     text = "\n".join(lines) + (
         f"\n\nBatch 1, 224x224, {result['threads']} threads, {result['warmup']} untimed then {result['runs']} timed "
-        "rounds, each interleaving every model and the roofline probes; random trained-like weights. Roofline share: the "
-        f"model's GFLOP/s (GOP/s for int8) over the probe's ({PROBE_DESCRIPTION}) in the same runtime and precision, "
-        "same run. On this shared host compare rows within the table, not with other runs.")
+        "rounds, each interleaving every model and the roofline probes; random trained-like weights. Roofline "
+        f"share: the model's GFLOP/s (GOP/s for int8) over the probe's ({PROBE_DESCRIPTION}) in the same runtime and "
+        "precision, same run. On this shared host compare rows within the table, not with other runs.")
     verdicts = _verdicts(result["rows"])
     return text + ("\n\nGoals (issue 3):\n\n" + "\n".join(f"- {v}" for v in verdicts) if verdicts else "")
 

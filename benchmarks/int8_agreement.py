@@ -1,7 +1,8 @@
 r"""Full-integer int8 TFLite vs float on real held-out images: top-1 agreement and accuracy.
 
     python -m ef_keras.train --data embedded --model benchmarks/results/int8_agreement_arch.json --out runs/fm --epochs 4 --steps-per-epoch 150
-    python -m benchmarks.int8_agreement --model runs/fm/model.keras --data embedded --images 5000 --gelu-forms tanh,sigmoid
+    python -m benchmarks.int8_agreement --model runs/fm/model.keras --data embedded --images 5000 \
+        --gelu-forms tanh,sigmoid
     python -m benchmarks.int8_agreement --model l1 --weights l1.safetensors --data /data/imagenette  # ImageNet weights
     python -m benchmarks.int8_agreement --model s0 --weights imagenet --data /data/imagenette  # V2, any registered name
 

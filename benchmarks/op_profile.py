@@ -63,7 +63,8 @@ def profiles(work_dir):
                 flatbuffer = f.read()
             start = time.time()
             result = op_profile.profile(flatbuffer, FLAGS.runs, FLAGS.warmup, FLAGS.threads)
-            print(f"profiled {variant} {precision}: {len(result['ops'])} ops in {time.time() - start:.0f} s", flush=True)
+            print(f"profiled {variant} {precision}: {len(result['ops'])} ops in {time.time() - start:.0f} s",
+                  flush=True)
             out.append({"model": variant, "precision": precision, "partitions": report["xnnpack"]["partitions"],
                         **result})
         keras.backend.clear_session()

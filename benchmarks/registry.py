@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, deploy_latency, digits_training, import_cost, install_time,
-                        int8_agreement, int8_latency, lut_validation, main_job, model_latency, op_profile, run_all,
-                        search_quality, searched_latency, supernet_modes, train_throughput)
+from benchmarks import (build_time, dense_latency, dense_task, deploy_latency, digits_training, import_cost,
+                        install_time, int8_agreement, int8_latency, lut_validation, main_job, model_latency, op_profile,
+                        run_all, search_quality, searched_latency, supernet_modes, train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
 
