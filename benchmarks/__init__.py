@@ -24,6 +24,15 @@ def define_results_dir_flag():
     flags.DEFINE_string("results-dir", RESULTS_DIR, "Where the result file goes.")
 
 
+def define_timing_flags(runs: int, warmup: int, threads: int = 2):
+    """The interleaved-timing flags of the deploy benchmarks: `--runs` rounds after `--warmup` calls, `--threads`."""
+    from absl import flags
+
+    flags.DEFINE_integer("runs", runs, "Timed rounds (every model once per round).", lower_bound=1)
+    flags.DEFINE_integer("warmup", warmup, "Untimed runs per model first.", lower_bound=0)
+    flags.DEFINE_integer("threads", threads, "LiteRT (and ONNX Runtime) threads.", lower_bound=1)
+
+
 def finish(run, result_file: str, result, render) -> int:
     """Writes `result` with `run`'s header to `--results-dir`/`result_file`, prints `render(result)`; returns 0."""
     from absl import flags

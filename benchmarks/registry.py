@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, install_time,
-                        lut_validation, main_job, model_latency, run_all, search_quality, supernet_modes,
-                        train_throughput)
+from benchmarks import (build_time, dense_latency, dense_task, deploy_latency, digits_training, import_cost,
+                        install_time, int8_agreement, int8_latency, lut_validation, main_job, model_latency, op_profile,
+                        run_all, search_quality, searched_latency, supernet_modes, train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
 
@@ -58,6 +58,17 @@ BENCHMARKS = (
               results=(model_latency.RESULT, "model_latency.png")),
     Benchmark("benchmarks.dense_latency", full=(), quick=("--size", "256", "--runs", "5", "--warmup", "1"),
               results=(dense_latency.RESULT,)),
+    Benchmark("benchmarks.deploy_latency", full=(),
+              quick=("--variants", "l1", "--precisions", "fp32,int8", "--onnx-variants", "l1", "--mobilenet-alphas",
+                     "1.4", "--runs", "10", "--warmup", "2"),
+              results=(deploy_latency.RESULT, deploy_latency.PLOT)),
+    Benchmark("benchmarks.int8_latency", full=(),
+              quick=("--variants", "l1,s0", "--mobilenet-alphas", "1.0", "--mobilenet-v3=", "--runs", "10",
+                     "--warmup", "2"),
+              results=(int8_latency.RESULT, int8_latency.PLOT)),
+    Benchmark("benchmarks.op_profile", full=(), quick=("--variants", "l1", "--precisions", "fp32", "--runs", "5",
+                                                       "--warmup", "1"),
+              results=(op_profile.RESULT, op_profile.PLOT)),
     Benchmark("benchmarks.train_throughput", full=(),
               quick=("--batch-size", "8", "--image-size", "96", "--rounds", "2", "--warmup", "1",
                      "--pipeline-batches", "2"),
@@ -74,6 +85,15 @@ BENCHMARKS = (
     Benchmark("benchmarks.supernet_modes", full=("--work-dir", "runs/supernet_modes"), quick=None,
               results=(supernet_modes.RESULT,)),
     Benchmark("benchmarks.main_job", full=(), quick=None, results=(main_job.RESULT,)),
+    # Times the main job's answer beside the LUT's 37 reference models (exported once into ~/.cache, tens of
+    # minutes on this host); it is re-run after the main job, not by `run_all --quick`.
+    Benchmark("benchmarks.searched_latency", full=(), quick=None, results=(searched_latency.RESULT,)),
+    # Agreement needs a trained model: the README's first command trains it (`ef_keras.train`, minutes), and an
+    # untrained or barely trained model's agreement says nothing, so there is no quick size.
+    Benchmark("benchmarks.int8_agreement",
+              full=("--model", "runs/fm/model.keras", "--data", "embedded", "--images", "5000",
+                    "--gelu-forms", "tanh,sigmoid"),
+              quick=None, results=(int8_agreement.RESULT,)),
     Benchmark("benchmarks.search_quality", full=("--supernet", "runs/main_job/supernet"), quick=None,
               results=(search_quality.RESULT, search_quality.PLOT)),
     # The latency-table session times 700 models and 18 Δ pairs (about 40 min once the models are exported)
@@ -87,6 +107,11 @@ _REGIONS = (
     Region("statistics", None, render_statistics),
     Region("quick_run", run_all.result_file(quick=True), run_all.render),
     Region("model_latency", model_latency.RESULT, model_latency.render),
+    Region("deploy_latency", deploy_latency.RESULT, deploy_latency.render),
+    Region("op_profile", op_profile.RESULT, op_profile.render),
+    Region("int8_agreement", int8_agreement.RESULT, int8_agreement.render),
+    Region("int8_latency", int8_latency.RESULT, int8_latency.render),
+    Region("searched_latency", searched_latency.RESULT, searched_latency.render),
     Region("train_throughput", train_throughput.RESULT, train_throughput.render),
     Region("digits_training", digits_training.RESULT, digits_training.render),
     Region("import_cost", import_cost.RESULT, import_cost.render),

@@ -26,8 +26,8 @@ that is below `RANGE_FLOOR` (2^-8) of the output's range to that floor. This cos
 measurable: such an input is below half an output step, and it still has 2^-15 of the
 output's range as its own step.
 
-**Ranges and islands chosen by agreement with float** (`benchmarks/int8_agreement.py`, a
-trained proxy on 5,000 held-out images; deploy/README.md has the table):
+**Ranges and islands chosen by agreement with float** (`python -m benchmarks.int8_agreement`, a
+trained proxy on 5,000 held-out images; the README's "Full int8 agreement with float" has the table):
 - activation ranges (`RANGES`): "percentile" (default) clips each tensor's range to leave
   out the `PERCENTILE_TAIL` (1e-4) most extreme calibration values on each side, instead of
   the converter's min/max ("minmax"), which spends int8 steps on rare outliers;
@@ -35,7 +35,7 @@ trained proxy on 5,000 held-out images; deploy/README.md has the table):
   (`float_input_conv`, measured because a normalised 8-bit image spans ~4.8 units, so an
   int8 input step of ~0.019 is coarser than a pixel step of ~0.017) agreed no better once
   the ranges are percentiles;
-- weights stay per-channel (the converter's default); per-tensor agreed the same, within noise.
+- weights stay per-channel (the converter's default); per-tensor agreed less.
 """
 
 from __future__ import annotations

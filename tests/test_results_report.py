@@ -197,3 +197,32 @@ def test_run_all_selects_registered_benchmarks_only():
     assert len(run_all.selected(None)) == len(registry.BENCHMARKS)
     with pytest.raises(InputError, match="unknown benchmarks nope"):
         run_all.selected(["nope"])
+
+
+_PARSE_REGISTERED_ARGUMENTS = """
+import importlib, json, sys
+from absl import flags
+from benchmarks import registry
+failures = []
+for b in registry.BENCHMARKS:
+    module = importlib.import_module(b.module)
+    before = set(flags.FLAGS)
+    module.define_flags()
+    for args in (b.full, b.quick):
+        if args is not None:
+            try:
+                flags.FLAGS(["x", *args])
+            except flags.Error as e:
+                failures.append(f"{b.module} {' '.join(args)}: {e}")
+            flags.FLAGS.unparse_flags()
+    for name in set(flags.FLAGS) - before:
+        delattr(flags.FLAGS, name)
+print(json.dumps(failures))
+"""
+
+
+def test_every_registered_benchmark_accepts_its_full_and_quick_arguments():
+    # One fresh process (the scripts define their flags on absl's global FLAGS, removed again after each).
+    out = subprocess.run([sys.executable, "-c", _PARSE_REGISTERED_ARGUMENTS], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
