@@ -1,9 +1,10 @@
 """`--strategy multi_worker` (issue 22): TF_CONFIG checks, the peer timeout, and 2 workers on 127.0.0.1.
 
-The 2-worker runs start real `python -m ef_keras.train` processes with TF_CONFIG (one CPU
-replica each) and compare the chief's trained model with a single-process run of the same
-global batch, within the MirroredStrategy test's tolerance (tests/test_train.py). Only CPU workers
-on one host are exercised here; GPUs, several hosts and TPUs go through the same code path.
+The 2-worker runs start real `python -m ef_keras.train` processes (and supernet trainings)
+with TF_CONFIG (one CPU replica each) and compare the chief's trained model with a
+single-process run of the same global batch, within the MirroredStrategy tests' tolerances
+(tests/test_train.py, tests/test_supernet.py). Only CPU workers on one host are exercised
+here; GPUs, several hosts and TPUs go through the same code path.
 """
 
 import glob
@@ -18,7 +19,8 @@ import time
 import keras
 import numpy as np
 import pytest
-from helpers import TINY
+from helpers import (SUPERNET_DEPTHS, SUPERNET_MIN_WIDTHS, SUPERNET_WIDTHS, TINY,
+                     supernet_children_logits)
 
 from ef_keras.errors import one_line
 from ef_keras.training.loop import TrainError, cluster_task, make_strategy
@@ -165,14 +167,73 @@ def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_kill
     assert _max_diff(_weights(tmp_path / "killed" / "model.keras"), reference) < 2e-3
 
 
-def test_the_supernet_trainer_refuses_multi_worker_in_one_line_before_waiting_for_peers(tmp_path, monkeypatch):
-    from search.supernet import SupernetError
-    from search.train_supernet import train_supernet
+#: One supernet training run: argv = output directory, strategy ("mirrored": 2 logical CPUs in this process),
+#: settings (JSON, the space as a dict); the weights go to <out>.npz.
+_SUPERNET = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+out, strategy, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+if strategy == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from search.space import SearchSpace
+from search.train_supernet import train_supernet
+supernet, _ = train_supernet(out, strategy=strategy, log=print,
+                             **{**settings, "space": SearchSpace.from_dict(settings["space"])})
+np.savez(out + ".npz", *[v.numpy() for v in supernet.weights])
+"""
 
-    monkeypatch.setenv("TF_CONFIG", _tf_config(_ports(2), 0))  # a valid cluster whose peer never comes
-    with pytest.raises(SupernetError) as info:
-        train_supernet(str(tmp_path / "s"), strategy="multi_worker")
-    assert one_line(info.value) == ("the supernet trainer does not run on --strategy multi_worker yet; use --strategy "
-                                    "mirrored (every GPU of one machine) or train the searched model with ef-train, "
-                                    "which does")
-    assert os.listdir(tmp_path) == []
+
+def _supernet_space():
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
+    from search.space import SearchSpace
+
+    return SearchSpace(EfficientFormerConfig(widths=SUPERNET_WIDTHS, depths=SUPERNET_DEPTHS, num_vit=0),
+                       min_widths=SUPERNET_MIN_WIDTHS)
+
+
+def _train_supernet(out, strategy, env=None):
+    """As the MirroredStrategy supernet test: 4 steps of batch 16 (the second epoch also trains α), hard mixing (every
+    child's MetaPaths pass tf.switch_case) and the sandwich rule (4 children make one update)."""
+    settings = dict(space=_supernet_space().to_dict(), data="digits", image_size=64, epochs=2, warmup_epochs=1,
+                    steps_per_epoch=2, batch_size=16, mixing="hard", rule="sandwich", augment="none")
+    proc = subprocess.Popen([sys.executable, "-c", _SUPERNET, str(out), strategy, json.dumps(settings)], cwd=ROOT,
+                            env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _STARTED.append(proc)
+    return proc
+
+
+def _children_logits(weights_file):
+    """`supernet_children_logits` of the supernet whose weights a run saved."""
+    from search.supernet import Supernet
+
+    supernet = Supernet(_supernet_space(), image_size=64, classes=10)
+    saved = np.load(weights_file)
+    for i, v in enumerate(supernet.weights):
+        v.assign(saved[f"arr_{i}"])
+    return supernet_children_logits(supernet)
+
+
+def _losses(log):
+    """The progress lines of a supernet run without their timings."""
+    return [line.split("(")[0] for line in log.splitlines() if line.startswith("supernet step")]
+
+
+@pytest.mark.slow  # four supernet trainings in three TensorFlow processes: minutes on 2 shared cores
+def test_two_workers_train_the_supernet_as_mirrored_strategy_and_as_one_device_do(tmp_path):
+    ports = _ports(2)
+    outs = _finish([_train_supernet(tmp_path / "mw", "multi_worker", {**ENV, "TF_CONFIG": _tf_config(ports, i)})
+                    for i in range(2)])
+    assert os.path.exists(tmp_path / "mw.worker-1" / "supernet.json")  # the non-chief wrote beside, not over it
+    mirrored, single = _finish([_train_supernet(tmp_path / "mirrored", "mirrored")]
+                               + [_train_supernet(tmp_path / "single", "one_device")])
+    assert _losses(outs[0]) == _losses(outs[1]) == _losses(mirrored) == _losses(single) and len(_losses(single)) == 4
+
+    # Two workers compute what MirroredStrategy's two replicas in one process compute, to the bit.
+    mw, mr = np.load(tmp_path / "mw.npz"), np.load(tmp_path / "mirrored.npz")
+    assert max(float(np.abs(mw[k] - mr[k]).max()) for k in mw.files) == 0.0
+    # Against one device on the whole batch, the trained network computes the same, within the MirroredStrategy
+    # test's 1e-4 (on the children's logits: `supernet_children_logits` says why not on raw weights).
+    for a, b in zip(_children_logits(tmp_path / "mw.npz"), _children_logits(tmp_path / "single.npz")):
+        assert float(np.abs(a - b).max()) < 1e-4
