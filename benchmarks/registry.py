@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, digits_training, import_cost, install_time,
-                        lut_validation, main_job, model_latency, run_all, search_quality, supernet_modes,
+from benchmarks import (backend_latency, build_time, dense_latency, dense_task, digits_training, import_cost,
+                        install_time, lut_validation, main_job, model_latency, run_all, search_quality, supernet_modes,
                         train_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
@@ -81,6 +81,9 @@ BENCHMARKS = (
     # counts come from the later `--retest`, `--other-session` and `--callgrind` runs of the same session.
     Benchmark("benchmarks.lut_validation", full=("--write-lut", "android_ios_bench/luts/host_x86_2core_fp32.json"),
               quick=None, results=(lut_validation.RESULT, lut_validation.PLOT)),
+    # Its JAX worker needs a Python with jax (the script's own, or --python).
+    Benchmark("benchmarks.backend_latency", full=("--runs", "30"), quick=("--runs", "5", "--warmup", "1"),
+              results=(backend_latency.RESULT, backend_latency.PLOT)),
 )
 
 _REGIONS = (
@@ -98,6 +101,7 @@ _REGIONS = (
     Region("main_job", main_job.RESULT, main_job.render),
     Region("search_quality", search_quality.RESULT, search_quality.render),
     Region("lut_validation", lut_validation.RESULT, lut_validation.render),
+    Region("backend_latency", backend_latency.RESULT, backend_latency.render),
 )
 
 

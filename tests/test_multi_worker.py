@@ -11,7 +11,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from helpers import (SUPERNET_DEPTHS, SUPERNET_MIN_WIDTHS, SUPERNET_WIDTHS, TINY
                      supernet_children_logits)
 
 from ef_keras.errors import one_line
-from ef_keras.training.loop import TrainError, cluster_task, make_strategy
+from ef_keras.training.loop import TrainError, cluster_task, local_cluster, make_strategy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -61,21 +60,6 @@ def test_cluster_task_reads_a_valid_tf_config(monkeypatch):
     assert cluster_task() == ({"chief": ["a:1"], "worker": ["b:2"]}, "worker", 0)
 
 
-def _ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
-
-
 #: Every training process a test starts; the fixture below kills what a failed test left running.
 _STARTED = []
 
@@ -102,7 +86,7 @@ def test_a_worker_whose_peers_never_come_is_a_timeout_with_one_line(tmp_path):
     TINY.save(str(tmp_path / "tiny.json"))
     started = time.monotonic()
     proc = _train(tmp_path / "run", ["--strategy", "multi_worker", "--peer-timeout", "5"],
-                  env={**ENV, "TF_CONFIG": _tf_config(_ports(2), 0)})
+                  env={**ENV, "TF_CONFIG": local_cluster(2)[0]})
     _, stderr = proc.communicate(timeout=600)  # a hang fails here; the fixture kills the process
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == -9, stderr[-3000:]  # killed by its watchdog: TensorFlow holds the interpreter
@@ -120,9 +104,9 @@ def _max_diff(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
 
-def _start_workers(tmp_path, out, ports):
-    return [_train(out, ["--strategy", "multi_worker", "--peer-timeout", "600"],
-                   env={**ENV, "TF_CONFIG": _tf_config(ports, i)}) for i in range(2)]
+def _start_workers(tmp_path, out):
+    return [_train(out, ["--strategy", "multi_worker", "--peer-timeout", "600"], env={**ENV, "TF_CONFIG": config})
+            for config in local_cluster(2)]
 
 
 def _finish(procs, timeout=900):
@@ -140,7 +124,7 @@ def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_kill
     reference = _weights(tmp_path / "single" / "model.keras")
 
     # Two workers x 8 images (SyncBN, summed gradients) == one process x 16, as for MirroredStrategy.
-    outs = _finish(_start_workers(tmp_path, tmp_path / "mw", _ports(2)))
+    outs = _finish(_start_workers(tmp_path, tmp_path / "mw"))
     assert all("done: eval top-1" in out for out in outs)
     # The same eval numbers as the single process (eval batches are split over the workers and summed).
     assert outs[0].splitlines()[-2] == single_out.splitlines()[-2], (outs[0], single_out)
@@ -150,7 +134,7 @@ def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_kill
 
     # Kill worker 1 once the chief has checkpointed a step; the chief cannot go on without it (it is stopped if it
     # waits); the same two commands then resume from the checkpoints and end where the uninterrupted run did.
-    procs = _start_workers(tmp_path, tmp_path / "killed", _ports(2))
+    procs = _start_workers(tmp_path, tmp_path / "killed")
     deadline = time.monotonic() + 900
     while not glob.glob(str(tmp_path / "killed" / "checkpoints" / "*.index")):
         assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].communicate()[1][-3000:]
@@ -162,7 +146,7 @@ def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_kill
         procs[0].send_signal(signal.SIGKILL)
         procs[0].communicate()
     assert not os.path.exists(tmp_path / "killed" / "model.keras")
-    outs = _finish(_start_workers(tmp_path, tmp_path / "killed", _ports(2)))
+    outs = _finish(_start_workers(tmp_path, tmp_path / "killed"))
     assert "resume:" in outs[0], outs[0]
     assert _max_diff(_weights(tmp_path / "killed" / "model.keras"), reference) < 2e-3
 
@@ -222,9 +206,8 @@ def _losses(log):
 
 @pytest.mark.slow  # four supernet trainings in three TensorFlow processes: minutes on 2 shared cores
 def test_two_workers_train_the_supernet_as_mirrored_strategy_and_as_one_device_do(tmp_path):
-    ports = _ports(2)
-    outs = _finish([_train_supernet(tmp_path / "mw", "multi_worker", {**ENV, "TF_CONFIG": _tf_config(ports, i)})
-                    for i in range(2)])
+    outs = _finish([_train_supernet(tmp_path / "mw", "multi_worker", {**ENV, "TF_CONFIG": config})
+                    for config in local_cluster(2)])
     assert os.path.exists(tmp_path / "mw.worker-1" / "supernet.json")  # the non-chief wrote beside, not over it
     mirrored, single = _finish([_train_supernet(tmp_path / "mirrored", "mirrored")]
                                + [_train_supernet(tmp_path / "single", "one_device")])
