@@ -15,7 +15,7 @@ from typing import Callable
 
 from benchmarks import (backend_latency, build_time, dense_latency, dense_task, digits_training, import_cost,
                         install_time, lut_validation, main_job, model_latency, run_all, search_quality, supernet_modes,
-                        train_throughput)
+                        train_throughput, worker_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
 
@@ -84,6 +84,9 @@ BENCHMARKS = (
     # Its JAX worker needs a Python with jax (the script's own, or --python).
     Benchmark("benchmarks.backend_latency", full=("--runs", "30"), quick=("--runs", "5", "--warmup", "1"),
               results=(backend_latency.RESULT, backend_latency.PLOT)),
+    # Fresh training processes per run, a two-worker run several minutes on this machine.
+    Benchmark("benchmarks.worker_throughput", full=("--steps", "10", "--rounds", "2"),
+              quick=("--steps", "5", "--rounds", "1"), results=(worker_throughput.RESULT, worker_throughput.PLOT)),
 )
 
 _REGIONS = (
@@ -102,6 +105,7 @@ _REGIONS = (
     Region("search_quality", search_quality.RESULT, search_quality.render),
     Region("lut_validation", lut_validation.RESULT, lut_validation.render),
     Region("backend_latency", backend_latency.RESULT, backend_latency.render),
+    Region("worker_throughput", worker_throughput.RESULT, worker_throughput.render),
 )
 
 
