@@ -51,5 +51,6 @@ def bar_chart(path: str, labels, values, xlabel: str, title: str, low=None, high
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

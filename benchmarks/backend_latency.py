@@ -183,7 +183,6 @@ def main(argv):
               "jax_over_tf_per_round": dict(zip(("p10", "median", "p90"), map(float, per_round))),
               "round_trip": timing.summarize(times["none"]),
               "rows": [{"backend": b, "call": call, **timing.summarize(times[b])} for b, call in CALLS.items()]}
-    os.makedirs(FLAGS["results-dir"].value, exist_ok=True)
     plot(result, os.path.join(FLAGS["results-dir"].value, PLOT))
     return finish(run, RESULT, result, render)
 

@@ -135,7 +135,6 @@ def main(argv):
     result = {"model": FLAGS.model, "batch_size": FLAGS["batch-size"].value, "steps": FLAGS.steps,
               "skip": FLAGS.skip, "rounds": FLAGS.rounds, "cores": os.cpu_count(),
               "steps_timed": len(step_ms["1 worker"]), "rows": rows}
-    os.makedirs(FLAGS["results-dir"].value, exist_ok=True)
     plot(result, os.path.join(FLAGS["results-dir"].value, PLOT))
     return finish(run, RESULT, result, render)
 
