@@ -40,3 +40,26 @@ def finish(run, result_file: str, result, render) -> int:
     run.write(os.path.join(flags.FLAGS["results-dir"].value, result_file), result)
     print(render(result))
     return 0
+
+
+def bar_chart(path: str, labels, values, xlabel: str, title: str, low=None, high=None, colors=None) -> None:
+    """A horizontal bar per label (top to bottom), whiskers from `low` to `high` when given, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(labels) + 1.4))
+    ax.barh(range(len(labels)), values, color=colors, height=0.5)
+    if low is not None:
+        ax.errorbar(values, range(len(labels)), xerr=[[v - lo for v, lo in zip(values, low)],
+                                                     [hi - v for v, hi in zip(values, high)]],
+                    fmt="none", ecolor="black", capsize=3, lw=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from benchmarks import (build_time, dense_latency, dense_task, deploy_latency, digits_training, import_cost,
-                        install_time, int8_agreement, int8_latency, lut_validation, main_job, model_latency, op_profile,
-                        run_all, search_quality, searched_latency, supernet_modes, train_throughput)
+from benchmarks import (backend_latency, build_time, dense_latency, dense_task, deploy_latency, digits_training,
+                        import_cost, install_time, int8_agreement, int8_latency, lut_validation, main_job, model_latency,
+                        op_profile, run_all, search_quality, searched_latency, supernet_modes, train_throughput,
+                        worker_throughput)
 from ef_keras import timing
 from ef_keras.errors import EfKerasError
 
@@ -101,6 +102,12 @@ BENCHMARKS = (
     # counts come from the later `--retest`, `--other-session` and `--callgrind` runs of the same session.
     Benchmark("benchmarks.lut_validation", full=("--write-lut", "android_ios_bench/luts/host_x86_2core_fp32.json"),
               quick=None, results=(lut_validation.RESULT, lut_validation.PLOT)),
+    # Its JAX worker needs a Python with jax (the script's own, or --python).
+    Benchmark("benchmarks.backend_latency", full=("--runs", "30"), quick=("--runs", "5", "--warmup", "1"),
+              results=(backend_latency.RESULT, backend_latency.PLOT)),
+    # Fresh training processes per run, a two-worker run several minutes on this machine.
+    Benchmark("benchmarks.worker_throughput", full=("--steps", "10", "--rounds", "2"),
+              quick=("--steps", "5", "--rounds", "1"), results=(worker_throughput.RESULT, worker_throughput.PLOT)),
 )
 
 _REGIONS = (
@@ -123,6 +130,8 @@ _REGIONS = (
     Region("main_job", main_job.RESULT, main_job.render),
     Region("search_quality", search_quality.RESULT, search_quality.render),
     Region("lut_validation", lut_validation.RESULT, lut_validation.render),
+    Region("backend_latency", backend_latency.RESULT, backend_latency.render),
+    Region("worker_throughput", worker_throughput.RESULT, worker_throughput.render),
 )
 
 

@@ -9,7 +9,8 @@ The supernet holds every weight at its largest width (Keras layers built by
 - `choices` (paths,) int32: per MetaPath 0 = MB4D, 1 = MB3D, 2 = identity (`CANDIDATES`).
 
 Because the child is data, not graph structure, one `tf.function` trace serves every child
-the search trains or scores; each MetaPath runs only its chosen candidate (`tf.switch_case`).
+the search trains or scores; each MetaPath runs only its chosen candidate (`tf.switch_case`;
+training on several replicas runs every candidate and selects, see `Supernet._chosen_path`).
 The same arithmetic as `ef_keras.layers` is written here on sliced variables (Once-for-All's
 "dynamic layers" do the same); `tests/test_elastic.py` checks every child against the plain
 `ef_keras.EfficientFormer` built by `supernet.child_model` from the same weights.

@@ -190,8 +190,22 @@ class Supernet(keras.Model):
                 lambda: x]
 
     def _chosen_path(self, p, x, w, choice, training, calibrate):
-        """Only candidate `choice` of MetaPath p runs."""
-        return tf.switch_case(choice, self._candidates(p, x, w, training, calibrate))
+        """Candidate `choice` of MetaPath p: only it runs, except when training on several replicas.
+
+        There SyncBN's all-reduce cannot sit in a `tf.switch_case` branch: tf.distribute's
+        `merge_call` refuses a collective inside a control-flow branch graph (MirroredStrategy and
+        MultiWorkerMirroredStrategy alike). Every candidate then runs on the same inputs and the
+        chosen output is selected: the same values, and the others' weights get the zero
+        gradients of a switch's untaken branches, at the cost of soft mixing.
+        """
+        candidates = self._candidates(p, x, w, training, calibrate)
+        ctx = tf.distribute.get_replica_context()
+        if not (training and ctx is not None and ctx.num_replicas_in_sync > 1):
+            return tf.switch_case(choice, candidates)
+        if calibrate:  # every candidate would store the statistics of inputs it is not given
+            raise SupernetError("BatchNorm calibration runs on one replica: call forward(calibrate=True) outside a "
+                                "multi-replica strategy.run")
+        return tf.gather(tf.stack([run() for run in candidates]), choice)
 
     def _mixed_path(self, p, x, w, weights, training, calibrate):
         """Soft mixing: Σ_n w_n · MP_n(x) over every candidate of MetaPath p."""

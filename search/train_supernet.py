@@ -28,10 +28,14 @@ mixing or through every candidate in "soft" mixing. τ anneals 5 → 0.5 (`super
 Splits (`search.evaluate.search_splits`): weights on train[:80%], α on train[80%:]; the
 held-out split is never read.
 
-Distribution: the steps run under any `tf.distribute` strategy (`--strategy`); each replica
-takes its share of the global batch, BatchNorm statistics are those of the global batch
-(SyncBN), and all replicas draw the same children and Gumbel noise (functions of the step),
-so two replicas of B/2 compute what one device computes on B.
+Distribution: the steps run under any `tf.distribute` strategy (`--strategy`, including
+multi_worker: TF_CONFIG, every worker runs the same command); each replica takes its share of
+the global batch, BatchNorm statistics are those of the global batch (SyncBN), and all
+replicas draw the same children and Gumbel noise (functions of the step), so two replicas of
+B/2 compute what one device computes on B. Under several replicas a hard-mixing child runs
+every candidate of a MetaPath and keeps the chosen one (`Supernet._chosen_path`), so its step
+costs what a soft one does. A multi-worker non-chief writes its files beside `out_dir`
+(`out_dir.worker-<i>`) and every worker resumes from the chief's checkpoint.
 
 Fault tolerance: the run's settings are recorded in `<out>/run.json`; a checkpoint (weights,
 α, both optimizers, step) is written every `checkpoint_every` steps and at epoch ends, and a
@@ -115,19 +119,14 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     from ef_keras.checks import read_json
     from ef_keras.output import check_run_directory
     from ef_keras.runs import Checkpoints, record_settings, resume_settings, summary_scalar
-    from ef_keras.training.loop import make_strategy
+    from ef_keras.training.loop import make_strategy, worker_directory
 
     require_tensorflow_backend("supernet training (tf.data and tf.distribute)")
-    if strategy == "multi_worker" or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # Its steps fail under MultiWorkerMirroredStrategy (a SyncBN all-reduce inside tf.switch_case; the
-        # weight update's strategy.run gets no destinations), so refuse before waiting for any peer.
-        raise SupernetError("the supernet trainer does not run on --strategy multi_worker yet; use --strategy "
-                            "mirrored (every GPU of one machine) or train the searched model with ef-train, which "
-                            "does")
     space = space or default_space()
     _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size, steps_per_epoch, mixing, rule)
-    out_dir = check_run_directory(out_dir)
+    check_run_directory(out_dir)  # before a multi-worker strategy waits for its peers
     strategy = strategy if isinstance(strategy, tf.distribute.Strategy) else make_strategy(strategy)
+    chief_dir, out_dir = check_run_directory(out_dir), check_run_directory(worker_directory(out_dir, strategy))
     if batch_size % strategy.num_replicas_in_sync:
         raise SupernetError(f"batch_size {batch_size} is not divisible by the {strategy.num_replicas_in_sync} "
                             "replicas of the strategy")
@@ -149,7 +148,9 @@ def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str 
     saved_step = tf.Variable(0, dtype=tf.int64, name="step")
     # The supernet's weights as a list: its blocks live in Python lists, which TF's checkpoint
     # graph does not follow into Keras 3 layers (their BatchNorm statistics would be lost).
-    checkpoints = Checkpoints(os.path.join(out_dir, "ckpt"), keep=2, error=SupernetError, weights=supernet.weights,
+    checkpoints = Checkpoints(os.path.join(out_dir, "ckpt"), keep=2, error=SupernetError,
+                              restore_from=os.path.join(chief_dir, "ckpt"),  # every worker resumes at one step
+                              weights=supernet.weights,
                               opt_w=trainer.opt_w, opt_a=trainer.opt_a, step=saved_step)
     checkpoints.restore()
     step = int(saved_step.numpy())
@@ -250,7 +251,7 @@ class SupernetTrainer:
             self.opt_w.build(self.wvars)
             self.opt_a.build([self.supernet.alpha])
         self._child = tf.function(lambda *args: strategy.run(self._child_replica, args=args), autograph=False)
-        self._apply_w = tf.function(lambda grads: strategy.run(self._apply_w_replica, args=(grads,)),
+        self._apply_w = tf.function(lambda *grads: strategy.run(self._apply_w_replica, args=grads),
                                     autograph=False)
         self._apply_a = tf.function(lambda grad: strategy.run(self._apply_a_replica, args=(grad,)),
                                     autograph=False)
@@ -300,7 +301,7 @@ class SupernetTrainer:
                 values += [("loss", self._sum(loss)), ("acc", self._sum(acc))]
                 if self.rule == "sandwich":  # in-place distillation: the others learn the largest's predictions
                     teacher = tf.nest.map_structure(tf.stop_gradient, probs)
-        self._apply_w(self._sum_grads(grads))
+        self._apply_w(*grads)
         values.append(("tau", float(net.tau.numpy())))
         if alpha_data is not None:
             values.append(("a_loss", self._alpha_step(i, alpha_data)))
@@ -341,23 +342,24 @@ class SupernetTrainer:
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(targets, -1), tf.float32))
         return loss, correct / self.global_batch, tf.nn.softmax(logits), g_w, g_a
 
-    def _apply_w_replica(self, grads):
-        self.opt_w.apply_gradients(zip(grads, self.wvars))
+    # The gradients come in as arguments of a traced `strategy.run`, which carry no device; the
+    # optimizers' all-reduce takes its destinations from the gradients' devices (MultiWorker-
+    # MirroredStrategy refuses empty ones), so each first passes an op on this replica (the
+    # children's sum, 0 + g for one child, or an identity).
+    def _apply_w_replica(self, *grads):
+        """One update from the gradients of the step's children, summed (the sandwich rule's one update)."""
+        self.opt_w.apply_gradients(zip([sum(parts) for parts in zip(*grads)], self.wvars))
 
     def _apply_a_replica(self, grad):
-        self.opt_a.apply_gradients([(grad, self.supernet.alpha)])
+        import tensorflow as tf
+
+        self.opt_a.apply_gradients([(tf.identity(grad), self.supernet.alpha)])
 
     # ------------------------------------------------------------------ helpers
     def _sum(self, value) -> float:
         import tensorflow as tf
 
         return float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None))
-
-    def _sum_grads(self, grads: list):
-        """Each replica's gradients summed over the step's children (the sandwich rule's one update)."""
-        if len(grads) == 1:
-            return grads[0]
-        return self.strategy.run(lambda *gs: [sum(parts) for parts in zip(*gs)], args=tuple(grads))
 
     def _distribute(self, x, y):
         """Splits a host batch over the replicas (identity for one replica)."""
@@ -373,6 +375,7 @@ def main(argv):
     from absl import flags
 
     from ef_keras.checks import parse_int_list
+    from ef_keras.training.loop import make_strategy
 
     del argv
     FLAGS = flags.FLAGS
@@ -386,7 +389,8 @@ def main(argv):
         image_size=FLAGS["image-size"].value, epochs=FLAGS.epochs, warmup_epochs=FLAGS["warmup-epochs"].value,
         steps_per_epoch=FLAGS["steps-per-epoch"].value or None, batch_size=FLAGS["batch-size"].value, lr=FLAGS.lr,
         alpha_lr=FLAGS["alpha-lr"].value, mixing=FLAGS.mixing, rule=FLAGS.rule, seed=FLAGS.seed,
-        strategy=FLAGS.strategy, checkpoint_every=FLAGS["checkpoint-every"].value)
+        strategy=make_strategy(FLAGS.strategy, peer_timeout_s=FLAGS["peer-timeout"].value),
+        checkpoint_every=FLAGS["checkpoint-every"].value)
     print(f"supernet trained in {time.time() - t0:.0f} s -> {FLAGS.out}")
     print("stage scores (1 = uniform α):", ", ".join(f"{s:.3f}" for s in importance["stage_scores"]))
 
@@ -395,7 +399,7 @@ def define_flags():
     """Defines this tool's flags (called by `run`, so importing the module defines none)."""
     from absl import flags
 
-    from ef_keras.training.loop import STRATEGIES
+    from ef_keras.training.loop import PEER_TIMEOUT_S, STRATEGIES
 
     q = quick_settings()
     flags.DEFINE_string("data", "embedded", "dataset: embedded (Fashion-MNIST subset), digits, fashion_mnist, "
@@ -415,6 +419,8 @@ def define_flags():
     flags.DEFINE_enum("rule", q["rule"], list(RULES), "weight sharing: sandwich (BigNAS, in-place distillation), "
                       "uniform (one random child per step) or progressive (the largest during the warm-up, then uniform)")
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy (as ef_keras.train)")
+    flags.DEFINE_integer("peer-timeout", PEER_TIMEOUT_S, "--strategy multi_worker: seconds to wait for every worker "
+                                                         "of TF_CONFIG's cluster before giving up.", lower_bound=1)
     flags.DEFINE_integer("batch-size", q["batch_size"], "batch size")
     flags.DEFINE_float("lr", q["lr"], "peak learning rate of the weights (AdamW)")
     flags.DEFINE_float("alpha-lr", q["alpha_lr"], "learning rate of alpha (Adam)")

@@ -74,3 +74,21 @@ def run_model_test(build, tmp_path=None, round_trips=True):
     ef_keras.load_weights_from_checkpoint(other, str(tmp_path / "m.safetensors"))
     np.testing.assert_array_equal(other.predict(x, verbose=0), y)
     return model
+
+
+#: The supernet of the strategy tests: one block per stage, so four MetaPaths.
+SUPERNET_WIDTHS, SUPERNET_MIN_WIDTHS, SUPERNET_DEPTHS = (16, 16, 32, 32), (16, 16, 16, 16), (1, 1, 1, 1)
+#: Three of its children (widths, choices): the largest, the smallest, and one with 4D, identity and 3D paths.
+SUPERNET_CHILDREN = [((16, 16, 32, 32), (0, 0, 0, 0)), ((16, 16, 16, 16), (0, 2, 1, 1)), ((16, 16, 32, 16), (0, 0, 2, 1))]
+
+
+def supernet_children_logits(supernet, seed=0):
+    """What a trained supernet computes: the logits of `SUPERNET_CHILDREN` on 8 seeded images (batch statistics).
+
+    Strategy tests compare these, not raw weights: a conv bias before a BatchNorm (and, under hard
+    mixing, α of a stage's last MetaPath, whose output only a scale-invariant norm reads) has a
+    gradient of 0 up to rounding, which Adam scales up to steps of the learning rate, so such
+    weights differ by ~1e-3 between runs that compute the same function to ~1e-6.
+    """
+    x = np.random.default_rng(seed).uniform(-1, 1, (8, supernet.image_size, supernet.image_size, 3)).astype("float32")
+    return [supernet.forward(x, widths, choices, training=True).numpy() for widths, choices in SUPERNET_CHILDREN]

@@ -1,16 +1,16 @@
 """`--strategy multi_worker` (issue 22): TF_CONFIG checks, the peer timeout, and 2 workers on 127.0.0.1.
 
-The 2-worker runs start real `python -m ef_keras.train` processes with TF_CONFIG (one CPU
-replica each) and compare the chief's trained model with a single-process run of the same
-global batch, within the MirroredStrategy test's tolerance (tests/test_train.py). Only CPU workers
-on one host are exercised here; GPUs, several hosts and TPUs go through the same code path.
+The 2-worker runs start real `python -m ef_keras.train` processes (and supernet trainings)
+with TF_CONFIG (one CPU replica each) and compare the chief's trained model with a
+single-process run of the same global batch, within the MirroredStrategy tests' tolerances
+(tests/test_train.py, tests/test_supernet.py). Only CPU workers on one host are exercised
+here; GPUs, several hosts and TPUs go through the same code path.
 """
 
 import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,10 +18,11 @@ import time
 import keras
 import numpy as np
 import pytest
-from helpers import TINY
+from helpers import (SUPERNET_DEPTHS, SUPERNET_MIN_WIDTHS, SUPERNET_WIDTHS, TINY,
+                     supernet_children_logits)
 
 from ef_keras.errors import one_line
-from ef_keras.training.loop import TrainError, cluster_task, make_strategy
+from ef_keras.training.loop import TrainError, cluster_task, local_cluster, make_strategy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -59,21 +60,6 @@ def test_cluster_task_reads_a_valid_tf_config(monkeypatch):
     assert cluster_task() == ({"chief": ["a:1"], "worker": ["b:2"]}, "worker", 0)
 
 
-def _ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
-
-
 #: Every training process a test starts; the fixture below kills what a failed test left running.
 _STARTED = []
 
@@ -100,7 +86,7 @@ def test_a_worker_whose_peers_never_come_is_a_timeout_with_one_line(tmp_path):
     TINY.save(str(tmp_path / "tiny.json"))
     started = time.monotonic()
     proc = _train(tmp_path / "run", ["--strategy", "multi_worker", "--peer-timeout", "5"],
-                  env={**ENV, "TF_CONFIG": _tf_config(_ports(2), 0)})
+                  env={**ENV, "TF_CONFIG": local_cluster(2)[0]})
     _, stderr = proc.communicate(timeout=600)  # a hang fails here; the fixture kills the process
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == -9, stderr[-3000:]  # killed by its watchdog: TensorFlow holds the interpreter
@@ -118,9 +104,9 @@ def _max_diff(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
 
-def _start_workers(tmp_path, out, ports):
-    return [_train(out, ["--strategy", "multi_worker", "--peer-timeout", "600"],
-                   env={**ENV, "TF_CONFIG": _tf_config(ports, i)}) for i in range(2)]
+def _start_workers(tmp_path, out):
+    return [_train(out, ["--strategy", "multi_worker", "--peer-timeout", "600"], env={**ENV, "TF_CONFIG": config})
+            for config in local_cluster(2)]
 
 
 def _finish(procs, timeout=900):
@@ -138,7 +124,7 @@ def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_kill
     reference = _weights(tmp_path / "single" / "model.keras")
 
     # Two workers x 8 images (SyncBN, summed gradients) == one process x 16, as for MirroredStrategy.
-    outs = _finish(_start_workers(tmp_path, tmp_path / "mw", _ports(2)))
+    outs = _finish(_start_workers(tmp_path, tmp_path / "mw"))
     assert all("done: eval top-1" in out for out in outs)
     # The same eval numbers as the single process (eval batches are split over the workers and summed).
     assert outs[0].splitlines()[-2] == single_out.splitlines()[-2], (outs[0], single_out)
@@ -148,7 +134,7 @@ def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_kill
 
     # Kill worker 1 once the chief has checkpointed a step; the chief cannot go on without it (it is stopped if it
     # waits); the same two commands then resume from the checkpoints and end where the uninterrupted run did.
-    procs = _start_workers(tmp_path, tmp_path / "killed", _ports(2))
+    procs = _start_workers(tmp_path, tmp_path / "killed")
     deadline = time.monotonic() + 900
     while not glob.glob(str(tmp_path / "killed" / "checkpoints" / "*.index")):
         assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].communicate()[1][-3000:]
@@ -160,19 +146,77 @@ def test_two_workers_on_localhost_train_as_one_and_resume_after_a_worker_is_kill
         procs[0].send_signal(signal.SIGKILL)
         procs[0].communicate()
     assert not os.path.exists(tmp_path / "killed" / "model.keras")
-    outs = _finish(_start_workers(tmp_path, tmp_path / "killed", _ports(2)))
+    outs = _finish(_start_workers(tmp_path, tmp_path / "killed"))
     assert "resume:" in outs[0], outs[0]
     assert _max_diff(_weights(tmp_path / "killed" / "model.keras"), reference) < 2e-3
 
 
-def test_the_supernet_trainer_refuses_multi_worker_in_one_line_before_waiting_for_peers(tmp_path, monkeypatch):
-    from search.supernet import SupernetError
-    from search.train_supernet import train_supernet
+#: One supernet training run: argv = output directory, strategy ("mirrored": 2 logical CPUs in this process),
+#: settings (JSON, the space as a dict); the weights go to <out>.npz.
+_SUPERNET = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+out, strategy, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+if strategy == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from search.space import SearchSpace
+from search.train_supernet import train_supernet
+supernet, _ = train_supernet(out, strategy=strategy, log=print,
+                             **{**settings, "space": SearchSpace.from_dict(settings["space"])})
+np.savez(out + ".npz", *[v.numpy() for v in supernet.weights])
+"""
 
-    monkeypatch.setenv("TF_CONFIG", _tf_config(_ports(2), 0))  # a valid cluster whose peer never comes
-    with pytest.raises(SupernetError) as info:
-        train_supernet(str(tmp_path / "s"), strategy="multi_worker")
-    assert one_line(info.value) == ("the supernet trainer does not run on --strategy multi_worker yet; use --strategy "
-                                    "mirrored (every GPU of one machine) or train the searched model with ef-train, "
-                                    "which does")
-    assert os.listdir(tmp_path) == []
+
+def _supernet_space():
+    from ef_keras.models.efficientformer.config import EfficientFormerConfig
+    from search.space import SearchSpace
+
+    return SearchSpace(EfficientFormerConfig(widths=SUPERNET_WIDTHS, depths=SUPERNET_DEPTHS, num_vit=0),
+                       min_widths=SUPERNET_MIN_WIDTHS)
+
+
+def _train_supernet(out, strategy, env=None):
+    """As the MirroredStrategy supernet test: 4 steps of batch 16 (the second epoch also trains α), hard mixing (every
+    child's MetaPaths pass tf.switch_case) and the sandwich rule (4 children make one update)."""
+    settings = dict(space=_supernet_space().to_dict(), data="digits", image_size=64, epochs=2, warmup_epochs=1,
+                    steps_per_epoch=2, batch_size=16, mixing="hard", rule="sandwich", augment="none")
+    proc = subprocess.Popen([sys.executable, "-c", _SUPERNET, str(out), strategy, json.dumps(settings)], cwd=ROOT,
+                            env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _STARTED.append(proc)
+    return proc
+
+
+def _children_logits(weights_file):
+    """`supernet_children_logits` of the supernet whose weights a run saved."""
+    from search.supernet import Supernet
+
+    supernet = Supernet(_supernet_space(), image_size=64, classes=10)
+    saved = np.load(weights_file)
+    for i, v in enumerate(supernet.weights):
+        v.assign(saved[f"arr_{i}"])
+    return supernet_children_logits(supernet)
+
+
+def _losses(log):
+    """The progress lines of a supernet run without their timings."""
+    return [line.split("(")[0] for line in log.splitlines() if line.startswith("supernet step")]
+
+
+@pytest.mark.slow  # four supernet trainings in three TensorFlow processes: minutes on 2 shared cores
+def test_two_workers_train_the_supernet_as_mirrored_strategy_and_as_one_device_do(tmp_path):
+    outs = _finish([_train_supernet(tmp_path / "mw", "multi_worker", {**ENV, "TF_CONFIG": config})
+                    for config in local_cluster(2)])
+    assert os.path.exists(tmp_path / "mw.worker-1" / "supernet.json")  # the non-chief wrote beside, not over it
+    mirrored, single = _finish([_train_supernet(tmp_path / "mirrored", "mirrored")]
+                               + [_train_supernet(tmp_path / "single", "one_device")])
+    assert _losses(outs[0]) == _losses(outs[1]) == _losses(mirrored) == _losses(single) and len(_losses(single)) == 4
+
+    # Two workers compute what MirroredStrategy's two replicas in one process compute, to the bit.
+    mw, mr = np.load(tmp_path / "mw.npz"), np.load(tmp_path / "mirrored.npz")
+    assert max(float(np.abs(mw[k] - mr[k]).max()) for k in mw.files) == 0.0
+    # Against one device on the whole batch, the trained network computes the same, within the MirroredStrategy
+    # test's 1e-4 (on the children's logits: `supernet_children_logits` says why not on raw weights).
+    for a, b in zip(_children_logits(tmp_path / "mw.npz"), _children_logits(tmp_path / "single.npz")):
+        assert float(np.abs(a - b).max()) < 1e-4

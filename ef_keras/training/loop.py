@@ -120,6 +120,23 @@ def cluster_task() -> tuple[dict, str, int]:
     return jobs, task["type"], task["index"]
 
 
+def local_cluster(workers: int) -> list[str]:
+    """TF_CONFIG values of a cluster of `workers` processes on 127.0.0.1 (free ports), by task index.
+
+    For running every worker of a multi-worker job on this host (tests, benchmarks). A port is
+    free when this returns; another process may take it before the worker binds it.
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}) for i in range(workers)]
+
+
 #: The watchdog process of `multi_worker_strategy`: argv = parent pid, seconds, message. Ends quietly when its stdin
 #: closes (the cluster met, or the parent is gone); after the timeout it prints the message and kills the parent.
 _WATCHDOG = """
