@@ -22,6 +22,8 @@ def define_results_dir_flag():
     from absl import flags
 
     flags.DEFINE_string("results-dir", RESULTS_DIR, "Where the result file goes.")
+    # checked when the flags are parsed, not after an hour of work when the result is written
+    flags.register_validator("results-dir", os.path.isdir, message="no such directory; create it or choose another")
 
 
 def define_timing_flags(runs: int, warmup: int, threads: int = 2):

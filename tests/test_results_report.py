@@ -188,6 +188,17 @@ def test_report_cli_says_a_missing_file_in_one_line(tmp_path):
     assert bad.returncode == 1 and len(errors) == 1 and "is missing" in errors[0], bad.stderr
 
 
+def test_a_missing_results_dir_is_refused_before_any_work(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    missing = tmp_path / "nope"
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.searched_latency", "--results-dir", str(missing)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert bad.returncode != 0 and errors == [f"error: flag --results-dir={missing}: no such directory; create it or "
+                                              "choose another (see --helpshort)"], bad.stderr
+    assert not missing.exists()
+
+
 def test_run_all_selects_registered_benchmarks_only():
     from benchmarks import run_all
     from ef_keras.errors import InputError
