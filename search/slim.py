@@ -64,7 +64,7 @@ NOISE_Z = 1.96
 
 
 def slim_settings() -> dict:
-    """How the quick job scores candidates (96 px children on 2 cores).
+    """How the quick job scores candidates (64 px children on 2 cores).
 
     Screening sees 500 search-validation images per candidate, confirmation 2,000 others
     (the split has 4,000); BatchNorm is re-estimated on 256 training images per child.

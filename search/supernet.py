@@ -6,8 +6,9 @@ Paper §3.3, step 1, with every child that slimming asks about trained (weight s
   {MB4D, identity} in stages 1-2 and {MB4D, MB3D, identity} in stages 3-4, with
   architecture parameters α (one row per MetaPath, columns 4D | 3D | I). Mixed by the
   paper's Gumbel-softmax, X_{k+1} = Σ_n softmax((α + ε)/τ)_n · MP_n(X_k) ("soft"), or
-  with only the sampled candidate computed and a straight-through gradient to α (GDAS,
-  "hard"). ε is standard Gumbel noise −log(−log U), a pure function of (seed, step).
+  with only the sampled candidate computed (GDAS, "hard": how the weights may train; α
+  always trains through the soft mixture, `search.train_supernet` says why). ε is standard
+  Gumbel noise −log(−log U), a pure function of (seed, step).
 - **Elastic width.** Every stage runs at any width of the search space's grid
   (`search.space`), sliced from the front of the largest weights (`search.elastic`). The
   paper's supernet had a single width ("a multi-width supernet needs too much memory"),
@@ -76,8 +77,8 @@ class Supernet(keras.Model):
         space: the search space (largest widths and depths, the width grid).
         image_size: proxy training resolution (square, multiple of 32, >= 64).
         classes: number of classes of the (single) classifier head.
-        mixing: "soft" (every candidate computed, the paper's equation) or "hard" (GDAS:
-            only the sampled candidate runs, straight-through gradient to α).
+        mixing: how the weights train: "soft" (every candidate computed, the paper's equation)
+            or "hard" (GDAS: only the sampled candidate runs).
     """
 
     def __init__(self, space: SearchSpace, image_size: int = 96, classes: int = 10, mixing: str = "hard", **kwargs):
@@ -148,16 +149,13 @@ class Supernet(keras.Model):
         logits = tf.where(self.candidate_mask > 0, logits / self.tau, _MASKED)
         return tf.nn.softmax(logits, axis=-1)
 
-    def forward(self, images, widths, choices, path_scale=None, soft_weights=None, training=False,
-                calibrate=False):
+    def forward(self, images, widths, choices, soft_weights=None, training=False, calibrate=False):
         """Logits of one child (or, with `soft_weights`, of the soft mixture) of the supernet.
 
         Args:
             widths: (4,) int32, each stage's width (on the space's grid).
             choices: (num_paths,) int32, each MetaPath's candidate (0 MB4D, 1 MB3D, 2 identity);
                 ignored with `soft_weights`.
-            path_scale: optional (num_paths,) float multiplying each MetaPath's output (the
-                straight-through weight of hard Gumbel sampling: value 1, gradient to α).
             soft_weights: optional (num_paths, 3) mixing weights: every candidate is computed.
             training: BatchNorm on batch statistics (else on the running statistics).
             calibrate: with training, also store those batch statistics as running ones.
@@ -172,9 +170,8 @@ class Supernet(keras.Model):
             elif block.kind == "downsample":
                 x = elastic.downsample(next(downsamples), x, widths[block.stage - 1], w, training, calibrate)
             elif block.kind == "meta4d":  # MetaPath p
-                y = (self._mixed_path(p, x, w, soft_weights, training, calibrate) if soft_weights is not None
+                x = (self._mixed_path(p, x, w, soft_weights, training, calibrate) if soft_weights is not None
                      else self._chosen_path(p, x, w, choices[p], training, calibrate))
-                x = y if path_scale is None else y * path_scale[p]
                 p += 1
         return elastic.head(self.norm, self.head, x, widths[3], self.classes)
 

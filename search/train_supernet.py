@@ -22,8 +22,16 @@ at equal time by how well the trained weights rank and score children.
 
 **α** (the paper's importance) is trained DARTS/FBNet-style in alternating steps after
 `warmup_epochs` of weights only: Adam (β₁ 0.5) on a batch of the search-validation split,
-through a Gumbel-sampled child of random widths, straight-through to α (GDAS) in "hard"
-mixing or through every candidate in "soft" mixing. τ anneals 5 → 0.5 (`supernet.tau_at`).
+through the paper's soft Gumbel-softmax mixture Σ_n w_n·MP_n(x) at random widths, whatever
+`mixing` the weights train with. τ anneals 5 → 0.5 (`supernet.tau_at`).
+
+Why α never takes GDAS' straight-through gradient: it is ∂L/∂w_k = ⟨∂L/∂out, out⟩ for the
+sampled candidate only, and a stage's last MetaPath feeds only a scale-invariant op (the next
+downsampling's conv → BatchNorm, or the head's LayerNorm), for which that inner product is 0.
+Those α never moved: in the main job's supernet of 0.2.x (hard mixing, straight-through α) the
+last path of every stage ended within 0.002 of uniform probabilities, the others at 0.28-0.55. In the mixture each ⟨∂L/∂out, MP_n(x)⟩ is non-zero even where
+their w-weighted sum is 0, so every MetaPath learns; it costs computing every candidate
+in the α step (`tests/test_supernet.py` checks that every path's α moves).
 
 Splits (`search.evaluate.search_splits`): weights on train[:80%], α on train[80%:]; the
 held-out split is never read.
@@ -71,14 +79,17 @@ IMPORTANCE_JSON = "importance.json"
 def quick_settings() -> dict:
     """The proxy run `python -m search.slim` trains when given no supernet (embedded data, 2 cores).
 
-    96 px inputs (stage grids 24/12/6/3: attention mixes 9 tokens in stage 4), batches of 32,
-    the first epoch weights only. The rule is "progressive": at equal training multiply-adds
-    its children scored 11.7 ± 0.4 top-1 points above the uniform rule's and the sandwich
-    rule's 9.4 below (`benchmarks/supernet_modes.py`). α's learning rate is higher than
-    DARTS' 3e-3 because the run is short (at 3e-3 the probabilities stayed within a few points
-    of uniform in 0.2).
+    64 px inputs (stage grids 16/8/4/2: attention mixes 16 tokens in stage 3 and 4 in stage 4;
+    the embedded images are 28 px, so nothing is lost), batches of 32, the first epoch weights
+    only. 96 px cost 1.8-2.4x as much per step and per scored child (idle 2-core host: a weight
+    step 0.26 against 0.18 s, an α step 0.45 against 0.20 s, a full child scored on 2,000 images
+    8.4 against 3.6 s), which put the main job over its 10-minute budget. The rule is
+    "progressive": at equal training multiply-adds its children scored 11.7 ± 0.4 top-1 points
+    above the uniform rule's and the sandwich rule's 9.4 below (`benchmarks/supernet_modes.py`,
+    at 96 px). α's learning rate is higher than DARTS' 3e-3 because the run is short (at 3e-3
+    the probabilities stayed within a few points of uniform in 0.2).
     """
-    return dict(epochs=3, warmup_epochs=1, steps_per_epoch=100, batch_size=32, image_size=96, mixing="hard",
+    return dict(epochs=3, warmup_epochs=1, steps_per_epoch=100, batch_size=32, image_size=64, mixing="hard",
                 rule="progressive", alpha_lr=1e-2, lr=2e-3)
 
 
@@ -100,7 +111,7 @@ def _check_settings(epochs, warmup_epochs, batch_size, lr, alpha_lr, image_size,
 
 
 def train_supernet(out_dir: str, *, space: SearchSpace | None = None, data: str = "embedded", data_dir=None,
-                   image_size: int = 96, epochs: int = 3, warmup_epochs: int = 1, steps_per_epoch: int | None = None,
+                   image_size: int = 64, epochs: int = 3, warmup_epochs: int = 1, steps_per_epoch: int | None = None,
                    batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.025, alpha_lr: float = 1e-2,
                    alpha_weight_decay: float = 1e-3, mixing: str = "hard", rule: str = "progressive", seed: int = 0,
                    augment=None, checkpoint_every: int = 50, max_steps: int | None = None, strategy="auto",
@@ -251,6 +262,7 @@ class SupernetTrainer:
             self.opt_w.build(self.wvars)
             self.opt_a.build([self.supernet.alpha])
         self._child = tf.function(lambda *args: strategy.run(self._child_replica, args=args), autograph=False)
+        self._alpha_grad = tf.function(lambda *args: strategy.run(self._alpha_replica, args=args), autograph=False)
         self._apply_w = tf.function(lambda *grads: strategy.run(self._apply_w_replica, args=grads),
                                     autograph=False)
         self._apply_a = tf.function(lambda grad: strategy.run(self._apply_a_replica, args=(grad,)),
@@ -294,7 +306,7 @@ class SupernetTrainer:
         grads, teacher, values = [], None, []
         for k, (role, widths, bias) in enumerate(self.children(i)):
             targets = y if teacher is None else teacher
-            loss, acc, probs, g_w, _ = self._child(x, targets, widths, bias.astype("float32"),
+            loss, acc, probs, g_w = self._child(x, targets, widths, bias.astype("float32"),
                                                    gumbel_noise(self.seed, 8 * i + k, net.num_paths))
             grads.append(g_w)
             if k == 0:
@@ -313,34 +325,43 @@ class SupernetTrainer:
         idx = rng.choice(len(xa), min(self.global_batch, len(xa)), replace=False)
         widths = np.array([rng.choice(self.space.widths(s)) for s in range(4)], "int32")
         x, y = self._distribute(xa[idx], np.eye(self.classes, dtype="float32")[ya[idx]])
-        loss, _, _, _, g_a = self._child(x, y, widths, self._free_bias, gumbel_noise(self.seed, 8 * i + 7,
-                                                                                      self.supernet.num_paths))
+        loss, g_a = self._alpha_grad(x, y, widths, gumbel_noise(self.seed, 8 * i + 7, self.supernet.num_paths))
         self._apply_a(g_a)
         return self._sum(loss)
 
     # ------------------------------------------------------------------ replica functions
     def _child_replica(self, x, targets, widths, bias, noise):
-        """Loss, accuracy, predictions and gradients (weights, α) of one sampled child on this replica's share."""
+        """Loss, accuracy, predictions and weight gradients of one sampled child on this replica's share."""
+        import tensorflow as tf
+
+        net = self.supernet
+        weights = tf.nn.softmax(tf.where(net.candidate_mask > 0, (net.alpha + noise) / net.tau + bias, -1e9), axis=-1)
+        with tf.GradientTape() as tape:
+            if net.mixing == "soft":
+                logits = net.forward(x, widths, None, soft_weights=weights, training=True)
+            else:
+                logits = net.forward(x, widths, tf.argmax(weights, axis=-1, output_type=tf.int32), training=True)
+            loss = self._loss(logits, targets)
+        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(targets, -1), tf.float32))
+        return loss, correct / self.global_batch, tf.nn.softmax(logits), tape.gradient(loss, self.wvars)
+
+    def _alpha_replica(self, x, targets, widths, noise):
+        """Loss and α's gradient of the soft Gumbel-softmax mixture on this replica's share (module docstring)."""
         import tensorflow as tf
 
         net = self.supernet
         with tf.GradientTape() as tape:
-            logits_a = tf.where(net.candidate_mask > 0, (net.alpha + noise) / net.tau + bias, -1e9)
-            weights = tf.nn.softmax(logits_a, axis=-1)
-            if net.mixing == "soft":
-                logits = net.forward(x, widths, None, soft_weights=weights, training=True)
-            else:
-                choices = tf.argmax(logits_a, axis=-1, output_type=tf.int32)
-                chosen = tf.gather(weights, choices, axis=1, batch_dims=1)
-                logits = net.forward(x, widths, choices, path_scale=1.0 + chosen - tf.stop_gradient(chosen),
-                                     training=True)
-            smoothed = targets * 0.9 + 0.1 / self.classes  # label smoothing 0.1 (a no-op on soft targets' argmax)
-            per_example = tf.nn.softmax_cross_entropy_with_logits(smoothed, logits)
-            loss = tf.reduce_sum(per_example) / self.global_batch
+            loss = self._loss(net.forward(x, widths, None, soft_weights=net.mixing_weights(noise), training=True),
+                              targets)
             penalty = self.alpha_wd * tf.reduce_sum(tf.square(net.alpha)) / self.strategy.num_replicas_in_sync
-        g_w, g_a = tape.gradient([loss, penalty], [self.wvars, net.alpha])
-        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(targets, -1), tf.float32))
-        return loss, correct / self.global_batch, tf.nn.softmax(logits), g_w, g_a
+        return loss, tape.gradient([loss, penalty], net.alpha)
+
+    def _loss(self, logits, targets):
+        """This replica's share of the global batch's label-smoothed (0.1) cross-entropy."""
+        import tensorflow as tf
+
+        smoothed = targets * 0.9 + 0.1 / self.classes  # a no-op on soft targets' argmax
+        return tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(smoothed, logits)) / self.global_batch
 
     # The gradients come in as arguments of a traced `strategy.run`, which carry no device; the
     # optimizers' all-reduce takes its destinations from the gradients' devices (MultiWorker-
@@ -415,7 +436,8 @@ def define_flags():
     flags.DEFINE_integer("warmup-epochs", q["warmup_epochs"], "epochs of weight-only training")
     flags.DEFINE_integer("steps-per-epoch", q["steps_per_epoch"], "cap on batches per epoch (0: the whole split)")
     flags.DEFINE_enum("mixing", q["mixing"], list(MIXING_MODES),
-                      "soft: every candidate computed (the paper); hard: only the sampled one (GDAS)")
+                      "weight steps: soft, every candidate computed (the paper); hard, only the sampled one (GDAS). "
+                      "α always trains through the soft mixture")
     flags.DEFINE_enum("rule", q["rule"], list(RULES), "weight sharing: sandwich (BigNAS, in-place distillation), "
                       "uniform (one random child per step) or progressive (the largest during the warm-up, then uniform)")
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy (as ef_keras.train)")

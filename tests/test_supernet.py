@@ -190,6 +190,35 @@ def _trainer(rule):
                            alpha_weight_decay=0.0, seed=3, strategy=make_strategy("one_device"))
 
 
+def test_alpha_of_a_stages_last_metapath_gets_a_gradient():
+    """Every TINY MetaPath is its stage's last, read only by a scale-invariant norm (downsampling BN, head LN).
+
+    α's gradient through the soft mixture (what the trainer uses) is non-zero there; the
+    straight-through estimator of hard sampling (the chosen candidate alone, weight 1 + w - sg(w)),
+    which α used before, is 0 up to rounding: with it these α never moved from uniform.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    trainer = _trainer("uniform")
+    net, rng = trainer.supernet, np.random.default_rng(0)
+    for v in net.weights:  # layer scales of a trained network, so every block's output matters
+        if "layer_scale" in v.path:
+            v.assign(rng.uniform(0.2, 0.5, v.shape).astype("float32"))
+    x = rng.uniform(-1, 1, (8, 64, 64, 3)).astype("float32")
+    y = np.eye(10, dtype="float32")[rng.integers(0, 10, 8)]
+    widths, noise = np.asarray(TINY.max_widths, "int32"), gumbel_noise(0, 1, net.num_paths)
+    _, soft = trainer._alpha_grad(x, y, widths, noise)
+    with tf.GradientTape() as tape:
+        w = net.mixing_weights(noise)
+        straight_through = tf.one_hot(tf.argmax(w, -1), 3) * (1.0 + w - tf.stop_gradient(w))
+        loss = trainer._loss(net.forward(x, widths, None, soft_weights=straight_through, training=True), y)
+    hard = np.abs(tape.gradient(loss, net.alpha).numpy()).max(axis=1)
+    soft = np.abs(soft.numpy()).max(axis=1)
+    assert np.all(soft > 1e3 * hard), (soft, hard)
+
+
 @pytest.mark.parametrize("rule", ["uniform", "sandwich"])
 def test_training_resumes_after_kill_with_the_same_result(tmp_path, rule):
     """A run stopped after step 7 (last checkpoint at 6) and resumed ends where an uninterrupted run ends."""
