@@ -6,7 +6,7 @@ Protocol, fixed before running (issue 18; Yu et al. 2019 and Li & Talwalkar 2019
 baselines):
 
 - **Supernet and data.** The main job's supernet (quick settings, embedded Fashion-MNIST
-  subset, 96 px). The search reads only the training images (search_train / search_val);
+  subset, 64 px). The search reads only the training images (search_train / search_val);
   every number below is on the 5,000 held-out **test** images, which the search never sees.
 - **Targets.** Three LUT latencies spanning the supernet's range: 30 % and 80 % of the way
   from its smallest to its largest child, and EfficientFormer-L1's predicted latency
