@@ -85,10 +85,9 @@ SUPERNET_CHILDREN = [((16, 16, 32, 32), (0, 0, 0, 0)), ((16, 16, 16, 16), (0, 2,
 def supernet_children_logits(supernet, seed=0):
     """What a trained supernet computes: the logits of `SUPERNET_CHILDREN` on 8 seeded images (batch statistics).
 
-    Strategy tests compare these, not raw weights: a conv bias before a BatchNorm (and, under hard
-    mixing, α of a stage's last MetaPath, whose output only a scale-invariant norm reads) has a
-    gradient of 0 up to rounding, which Adam scales up to steps of the learning rate, so such
-    weights differ by ~1e-3 between runs that compute the same function to ~1e-6.
+    Strategy tests compare these, not raw weights: a conv bias before a BatchNorm has a gradient
+    of 0 up to rounding, which Adam scales up to steps of the learning rate, so such weights
+    differ by ~1e-3 between runs that compute the same function to ~1e-6.
     """
     x = np.random.default_rng(seed).uniform(-1, 1, (8, supernet.image_size, supernet.image_size, 3)).astype("float32")
     return [supernet.forward(x, widths, choices, training=True).numpy() for widths, choices in SUPERNET_CHILDREN]
