@@ -272,7 +272,7 @@ def render(result: dict) -> str:
                  f"{summary['kendall_tau_ci95'][1]:.2f})")
     primary = {True: "**met**", False: "**not met**", None: "**not evaluable**"}[summary["goal_primary_met"]]
     lines.append(f"- Goals: searched above scaled L1 with the CI excluding 0 at >= 2 of 3 targets: {primary} "
-                 f"({summary['targets_won']} of the {summary['targets_run']} targets run); "
+                 f"(the CI is above 0 at {summary['targets_won']} of the {summary['targets_run']} targets run); "
                  f"above the random 75th percentile at every target: "
                  f"{'**met**' if summary['goal_random_p75_met'] else '**not met**'}; τ >= 0.6: "
                  f"{'**met**' if summary['goal_tau_met'] else '**not met**'}")
