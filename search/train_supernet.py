@@ -28,10 +28,11 @@ through the paper's soft Gumbel-softmax mixture Σ_n w_n·MP_n(x) at random widt
 Why α never takes GDAS' straight-through gradient: it is ∂L/∂w_k = ⟨∂L/∂out, out⟩ for the
 sampled candidate only, and a stage's last MetaPath feeds only a scale-invariant op (the next
 downsampling's conv → BatchNorm, or the head's LayerNorm), for which that inner product is 0.
-Those α never moved: in the main job's supernet of 0.2.x (hard mixing, straight-through α) the
-last path of every stage ended within 0.002 of uniform probabilities, the others at 0.28-0.55. In the mixture each ⟨∂L/∂out, MP_n(x)⟩ is non-zero even where
-their w-weighted sum is 0, so every MetaPath learns; it costs computing every candidate
-in the α step (`tests/test_supernet.py` checks that every path's α moves).
+Those α never moved: in the main job's supernet of 0.2.x (hard mixing, straight-through α)
+the last path of every stage ended within 0.002 of uniform probabilities, the others at
+0.28-0.55. In the mixture each ⟨∂L/∂out, MP_n(x)⟩ is non-zero even where their w-weighted
+sum is 0, so every MetaPath learns; it costs computing every candidate in the α step
+(`tests/test_supernet.py` compares the two gradients at such paths).
 
 Splits (`search.evaluate.search_splits`): weights on train[:80%], α on train[80%:]; the
 held-out split is never read.
@@ -307,7 +308,7 @@ class SupernetTrainer:
         for k, (role, widths, bias) in enumerate(self.children(i)):
             targets = y if teacher is None else teacher
             loss, acc, probs, g_w = self._child(x, targets, widths, bias.astype("float32"),
-                                                   gumbel_noise(self.seed, 8 * i + k, net.num_paths))
+                                                gumbel_noise(self.seed, 8 * i + k, net.num_paths))
             grads.append(g_w)
             if k == 0:
                 values += [("loss", self._sum(loss)), ("acc", self._sum(acc))]
