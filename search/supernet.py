@@ -143,10 +143,14 @@ class Supernet(keras.Model):
         return self.forward(images, self.space.max_widths, [0] * self.num_paths, training=training)
 
     # ------------------------------------------------------------------ forward
-    def mixing_weights(self, noise=None):
-        """(num_paths, 3) Gumbel-softmax weights of the candidates (masked columns are 0)."""
+    def mixing_weights(self, noise=None, bias=0.0):
+        """(num_paths, 3) Gumbel-softmax weights of the candidates (masked columns are 0).
+
+        `bias` is added to the tempered logits: a large negative entry rules a candidate out
+        (how the supernet trainer's largest and smallest children fix their paths).
+        """
         logits = self.alpha if noise is None else self.alpha + noise
-        logits = tf.where(self.candidate_mask > 0, logits / self.tau, _MASKED)
+        logits = tf.where(self.candidate_mask > 0, logits / self.tau + bias, _MASKED)
         return tf.nn.softmax(logits, axis=-1)
 
     def forward(self, images, widths, choices, soft_weights=None, training=False, calibrate=False):

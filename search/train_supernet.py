@@ -336,7 +336,7 @@ class SupernetTrainer:
         import tensorflow as tf
 
         net = self.supernet
-        weights = tf.nn.softmax(tf.where(net.candidate_mask > 0, (net.alpha + noise) / net.tau + bias, -1e9), axis=-1)
+        weights = net.mixing_weights(noise, bias)
         with tf.GradientTape() as tape:
             if net.mixing == "soft":
                 logits = net.forward(x, widths, None, soft_weights=weights, training=True)
